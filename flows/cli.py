@@ -1,0 +1,191 @@
+"""The ``lmforge`` command.
+
+    lmforge run [--config FILE] [--output DIR]     the whole pipeline (default: embedded sample)
+    lmforge curate|tokenize|train|evaluate ...     one stage
+    lmforge services up|down|status                local Prefect + MLflow servers
+    lmforge config [--config FILE]                 validate and print the resolved config
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.logging import RichHandler
+
+from flows.config import ConfigError, RunConfig, load_config
+from flows.launch import Endpoints, platform
+from infra import services
+from infra.settings import prepare_environment
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="lmforge: curate corpora, train and evaluate language models.")
+services_app = typer.Typer(no_args_is_help=True, help="Local Prefect and MLflow servers.")
+app.add_typer(services_app, name="services")
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="pipeline YAML; "
+                                                "default: the embedded sample")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="output folder "
+                                                "(overrides the config's `output`)")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)], force=True)
+    logging.getLogger("flows").setLevel(logging.INFO)
+
+
+def _load(config: Path | None, output: Path | None) -> RunConfig:
+    prepare_environment()
+    try:
+        return load_config(config, output=output)
+    except ConfigError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _links(endpoints: Endpoints, flow_run_id: Any, result: Any) -> None:
+    console.print(f"Prefect flow run:  {endpoints.prefect_ui}/runs/flow-run/{flow_run_id}")
+    if isinstance(result, dict):
+        if result.get("dask_dashboard"):
+            console.print(f"Dask dashboard:    {result['dask_dashboard']} (while the run lasted)")
+        if result.get("mlflow_url"):
+            console.print(f"MLflow run:        {result['mlflow_url']}")
+    if endpoints.prefect_temporary or not endpoints.mlflow_uri.startswith("http"):
+        console.print("The UIs show this run once `lmforge services up` is running.")
+
+
+def _run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool = False
+              ) -> Any:
+    """Run one flow with the platform endpoints (and a Dask cluster for shard work)."""
+    start = time.perf_counter()
+    with platform() as endpoints:
+        if dask:
+            from prefect_dask import DaskTaskRunner
+
+            from infra.cluster import dask_cluster
+
+            with dask_cluster(cfg.dask) as info:
+                console.print(f"Dask dashboard:    {info.dashboard_link}")
+                runner = DaskTaskRunner(address=info.address)
+                state = flow_fn.with_options(task_runner=runner)(cfg, *args, return_state=True)
+        else:
+            state = flow_fn(cfg, *args, return_state=True)
+        result = state.result(raise_on_failure=False)
+        _links(endpoints, state.state_details.flow_run_id, result)
+    if state.is_failed():
+        console.print(f"[red]{state.name}: {result}[/red]")
+        raise typer.Exit(1)
+    console.print(f"Finished in {time.perf_counter() - start:.0f} s")
+    return result
+
+
+@app.command()
+def run(config: ConfigOpt = None, output: OutputOpt = None,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Curate → tokenize → train → evaluate (the embedded sample when no --config is given)."""
+    _setup_logging(verbose)
+    from flows.pipeline import run_pipeline
+
+    cfg = _load(config, output)
+    result = _run_flow(run_pipeline, cfg)
+    metrics = result["metrics"]
+    console.print(f"Curated shards:    {cfg.output.resolve() / 'curated'}")
+    console.print(f"Manifest:          {result['manifest']}")
+    console.print(f"Model:             {result['checkpoint']}")
+    console.print(f"Validation:        loss {metrics['loss']:.3f}, perplexity "
+                  f"{metrics['perplexity']:.1f}, {metrics.get('bits_per_byte', float('nan')):.3f}"
+                  " bits/byte")
+
+
+@app.command()
+def curate(config: ConfigOpt = None, output: OutputOpt = None,
+           verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Curate the configured sources into DIR/curated (Parquet)."""
+    _setup_logging(verbose)
+    from flows.curate import curate_corpus
+
+    manifest = _run_flow(curate_corpus, _load(config, output), dask=True)
+    console.print(f"Manifest:          {manifest}")
+
+
+@app.command()
+def tokenize(config: ConfigOpt = None, output: OutputOpt = None,
+             verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Train the tokenizer and pack DIR/curated into DIR/tokens."""
+    _setup_logging(verbose)
+    from flows.tokenize import tokenize_corpus
+
+    manifest = _run_flow(tokenize_corpus, _load(config, output), dask=True)
+    console.print(f"Token dataset:     {manifest}")
+
+
+@app.command()
+def train(config: ConfigOpt = None, output: OutputOpt = None,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Train the configured model on DIR/tokens."""
+    _setup_logging(verbose)
+    from flows.train import train_model
+
+    checkpoint = _run_flow(train_model, _load(config, output))
+    console.print(f"Model:             {checkpoint}")
+
+
+@app.command()
+def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
+             checkpoint: Annotated[Path | None, typer.Option(help="default: DIR/model/model.pt")]
+             = None,
+             verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Evaluate a checkpoint on the held-out split."""
+    _setup_logging(verbose)
+    from flows.evaluate import evaluate_model
+
+    metrics = _run_flow(evaluate_model, _load(config, output), checkpoint)
+    for key, value in metrics.items():
+        console.print(f"{key:>16}: {value:.4f}")
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None, output: OutputOpt = None) -> None:
+    """Validate a config and print it with every default filled in."""
+    cfg = _load(config, output)
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+@services_app.command("up")
+def services_up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
+    """Start the Prefect and MLflow servers in the background (state in $LMFORGE_HOME)."""
+    prepare_environment()
+    with console.status("starting Prefect and MLflow servers"):
+        try:
+            running = services.up(prefect_port=prefect_port, mlflow_port=mlflow_port)
+        except RuntimeError as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(1) from None
+    for name, svc in running.items():
+        console.print(f"{name:>8}: {svc.url}  (pid {svc.pid})")
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the servers started by `services up`."""
+    stopped = services.down()
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show which servers are up and their URLs."""
+    recorded, running = services.recorded(), services.running()
+    if not recorded:
+        console.print("no services recorded; start them with `lmforge services up`")
+    for name, svc in recorded.items():
+        console.print(f"{name:>8}: {'up  ' if name in running else 'DOWN'} {svc.url}")
+    raise typer.Exit(0 if recorded and len(running) == len(recorded) else 1)

@@ -1,0 +1,155 @@
+"""The pipeline's ``RunConfig``: every component's config composed, validated before any work.
+
+YAML keys mirror the fields below. Unknown keys and bad values fail with a message that names
+the key, the bad value and the allowed values or fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from infra.cluster import DaskConfig
+from infra.settings import DEFAULT_CONFIG
+from model.config import ModelConfig
+from model.trainer import TrainConfig
+from tasks.curate import CurateConfig
+from tasks.dataset import DatasetConfig
+from tasks.readers import Source
+from tasks.tokenizer import TokenizerConfig
+
+
+class EvaluateConfig(BaseModel):
+    """Held-out evaluation of the trained model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    batch_size: int = Field(16, ge=1, description="sequences per evaluation batch")
+    max_batches: int | None = Field(None, ge=1, description="cap on batches; null = whole split")
+
+
+class TrackingConfig(BaseModel):
+    """Where experiments are recorded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    experiment: str = Field("lmforge", description="MLflow experiment name")
+
+
+class RunConfig(BaseModel):
+    """Everything one pipeline run needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    output: Path = Field(Path("lmforge-out"), description="output folder of all stages")
+    sources: list[Source] = Field(min_length=1, description="inputs, one entry per source")
+    curate: CurateConfig = Field(default_factory=CurateConfig, description="curation stages")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="tokenizer")
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="token shards")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="model shape")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="evaluation")
+    dask: DaskConfig = Field(default_factory=DaskConfig, description="Dask cluster")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.dataset.seq_len > self.model.block_size:
+            raise ValueError(f"dataset.seq_len={self.dataset.seq_len} exceeds "
+                             f"model.block_size={self.model.block_size}; raise model.block_size "
+                             "or lower dataset.seq_len")
+        return self
+
+    def digest(self) -> str:
+        """Hash of the resolved config (the manifest's ``config_hash``)."""
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A config file that does not validate; the message lists every problem."""
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str] | None:
+    """Field names of the model that holds the key at ``loc`` (for 'unknown key' errors)."""
+    model: Any = RunConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        if part in getattr(model, "model_fields", {}):
+            annotation = model.model_fields[part].annotation
+            model = _model_in(annotation)
+        else:  # a discriminated-union tag, e.g. sources.0.reddit
+            model = _union_member(model, part)
+    return sorted(model.model_fields) if model is not None else None
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _union_member(model: Any, tag: str) -> Any:
+    from tasks.readers import (
+        BooksSource,
+        CodeSource,
+        CommonCrawlSource,
+        RedditSource,
+        WikipediaSource,
+    )
+    members = {"books": BooksSource, "commoncrawl": CommonCrawlSource, "reddit": RedditSource,
+               "wikipedia": WikipediaSource, "code": CodeSource}
+    return members.get(tag, model)
+
+
+def format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid config {origin}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_fields(e["loc"])
+            hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"  {key}: unknown key{hint}")
+        else:
+            value = e.get("input")
+            shown = repr(value) if not isinstance(value, dict) else "{...}"
+            lines.append(f"  {key or '(top level)'}: {e['msg']} (got {shown})")
+    return "\n".join(lines)
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative local source paths are relative to the config file's folder."""
+    for source in data.get("sources") or []:
+        if isinstance(source, dict) and isinstance(source.get("paths"), list):
+            source["paths"] = [
+                p if ("://" in str(p) or Path(str(p)).is_absolute()) else str(base / str(p))
+                for p in source["paths"]
+            ]
+    return data
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
+    """Load and validate a YAML config (default: the embedded sample), with top-level overrides
+    such as ``output=...``."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys, not {type(data).__name__}")
+    data = _resolve_paths(data, path.resolve().parent)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_errors(err, str(path))) from None

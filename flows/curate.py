@@ -1,0 +1,60 @@
+"""The curate flow: read → quality → dedup → PII → toxicity into ``DIR/curated``.
+
+Shard tasks run on the Dask task runner the caller attaches (``flows.launch``); the flow passes
+only partitions, paths, configs and ``StageReport``s.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from prefect import flow, unmapped
+
+from flows.config import RunConfig
+from flows.progress import wait_all
+from flows.tracking import publish_counts, tracked_run
+from tasks.curate import (
+    STAGES,
+    cache_key,
+    dedup_corpus_task,
+    filter_shard_task,
+    scrub_shard_task,
+)
+from tasks.manifest import write_manifest
+from tasks.readers import plan_partitions
+from tasks.report import StageReport
+from tasks.shards import Layout, prune_shards
+
+log = logging.getLogger(__name__)
+
+
+@flow(name="curate", flow_run_name="curate-{cfg.output.name}", log_prints=False)
+def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
+    """Curate every source into Parquet shards; returns the manifest path."""
+    layout = Layout(cfg.output.resolve())
+    layout.make_dirs()
+    parts = plan_partitions(cfg.sources)
+    if not parts:
+        raise ValueError("no input files matched the configured source paths: "
+                         f"{[s.paths for s in cfg.sources]}")
+    prune_shards(layout, len(parts))
+    with tracked_run("curate", cfg.tracking.experiment, parent_run_id) as tracker:
+        tracker.log_config(cfg.curate)
+        filtered = wait_all(filter_shard_task.map(
+            parts, [cfg.sources[p.source_index] for p in parts], unmapped(cfg.curate),
+            unmapped(layout.root)), f"filter {len(parts)} shards")
+        keys = [r["quality"].extra["cache_key"] for r in filtered]
+        dedup = dedup_corpus_task.submit(keys, cfg.curate.dedup, layout.root).result()
+        scrubbed = wait_all(scrub_shard_task.map(
+            [p.shard for p in parts], [cache_key(k, dedup.extra["cache_key"]) for k in keys],
+            unmapped(cfg.curate), unmapped(layout.root)), f"scrub {len(parts)} shards")
+        by_stage = {**{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
+                    "dedup": [dedup], **{s: [r[s] for r in scrubbed] for s in ("pii", "toxicity")}}
+        reports = [StageReport.merge(by_stage[s]) for s in STAGES]
+        manifest = write_manifest(layout, reports, cfg.digest(),
+                                  {"mlflow_run_id": tracker.run_id})
+        publish_counts("curate", reports, tracker)
+        tracker.log_artifact(manifest)
+    log.info("curated %d documents into %s", reports[-1].total.docs_out, layout.curated)
+    return manifest

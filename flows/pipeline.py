@@ -1,0 +1,41 @@
+"""The pipeline flow: curate → tokenize → train → evaluate, one MLflow parent run with a nested
+run per stage, Dask for the shard work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_link_artifact
+from prefect_dask import DaskTaskRunner
+
+from flows.config import RunConfig
+from flows.curate import curate_corpus
+from flows.evaluate import evaluate_model
+from flows.tokenize import tokenize_corpus
+from flows.tracking import tracked_run
+from flows.train import train_model
+from infra.cluster import dask_cluster
+
+
+@flow(name="pipeline", flow_run_name="pipeline-{cfg.output.name}")
+def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
+    """Run every stage on ``cfg``; returns output paths, metrics and links."""
+    with tracked_run("pipeline", cfg.tracking.experiment,
+                     tags={"config_hash": cfg.digest()}) as tracker:
+        tracker.log_config(cfg)
+        with dask_cluster(cfg.dask) as dask:
+            if dask.dashboard_link:
+                create_link_artifact(dask.dashboard_link, link_text="Dask dashboard",
+                                     key="dask-dashboard", description="Live while the run's "
+                                     "cluster is up")
+            runner = DaskTaskRunner(address=dask.address)
+            manifest = curate_corpus.with_options(task_runner=runner)(cfg, tracker.run_id)
+            tokens = tokenize_corpus.with_options(task_runner=runner)(cfg, tracker.run_id)
+        checkpoint = train_model(cfg, tracker.run_id)
+        metrics = evaluate_model(cfg, checkpoint, tracker.run_id)
+        tracker.log_metrics(0, {f"eval/{k}": v for k, v in metrics.items()})
+        tracker.log_artifact(manifest)
+    return {"manifest": str(manifest), "tokens": str(tokens), "checkpoint": str(checkpoint),
+            "metrics": metrics, "mlflow_run_id": tracker.run_id, "mlflow_url": tracker.url,
+            "dask_dashboard": dask.dashboard_link}

@@ -1,0 +1,163 @@
+"""MLflow runs and Prefect artifacts: the two records every flow leaves.
+
+Runs are addressed by id through ``MlflowClient`` (not MLflow's thread-local "active run"), so
+nested stage runs attach to their parent whatever thread or process a flow runs in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.context import FlowRunContext
+from prefect.settings import PREFECT_UI_URL
+from pydantic import BaseModel
+
+from infra.services import mlflow_store
+from infra.settings import env
+from tasks.manifest import counts_table
+from tasks.report import StageReport
+
+log = logging.getLogger(__name__)
+MLFLOW_UI_DEFAULT = "http://127.0.0.1:5000"
+
+
+def tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI when set (a server), else the embedded SQLite store."""
+    return env("MLFLOW_TRACKING_URI") or mlflow_store()[0]
+
+
+def mlflow_ui() -> str:
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith("http") else (env("LMFORGE_MLFLOW_UI")
+                                                            or MLFLOW_UI_DEFAULT)
+
+
+def prefect_flow_run() -> tuple[str | None, str | None]:
+    """(id, UI URL) of the current flow run, if inside one."""
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return None, None
+    ui = PREFECT_UI_URL.value()
+    run_id = str(ctx.flow_run.id)
+    return run_id, f"{ui}/runs/flow-run/{run_id}" if ui else None
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            for i, item in enumerate(value):
+                out.update(flatten(item, f"{name}.{i}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+@dataclass
+class Tracker:
+    """One MLflow run, written by id."""
+
+    client: MlflowClient
+    run_id: str
+    experiment_id: str
+
+    @property
+    def url(self) -> str:
+        return f"{mlflow_ui()}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+    def log_metrics(self, step: int, values: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_config(self, cfg: BaseModel) -> None:
+        self.log_params(flatten(cfg.model_dump(mode="json")))
+
+    def log_reports(self, reports: Sequence[StageReport]) -> None:
+        """Per-stage and per-source counts, the same numbers as the manifest."""
+        values: dict[str, float] = {}
+        for report in reports:
+            total = report.total
+            values[f"{report.stage}.docs_in"] = total.docs_in
+            values[f"{report.stage}.docs_out"] = total.docs_out
+            values[f"{report.stage}.seconds"] = report.seconds
+            for source, c in report.sources.items():
+                values[f"{report.stage}.{source}.docs_out"] = c.docs_out
+                for reason, n in c.dropped.items():
+                    values[f"{report.stage}.{source}.dropped.{reason}"] = n
+        self.log_metrics(0, values)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+def _experiment(client: MlflowClient, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    uri = tracking_uri()
+    if not uri.startswith("http"):
+        location = (mlflow_store()[1] / name).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+@contextmanager
+def tracked_run(name: str, experiment: str, parent_run_id: str | None = None,
+                tags: Mapping[str, str] | None = None) -> Iterator[Tracker]:
+    """An MLflow run (nested under ``parent_run_id``) tagged with the Prefect flow run; marked
+    FAILED if the block raises. Also leaves a link artifact to it in the Prefect run."""
+    client = MlflowClient(tracking_uri())
+    experiment_id = _experiment(client, experiment)
+    flow_run_id, flow_run_url = prefect_flow_run()
+    run_tags = {"mlflow.runName": name, "lmforge.stage": name, **(tags or {})}
+    if parent_run_id:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    if flow_run_id:
+        run_tags["prefect.flow_run_id"] = flow_run_id
+        run_tags["prefect.flow_run_url"] = flow_run_url or ""
+    run = client.create_run(experiment_id, run_name=name, tags=run_tags)
+    tracker = Tracker(client, run.info.run_id, experiment_id)
+    if flow_run_id:
+        create_link_artifact(tracker.url, link_text=f"MLflow run: {name}",
+                             key=f"mlflow-{name}".lower().replace("_", "-"),
+                             description=f"The MLflow run of this {name} flow run")
+    try:
+        yield tracker
+    except BaseException:
+        client.set_terminated(tracker.run_id, status="FAILED")
+        raise
+    client.set_terminated(tracker.run_id, status="FINISHED")
+
+
+def publish_counts(flow: str, reports: Sequence[StageReport], tracker: Tracker) -> None:
+    """The per-stage, per-source counts table: a Prefect artifact keyed ``<flow>-counts`` and the
+    same numbers as MLflow metrics."""
+    rows = counts_table(reports)
+    create_table_artifact(rows, key=f"{flow}-counts",
+                          description=f"Documents in/out per stage and source ({flow})")
+    tracker.log_reports(reports)

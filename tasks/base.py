@@ -1,0 +1,139 @@
+"""Base classes of every per-document step: filters decide, rewriters change text.
+
+A subclass writes one method (``keep`` or ``rewrite``); all bookkeeping lives in ``run`` here, so
+counts are kept once, the same way, for every rule: documents dropped per reason, documents
+changed, seconds per step, and every dropped document handed to the stage's reject sink with its
+reason and the measured values behind the decision. Subclasses must not override ``run`` (a test
+checks this).
+
+Steps that are cheaper on batches (a classifier, presidio's batch analyzer) set ``batch_size`` and
+implement ``prepare(batch)``, which runs once per batch before ``keep``/``rewrite`` is called per
+document; the decision itself stays per document.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, ClassVar, final
+
+from tasks.report import Tally
+from tasks.schema import Document
+
+#: Receives every document a step removes: (document, "<step>/<rule>" reason, measured values).
+RejectSink = Callable[[Document, str, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Keep a document, or drop it naming the rule that failed and what was measured."""
+
+    keep: bool
+    reason: str | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def drop(cls, reason: str, **values: Any) -> Verdict:
+        return cls(False, reason, values)
+
+
+KEEP = Verdict(True)
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """New text of a document plus what was changed (e.g. PII entities replaced, by type)."""
+
+    text: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+class Step(ABC):
+    """Shared batching and timing of filters and rewriters."""
+
+    name: ClassVar[str]
+    batch_size: ClassVar[int] = 1
+
+    def prepare(self, batch: list[Document]) -> None:  # noqa: B027 - optional hook
+        """Precompute per-batch state (model scores) before the per-document call."""
+
+    def _batches(self, docs: Iterable[Document]) -> Iterator[list[Document]]:
+        it = iter(docs)
+        while batch := list(islice(it, self.batch_size)):
+            yield batch
+
+
+class DocFilter(Step):
+    """Keep or drop whole documents by one rule. Implement :meth:`keep` only."""
+
+    @abstractmethod
+    def keep(self, doc: Document) -> Verdict:
+        """Decide on one document; thresholds come from the constructor, never literals here."""
+
+    @final
+    def run(self, docs: Iterable[Document], tally: Tally, reject: RejectSink) -> Iterator[Document]:
+        seconds = 0.0
+        for batch in self._batches(docs):
+            start = time.perf_counter()
+            self.prepare(batch)
+            verdicts = [self.keep(doc) for doc in batch]
+            seconds += time.perf_counter() - start
+            for doc, verdict in zip(batch, verdicts, strict=True):
+                if verdict.keep:
+                    yield doc
+                else:
+                    reason = f"{self.name}/{verdict.reason}"
+                    tally.dropped(doc.source, reason)
+                    reject(doc, reason, verdict.values)
+        tally.add_extra("step_seconds", {self.name: seconds})
+
+
+class DocRewriter(Step):
+    """Change document text (PII scrubbing, span removal). Implement :meth:`rewrite` only."""
+
+    @abstractmethod
+    def rewrite(self, doc: Document) -> Rewrite:
+        """Return the new text of ``doc`` and counts of what was replaced."""
+
+    @final
+    def run(self, docs: Iterable[Document], tally: Tally, reject: RejectSink) -> Iterator[Document]:
+        del reject  # rewriters never drop documents
+        seconds = 0.0
+        for batch in self._batches(docs):
+            start = time.perf_counter()
+            self.prepare(batch)
+            rewrites = [self.rewrite(doc) for doc in batch]
+            seconds += time.perf_counter() - start
+            for doc, new in zip(batch, rewrites, strict=True):
+                if new.text != doc.text:
+                    tally.changed(doc.source)
+                    doc.text = new.text
+                if new.counts:
+                    doc.meta[self.name] = dict(new.counts)
+                    tally.add_extra(self.name, {doc.source: dict(new.counts)})
+                yield doc
+        tally.add_extra("step_seconds", {self.name: seconds})
+
+
+def run_steps(
+    docs: Iterable[Document],
+    steps: Iterable[DocFilter | DocRewriter],
+    tally: Tally,
+    reject: RejectSink,
+) -> Iterator[Document]:
+    """Chain steps lazily, counting what enters and leaves the chain in ``tally``."""
+
+    def entering(stream: Iterable[Document]) -> Iterator[Document]:
+        for doc in stream:
+            tally.seen(doc.source, doc.nbytes)
+            yield doc
+
+    stream: Iterable[Document] = entering(docs)
+    for step in steps:
+        stream = step.run(stream, tally, reject)
+    for doc in stream:
+        tally.kept(doc.source, doc.nbytes)
+        yield doc

@@ -1,0 +1,193 @@
+"""The curation stages as per-shard functions, and their thin Prefect task wrappers.
+
+Three passes, each restartable per shard (a shard whose report exists with the same cache key is
+skipped on rerun):
+
+1. :func:`filter_shard` (per input partition): read → quality rules → ``_work/filtered`` shard,
+   plus dedup signatures; rejects and quarantine rows as they happen.
+2. :func:`dedup_corpus` (global): clusters over all signatures → ``rejected/dedup-*`` and the ids
+   each shard drops.
+3. :func:`scrub_shard` (per shard): drop duplicates → PII scrubbing → toxicity → ``curated/``.
+
+The flow only passes paths, configs and :class:`StageReport` objects between these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.base import DocFilter, DocRewriter, run_steps
+from tasks.dedup import DedupConfig, duplicate_ids, find_duplicates, signature_table
+from tasks.filters.quality import QualityPlan, build_quality_steps
+from tasks.pii import PiiConfig, PiiScrubber
+from tasks.readers import InputPartition, ReadContext, read_partition
+from tasks.readers.base import SourceBase
+from tasks.report import StageReport, Tally
+from tasks.schema import Document
+from tasks.shards import (
+    DocumentWriter,
+    Layout,
+    QuarantineWriter,
+    RejectWriter,
+    iter_documents,
+    list_shards,
+    shard_name,
+)
+from tasks.toxicity import ToxicityConfig, build_toxicity_filter
+
+CODE_VERSION = "0.1.0"  # part of every cache key: bump when stage semantics change
+STAGES = ("ingest", "quality", "dedup", "pii", "toxicity")
+
+
+class CurateConfig(BaseModel):
+    """All curation stages after reading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    quality: QualityPlan = Field(default_factory=lambda: QualityPlan.model_validate({}),
+                                 description="quality rules per source kind")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="exact + near dedup")
+    pii: PiiConfig | None = Field(default_factory=PiiConfig, description="PII scrubbing; "
+                                  "null disables")
+    toxicity: ToxicityConfig | None = Field(default_factory=ToxicityConfig,
+                                            description="toxicity scoring; null disables")
+
+
+def cache_key(*parts: Any) -> str:
+    blob = json.dumps([p.model_dump(mode="json") if isinstance(p, BaseModel) else p
+                       for p in (CODE_VERSION, *parts)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _cached(paths: list[Path], key: str) -> dict[str, StageReport] | None:
+    """Reports of a finished shard with the same key, else None (the shard must run)."""
+    if not all(p.exists() for p in paths):
+        return None
+    reports = [StageReport.load(p) for p in paths]
+    if any(r.extra.get("cache_key") != key for r in reports):
+        return None
+    return {r.stage: r for r in reports}
+
+
+def _finish(tally: Tally, start: float, key: str) -> StageReport:
+    tally.seconds = time.perf_counter() - start
+    tally.extra["cache_key"] = key
+    return tally.report()
+
+
+def filter_shard(part: InputPartition, source: SourceBase, cfg: CurateConfig,
+                 root: Path) -> dict[str, StageReport]:
+    """Read one partition, apply its source's quality rules, store survivors and signatures."""
+    layout = Layout(root)
+    stages = ("ingest", "quality")
+    key = cache_key(part.path, part.fingerprint, part.start, part.end, source,
+                    cfg.quality.for_source(part.kind), cfg.dedup)
+    paths = [layout.report(s, part.shard) for s in stages]
+    if (done := _cached(paths, key)) is not None:
+        return done
+    start = time.perf_counter()
+    ingest, quality = Tally("ingest"), Tally("quality")
+    steps = build_quality_steps(cfg.quality.for_source(part.kind))
+    with (
+        QuarantineWriter(layout.quarantine / shard_name(part.shard)) as quarantine,
+        RejectWriter(layout.rejected / shard_name(part.shard, "ingest-"), "ingest") as rej_in,
+        RejectWriter(layout.rejected / shard_name(part.shard, "quality-"), "quality") as rej_q,
+        DocumentWriter(layout.work("filtered") / shard_name(part.shard)) as out,
+    ):
+        ctx = ReadContext(part, ingest, rej_in, quarantine)
+        kept = run_steps(read_partition(part, source, ctx), steps, quality, rej_q)
+        signatures = signature_table(_written(kept, out), part.shard, cfg.dedup)
+    _write_table(signatures, layout.work("dedup") / shard_name(part.shard, "sig-"))
+    reports = {"ingest": _finish(ingest, start, key), "quality": _finish(quality, start, key)}
+    for stage in stages:
+        reports[stage].save(layout.report(stage, part.shard))
+    return reports
+
+
+def _written(docs: Iterator[Document], out: DocumentWriter) -> Iterator[Document]:
+    for doc in docs:
+        out.write(doc)
+        yield doc
+
+
+def _write_table(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+
+
+def dedup_corpus(shard_keys: list[str], cfg: DedupConfig, root: Path) -> StageReport:
+    """Find exact and near duplicates across every filtered shard."""
+    layout = Layout(root)
+    key = cache_key(sorted(shard_keys), cfg)
+    path = layout.report("dedup")
+    if (done := _cached([path], key)) is not None:
+        return done["dedup"]
+    report = find_duplicates(list_shards(layout.work("dedup"), "sig-"), cfg,
+                             layout.rejected / shard_name(0, "dedup-"),
+                             layout.work("dedup") / "duplicates.parquet")
+    report = StageReport(stage="dedup", sources=report.sources, seconds=report.seconds,
+                         extra={**report.extra, "cache_key": key})
+    report.save(path)
+    return report
+
+
+def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path
+                ) -> dict[str, StageReport]:
+    """Drop the shard's duplicates, scrub PII, score and filter toxicity → ``curated/``."""
+    layout = Layout(root)
+    stages = ("pii", "toxicity")
+    key = cache_key(upstream_key, cfg.pii, cfg.toxicity)
+    paths = [layout.report(s, shard) for s in stages]
+    if (done := _cached(paths, key)) is not None:
+        return done
+    start = time.perf_counter()
+    duplicates = duplicate_ids(layout.work("dedup") / "duplicates.parquet", shard)
+    docs = (d for d in iter_documents(layout.work("filtered") / shard_name(shard))
+            if d.id not in duplicates)
+    pii, toxicity = Tally("pii"), Tally("toxicity")
+    pii_steps: list[DocFilter | DocRewriter] = [PiiScrubber(cfg.pii)] if cfg.pii else []
+    tox_steps: list[DocFilter | DocRewriter] = (
+        [build_toxicity_filter(cfg.toxicity)] if cfg.toxicity else [])
+    with (
+        RejectWriter(layout.rejected / shard_name(shard, "toxicity-"), "toxicity") as rej_tox,
+        DocumentWriter(layout.curated / shard_name(shard)) as out,
+    ):
+        scrubbed = run_steps(docs, pii_steps, pii, rej_tox)
+        for doc in run_steps(scrubbed, tox_steps, toxicity, rej_tox):
+            out.write(doc)
+    reports = {"pii": _finish(pii, start, key), "toxicity": _finish(toxicity, start, key)}
+    for stage in stages:
+        reports[stage].save(layout.report(stage, shard))
+    return reports
+
+
+# --- Prefect task wrappers (the flow submits these to the Dask task runner) -----------------
+
+@task(name="filter-shard", task_run_name="filter-{part.kind}-{part.shard:05d}",
+      cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def filter_shard_task(part: InputPartition, source: SourceBase, cfg: CurateConfig,
+                      root: Path) -> dict[str, StageReport]:
+    return filter_shard(part, source, cfg, root)
+
+
+@task(name="dedup-corpus", cache_policy=NO_CACHE)
+def dedup_corpus_task(shard_keys: list[str], cfg: DedupConfig, root: Path) -> StageReport:
+    return dedup_corpus(shard_keys, cfg, root)
+
+
+@task(name="scrub-shard", task_run_name="scrub-{shard:05d}", cache_policy=NO_CACHE)
+def scrub_shard_task(shard: int, upstream_key: str, cfg: CurateConfig, root: Path
+                     ) -> dict[str, StageReport]:
+    return scrub_shard(shard, upstream_key, cfg, root)

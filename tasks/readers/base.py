@@ -1,0 +1,120 @@
+"""What every reader shares: source config base, input partitions, and the read context through
+which readers report deliberate skips (to ``rejected/``) and unreadable input (to
+``quarantine/``).
+
+A reader is a plain generator ``read_<kind>(part, source, ctx) -> Iterator[Document]``. It never
+raises on bad input: it reports the bad spot to ``ctx.bad`` and goes on with the next readable
+record, so nothing readable before or after it is lost.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import fsspec
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.base import RejectSink
+from tasks.report import Tally
+from tasks.schema import Document
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class SourceBase(BaseModel):
+    """Fields every source kind has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    paths: list[str] = Field(
+        min_length=1,
+        description="fsspec paths, globs or URLs (local, s3://, https://); relative local paths "
+        "are resolved against the config file's folder",
+    )
+
+
+@dataclass(frozen=True)
+class InputPartition:
+    """One unit of reading work: a file (or byte range of one), or a source tree for code."""
+
+    shard: int
+    source_index: int
+    kind: str
+    path: str  # fsspec URL of the file or tree
+    rel: str  # path relative to its glob root: the stable part of every document location
+    size: int
+    fingerprint: str  # changes when the input changes (size + mtime/etag)
+    start: int = 0
+    end: int | None = None  # byte range end (exclusive); None = to the end
+
+
+class QuarantineSink(Protocol):
+    def __call__(self, source: str, file: str, reason: str, *, offset: int | None = None,
+                 record: str | None = None, detail: str | None = None) -> None: ...
+
+
+class ReadContext:
+    """Counts and side outputs of reading one partition."""
+
+    def __init__(self, part: InputPartition, tally: Tally, reject: RejectSink,
+                 quarantine: QuarantineSink) -> None:
+        self.part = part
+        self.tally = tally
+        self._reject = reject
+        self._quarantine = quarantine
+
+    def location(self, key: str) -> str:
+        return f"{self.part.rel}#{key}"
+
+    def skip(self, key: str, reason: str, **values: Any) -> None:
+        """A readable record that the reader drops on purpose (redirect, deleted comment, bot)."""
+        kind = self.part.kind
+        rule = f"{kind}/{reason}"
+        self.tally.seen(kind, 0)
+        self.tally.dropped(kind, rule)
+        self._reject(Document.new(kind, self.location(key), ""), rule, values)
+
+    def bad(self, reason: str, *, offset: int | None = None, record: str | None = None,
+            detail: str | None = None, file: str | None = None) -> None:
+        """Unreadable input: quarantined with where it is and why, and counted."""
+        self.tally.quarantined += 1
+        self._quarantine(self.part.kind, file or self.part.path, reason, offset=offset,
+                         record=record, detail=detail)
+
+
+def glob_root(pattern: str) -> str:
+    """The folder part of a path pattern before its first glob character."""
+    match = _GLOB_CHARS.search(pattern)
+    head = pattern[: match.start()] if match else pattern
+    return head.rsplit("/", 1)[0] if "/" in head else ""
+
+
+def expand_paths(pattern: str, *, want_dirs: bool) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """Expand one fsspec pattern into (url, path relative to the glob root, info) triples.
+
+    Folders expand to the files under them, unless ``want_dirs`` (code trees are read whole).
+    """
+    fs, path_or_glob = fsspec.core.url_to_fs(pattern)
+    is_glob = bool(_GLOB_CHARS.search(path_or_glob))
+    paths = fs.glob(path_or_glob) if is_glob else [path_or_glob]
+    root = fs._strip_protocol(glob_root(pattern)) if is_glob else None
+    out: list[tuple[str, str, Mapping[str, Any]]] = []
+    for path in sorted(paths):
+        info = fs.info(path)
+        base = root if root is not None else posixpath.dirname(path.rstrip("/"))
+        if info["type"] == "directory" and not want_dirs:
+            for sub in sorted(fs.find(path)):
+                out.append((fs.unstrip_protocol(sub), posixpath.relpath(sub, base),
+                            fs.info(sub)))
+        else:
+            out.append((fs.unstrip_protocol(path), posixpath.relpath(path, base), info))
+    return out
+
+
+def fingerprint(info: Mapping[str, Any]) -> str:
+    stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
+    return f"{info.get('size')}-{stamp}"

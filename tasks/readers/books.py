@@ -1,0 +1,115 @@
+"""Project Gutenberg plain-text books (and other plain ``.txt`` books).
+
+The Gutenberg header and licence footer are cut at their START/END markers, whose wording has
+changed over the decades; title, author, language and ebook number come from the header.
+Hard-wrapped lines are joined into paragraphs. A text without markers is kept whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Literal
+
+import fsspec
+from pydantic import Field
+
+from tasks.readers.base import InputPartition, ReadContext, SourceBase
+from tasks.schema import Document
+
+# Marker variants seen in the Gutenberg collection, 1990s to today:
+#   *** START OF THE PROJECT GUTENBERG EBOOK PRIDE AND PREJUDICE ***
+#   *** START OF THIS PROJECT GUTENBERG EBOOK MOBY DICK ***
+#   ***START OF THE PROJECT GUTENBERG EBOOK ...***, *END*THE SMALL PRINT! ... ENDS*
+_START = re.compile(
+    r"^\s*\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG E-?BOOK.*$"
+    r"|^\s*\*END\*THE SMALL PRINT!.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_END = re.compile(
+    r"^\s*\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG E-?BOOK.*$"
+    r"|^\s*End of (the )?Project Gutenberg'?s? .*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_FIELD = re.compile(r"^(Title|Author|Language|Release Date|EBook-No\.)\s*:\s*(.+)$",
+                    re.IGNORECASE | re.MULTILINE)
+_EBOOK_NO = re.compile(r"\[E-?Book #(\d+)\]|EBook-No\.\s*:\s*(\d+)", re.IGNORECASE)
+_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+
+
+class BooksSource(SourceBase):
+    """Folders of Project Gutenberg ``.txt`` books."""
+
+    kind: Literal["books"]
+    min_chars: int = Field(default=1, description="books shorter than this after stripping are "
+                           "skipped as empty")
+
+
+def _decode(raw: bytes) -> tuple[str, str]:
+    for encoding in _ENCODINGS:
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any byte string")
+
+
+def strip_gutenberg(text: str) -> tuple[str, dict[str, str], bool]:
+    """(body, header fields, whether Gutenberg markers were found)."""
+    start, end = _START.search(text), None
+    if start is None:
+        return text, {}, False
+    end = _END.search(text, start.end())
+    header = text[: start.start()]
+    body = text[start.end(): end.start() if end else len(text)]
+    fields = {m.group(1).lower(): m.group(2).strip() for m in _FIELD.finditer(header)}
+    number = _EBOOK_NO.search(header)
+    if number:
+        fields["ebook"] = number.group(1) or number.group(2)
+    return body, fields, True
+
+
+def unwrap_paragraphs(text: str) -> str:
+    """Join hard-wrapped lines; paragraphs stay separated by one blank line."""
+    paragraphs = re.split(r"\n\s*\n", text.replace("\r\n", "\n"))
+    joined = (" ".join(line.strip() for line in p.splitlines() if line.strip())
+              for p in paragraphs)
+    return "\n\n".join(p for p in joined if p)
+
+
+def read_books(part: InputPartition, source: BooksSource, ctx: ReadContext) -> Iterator[Document]:
+    if not part.path.endswith(".txt"):
+        return
+    try:
+        with fsspec.open(part.path, "rb") as fh:
+            raw = fh.read()
+    except OSError as err:
+        ctx.bad("books/unreadable_file", detail=str(err))
+        return
+    if b"\0" in raw[:8192]:
+        ctx.bad("books/binary_file")
+        return
+    text, encoding = _decode(raw)
+    body, fields, marked = strip_gutenberg(text)
+    body = unwrap_paragraphs(body)
+    key = fields.get("ebook") or "book"
+    if len(body) < source.min_chars:
+        ctx.skip(key, "empty")
+        return
+    yield Document.new(
+        "books", ctx.location(key), body, title=fields.get("title"),
+        language=_language_code(fields.get("language")),
+        url=f"https://www.gutenberg.org/ebooks/{fields['ebook']}" if "ebook" in fields else None,
+        meta={"author": fields.get("author"), "ebook": fields.get("ebook"),
+              "gutenberg": marked, "encoding": encoding},
+    )
+
+
+_LANGUAGES = {"english": "en", "french": "fr", "german": "de", "spanish": "es", "italian": "it",
+              "portuguese": "pt", "dutch": "nl", "finnish": "fi", "chinese": "zh", "latin": "la"}
+
+
+def _language_code(name: str | None) -> str | None:
+    if not name:
+        return None
+    return _LANGUAGES.get(name.strip().lower(), name.strip().lower())
