@@ -29,6 +29,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 services_app = typer.Typer(no_args_is_help=True, help="Local Prefect and MLflow servers.")
 app.add_typer(services_app, name="services")
 console = Console(stderr=True)
+out = Console(soft_wrap=True)  # results and links on stdout, never wrapped mid-URL
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="pipeline YAML; "
                                                 "default: the embedded sample")]
@@ -52,14 +53,14 @@ def _load(config: Path | None, output: Path | None) -> RunConfig:
 
 
 def _links(endpoints: Endpoints, flow_run_id: Any, result: Any) -> None:
-    console.print(f"Prefect flow run:  {endpoints.prefect_ui}/runs/flow-run/{flow_run_id}")
+    out.print(f"Prefect flow run:  {endpoints.prefect_ui}/runs/flow-run/{flow_run_id}")
     if isinstance(result, dict):
         if result.get("dask_dashboard"):
-            console.print(f"Dask dashboard:    {result['dask_dashboard']} (while the run lasted)")
+            out.print(f"Dask dashboard:    {result['dask_dashboard']} (while the run lasted)")
         if result.get("mlflow_url"):
-            console.print(f"MLflow run:        {result['mlflow_url']}")
+            out.print(f"MLflow run:        {result['mlflow_url']}")
     if endpoints.prefect_temporary or not endpoints.mlflow_uri.startswith("http"):
-        console.print("The UIs show this run once `lmforge services up` is running.")
+        out.print("The UIs show this run once `lmforge services up` is running.")
 
 
 def _run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool = False
@@ -73,7 +74,7 @@ def _run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: boo
             from infra.cluster import dask_cluster
 
             with dask_cluster(cfg.dask) as info:
-                console.print(f"Dask dashboard:    {info.dashboard_link}")
+                out.print(f"Dask dashboard:    {info.dashboard_link}")
                 runner = DaskTaskRunner(address=info.address)
                 state = flow_fn.with_options(task_runner=runner)(cfg, *args, return_state=True)
         else:
@@ -83,7 +84,7 @@ def _run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: boo
     if state.is_failed():
         console.print(f"[red]{state.name}: {result}[/red]")
         raise typer.Exit(1)
-    console.print(f"Finished in {time.perf_counter() - start:.0f} s")
+    out.print(f"Finished in {time.perf_counter() - start:.0f} s")
     return result
 
 
@@ -97,10 +98,10 @@ def run(config: ConfigOpt = None, output: OutputOpt = None,
     cfg = _load(config, output)
     result = _run_flow(run_pipeline, cfg)
     metrics = result["metrics"]
-    console.print(f"Curated shards:    {cfg.output.resolve() / 'curated'}")
-    console.print(f"Manifest:          {result['manifest']}")
-    console.print(f"Model:             {result['checkpoint']}")
-    console.print(f"Validation:        loss {metrics['loss']:.3f}, perplexity "
+    out.print(f"Curated shards:    {cfg.output.resolve() / 'curated'}")
+    out.print(f"Manifest:          {result['manifest']}")
+    out.print(f"Model:             {result['checkpoint']}")
+    out.print(f"Validation:        loss {metrics['loss']:.3f}, perplexity "
                   f"{metrics['perplexity']:.1f}, {metrics.get('bits_per_byte', float('nan')):.3f}"
                   " bits/byte")
 
@@ -113,7 +114,7 @@ def curate(config: ConfigOpt = None, output: OutputOpt = None,
     from flows.curate import curate_corpus
 
     manifest = _run_flow(curate_corpus, _load(config, output), dask=True)
-    console.print(f"Manifest:          {manifest}")
+    out.print(f"Manifest:          {manifest}")
 
 
 @app.command()
@@ -124,7 +125,7 @@ def tokenize(config: ConfigOpt = None, output: OutputOpt = None,
     from flows.tokenize import tokenize_corpus
 
     manifest = _run_flow(tokenize_corpus, _load(config, output), dask=True)
-    console.print(f"Token dataset:     {manifest}")
+    out.print(f"Token dataset:     {manifest}")
 
 
 @app.command()
@@ -135,7 +136,7 @@ def train(config: ConfigOpt = None, output: OutputOpt = None,
     from flows.train import train_model
 
     checkpoint = _run_flow(train_model, _load(config, output))
-    console.print(f"Model:             {checkpoint}")
+    out.print(f"Model:             {checkpoint}")
 
 
 @app.command()
@@ -149,7 +150,7 @@ def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
 
     metrics = _run_flow(evaluate_model, _load(config, output), checkpoint)
     for key, value in metrics.items():
-        console.print(f"{key:>16}: {value:.4f}")
+        out.print(f"{key:>16}: {value:.4f}")
 
 
 @app.command("config")
@@ -170,14 +171,14 @@ def services_up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
             console.print(f"[red]{err}[/red]")
             raise typer.Exit(1) from None
     for name, svc in running.items():
-        console.print(f"{name:>8}: {svc.url}  (pid {svc.pid})")
+        out.print(f"{name:>8}: {svc.url}  (pid {svc.pid})")
 
 
 @services_app.command("down")
 def services_down() -> None:
     """Stop the servers started by `services up`."""
     stopped = services.down()
-    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    out.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
 @services_app.command("status")
@@ -185,7 +186,7 @@ def services_status() -> None:
     """Show which servers are up and their URLs."""
     recorded, running = services.recorded(), services.running()
     if not recorded:
-        console.print("no services recorded; start them with `lmforge services up`")
+        out.print("no services recorded; start them with `lmforge services up`")
     for name, svc in recorded.items():
-        console.print(f"{name:>8}: {'up  ' if name in running else 'DOWN'} {svc.url}")
+        out.print(f"{name:>8}: {'up  ' if name in running else 'DOWN'} {svc.url}")
     raise typer.Exit(0 if recorded and len(running) == len(recorded) else 1)

@@ -22,6 +22,7 @@ from tasks.curate import (
     scrub_shard_task,
 )
 from tasks.manifest import write_manifest
+from tasks.pii import resolve_ner_model
 from tasks.readers import plan_partitions
 from tasks.report import StageReport
 from tasks.shards import Layout, prune_shards
@@ -39,6 +40,8 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
         raise ValueError("no input files matched the configured source paths: "
                          f"{[s.paths for s in cfg.sources]}")
     prune_shards(layout, len(parts))
+    if cfg.curate.pii is not None:  # fail or warn here, once, not on every worker
+        resolve_ner_model(cfg.curate.pii.ner_model, warn=True)
     with tracked_run("curate", cfg.tracking.experiment, parent_run_id) as tracker:
         tracker.log_config(cfg.curate)
         filtered = wait_all(filter_shard_task.map(

@@ -70,13 +70,14 @@ def _credential_url_recognizer(language: str) -> PatternRecognizer:
                              supported_language=language)
 
 
-def resolve_ner_model(ner_model: str | None) -> str | None:
-    """The spaCy model to load, or None for pattern-only; raises if a named one is missing."""
+def resolve_ner_model(ner_model: str | None, *, warn: bool = False) -> str | None:
+    """The spaCy model to load, or None for pattern-only; raises if a named one is missing.
+    With ``warn``, says (once per process) that names and places are not being detected."""
     if ner_model is None:
         return None
     if ner_model == "auto":
         found = next((m for m in AUTO_MODELS if importlib.util.find_spec(m)), None)
-        if found is None:
+        if found is None and warn:
             _warn_once(NO_NER_MESSAGE)
         return found
     if Path(ner_model).is_dir() or importlib.util.find_spec(ner_model):
