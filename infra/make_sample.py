@@ -6,6 +6,8 @@ things each stage must catch: junk pages, all-caps banners, exact and near dupli
 across sources, planted PII next to look-alikes that must survive, toxic comments, redirects,
 disambiguation pages, deleted and bot comments, vendored/minified/GPL code, and a few broken
 records for the quarantine. The output is deterministic (fixed seeds, fixed timestamps).
+
+This module is over the 400-line limit on purpose: most of it is the sample's content.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import io
 import json
 import random
 import textwrap
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -181,7 +184,12 @@ def wiki_article(prose: Prose, place: str) -> str:
     )
 
 
-def make_wikipedia(prose: Prose) -> None:
+def shared_article() -> list[str]:
+    """An article published both on Wikipedia and on a web site: a cross-source duplicate."""
+    return Prose(99).article("Kestrel Bay", 3)
+
+
+def make_wikipedia(prose: Prose, out: Path) -> None:
     pages = [WIKI_HEADER]
     articles = [wiki_article(prose, place) for place in PLACES]
     for i, (place, text) in enumerate(zip(PLACES, articles, strict=True)):
@@ -189,6 +197,7 @@ def make_wikipedia(prose: Prose) -> None:
     # a copy of an article under another title with a few words changed: a near duplicate
     pages.append(wiki_page(200, f"{PLACES[0]} (town)", near_duplicate(articles[0], prose.rng)))
     pages.append(wiki_page(201, "Arvel Town", "#REDIRECT [[Arvel]]", redirect="Arvel"))
+    pages.append(wiki_page(206, "Kestrel Bay harbour", "\n\n".join(shared_article())))
     pages.append(wiki_page(202, "Mill (disambiguation)",
                            "'''Mill''' may refer to:\n* [[Millbrook]]\n* [[Mill, Westmark]]\n"
                            "{{disambiguation}}"))
@@ -200,13 +209,16 @@ def make_wikipedia(prose: Prose) -> None:
                + prose.paragraph(FACTS, 5, "Glenmere"))
     pages.append(wiki_page(205, "Glenmere tourist office", contact))
     pages.append("</mediawiki>\n")
-    (OUT / "wikipedia").mkdir(parents=True, exist_ok=True)
+    (out / "wikipedia").mkdir(parents=True, exist_ok=True)
     xml = "".join(pages).encode()
-    (OUT / "wikipedia" / "enwiki-20240301-pages-articles1.xml.bz2").write_bytes(bz2.compress(xml))
-    # a dump cut off mid-stream: the pages before the cut must still be read
-    cut = bz2.compress("".join([WIKI_HEADER, *pages[1:4]]).encode())
-    (OUT / "wikipedia" / "enwiki-20240301-pages-articles2.xml.bz2").write_bytes(
-        cut[: int(len(cut) * 0.8)])
+    (out / "wikipedia" / "enwiki-20240301-pages-articles1.xml.bz2").write_bytes(bz2.compress(xml))
+    # a multistream dump (one bz2 stream per group of pages, as Wikipedia publishes them) cut
+    # off inside its last stream: the pages of the complete streams must still be read
+    streams = [bz2.compress(WIKI_HEADER.encode())]
+    streams += [bz2.compress("".join(pages[i:i + 2]).encode()) for i in range(1, 7, 2)]
+    streams[-1] = streams[-1][: len(streams[-1]) // 2]
+    (out / "wikipedia" / "enwiki-20240301-pages-articles-multistream2.xml.bz2").write_bytes(
+        b"".join(streams))
 
 
 # --- CommonCrawl WARC ---------------------------------------------------------------------
@@ -233,7 +245,8 @@ def _warc_response(writer: WARCWriter, url: str, payload: bytes, content_type: s
                             protocol="HTTP/1.1")
     record = writer.create_warc_record(
         url, "response", payload=io.BytesIO(payload), http_headers=http,
-        warc_headers_dict={"WARC-Date": when.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        warc_headers_dict={"WARC-Date": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           "WARC-Record-ID": f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url)}>"})
     writer.write_record(record)
 
 
@@ -254,6 +267,8 @@ def web_pages(prose: Prose) -> list[tuple[str, bytes, str]]:
     edited = [near_duplicate(p, prose.rng, 1) for p in guide]
     pages.append(("https://blog.example.org/saltmere-trip", html_page("Saltmere guide", edited),
                   "text/html"))
+    pages.append(("https://kestrel-bay.example.org/harbour",
+                  html_page("Kestrel Bay harbour", shared_article()), "text/html"))
     # a page declared as windows-1252 with a non-ASCII character
     pages.append(("https://old.example.com/cafe", html_page(
         "Café in Pellham", [prose.paragraph(FACTS, 6, "Pellham") + " The café serves tea."],
@@ -286,23 +301,24 @@ def web_pages(prose: Prose) -> list[tuple[str, bytes, str]]:
     return pages
 
 
-def make_commoncrawl(prose: Prose) -> None:
-    (OUT / "commoncrawl").mkdir(parents=True, exist_ok=True)
+def make_commoncrawl(prose: Prose, out: Path) -> None:
+    (out / "commoncrawl").mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     writer = WARCWriter(buf, gzip=True)
     for i, (url, payload, ctype) in enumerate(web_pages(prose)):
         _warc_response(writer, url, payload, ctype, EPOCH + timedelta(minutes=i))
     _warc_response(writer, "https://westmark-news.example.com/logo.png",
                    b"\x89PNG\r\n\x1a\n" + bytes(64), "image/png", EPOCH)
-    (OUT / "commoncrawl" / "CC-MAIN-20240301-00000.warc.gz").write_bytes(buf.getvalue())
+    (out / "commoncrawl" / "CC-MAIN-20240301-00000.warc.gz").write_bytes(buf.getvalue())
     # a WARC whose second record has a broken header: the first record must still be read
     good = io.BytesIO()
     w2 = WARCWriter(good, gzip=True)
     _warc_response(w2, "https://westmark-news.example.com/weather", html_page(
         "Weather in Westmark", [prose.paragraph(FACTS, 6, "Northwold") for _ in range(2)]),
         "text/html", EPOCH)
-    broken = gzip.compress(b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: banana\r\n\r\n")
-    (OUT / "commoncrawl" / "CC-MAIN-20240301-00001.warc.gz").write_bytes(good.getvalue() + broken)
+    broken = gzip.compress(b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: banana\r\n\r\n",
+                           mtime=0)
+    (out / "commoncrawl" / "CC-MAIN-20240301-00001.warc.gz").write_bytes(good.getvalue() + broken)
 
 
 # --- Reddit (Pushshift NDJSON + zstd, long window) ---------------------------------------
@@ -367,14 +383,14 @@ def reddit_submissions(prose: Prose) -> list[dict[str, object]]:
     return items
 
 
-def make_reddit(prose: Prose) -> None:
-    (OUT / "reddit").mkdir(parents=True, exist_ok=True)
+def make_reddit(prose: Prose, out: Path) -> None:
+    (out / "reddit").mkdir(parents=True, exist_ok=True)
     comments = [json.dumps(c).encode() + b"\n" for c in reddit_comments(prose)]
     comments.insert(50, b'{"id": "broken", "body": "this line is not valid json\n')
     comments.insert(90, b'{"id": "c_bad_utf8", "body": "caf\xe9 latin-1 bytes"}\n')
-    (OUT / "reddit" / "RC_2024-03.zst").write_bytes(_zstd_long(comments))
+    (out / "reddit" / "RC_2024-03.zst").write_bytes(_zstd_long(comments))
     subs = [json.dumps(s).encode() + b"\n" for s in reddit_submissions(prose)]
-    (OUT / "reddit" / "RS_2024-03.zst").write_bytes(_zstd_long(subs))
+    (out / "reddit" / "RS_2024-03.zst").write_bytes(_zstd_long(subs))
 
 
 # --- Project Gutenberg books --------------------------------------------------------------
@@ -432,8 +448,8 @@ def book(prose: Prose, title: str, author: str, number: int, chapters: int,
     return head + body + LICENSE_FOOTER.format(end=end.format(title=title.upper()))
 
 
-def make_books(prose: Prose) -> None:
-    (OUT / "books").mkdir(parents=True, exist_ok=True)
+def make_books(prose: Prose, out: Path) -> None:
+    (out / "books").mkdir(parents=True, exist_ok=True)
     specs = [
         ("The Miller of Arvel", "Maren Holt", 90001, 8,
          "*** START OF THE PROJECT GUTENBERG EBOOK {title} ***",
@@ -448,7 +464,7 @@ def make_books(prose: Prose) -> None:
     for title, author, number, chapters, start, end in specs:
         text = book(prose, title, author, number, chapters, start, end)
         name = f"pg{number}.txt"
-        (OUT / "books" / name).write_text(text, encoding="utf-8")
+        (out / "books" / name).write_text(text, encoding="utf-8")
 
 
 # --- Source code ----------------------------------------------------------------------------
@@ -621,27 +637,33 @@ def ferry_times(start: int, step: int, count: int) -> list[int]:
 '''
 
 
-def make_code() -> None:
-    root = OUT / "code" / "westmark-tools"
+def make_code(out: Path) -> None:
+    root = out / "code" / "westmark-tools"
     for rel, text in CODE_FILES.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     (root / "LICENSE").write_text(MIT)
     (root / "westmark" / "logo.py").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
-    gpl = OUT / "code" / "ferry-gpl"
+    gpl = out / "code" / "ferry-gpl"
     gpl.mkdir(parents=True, exist_ok=True)
     (gpl / "ferry.py").write_text(GPL_FILE)
 
 
+def build(out: Path = OUT) -> Path:
+    """Write the whole sample corpus under ``out``."""
+    make_wikipedia(Prose(1), out)
+    make_commoncrawl(Prose(2), out)
+    make_reddit(Prose(3), out)
+    make_books(Prose(4), out)
+    make_code(out)
+    return out
+
+
 def main() -> None:
-    make_wikipedia(Prose(1))
-    make_commoncrawl(Prose(2))
-    make_reddit(Prose(3))
-    make_books(Prose(4))
-    make_code()
-    total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
-    print(f"sample corpus written to {OUT} ({total / 1024:.0f} KiB)")  # noqa: T201
+    out = build()
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"sample corpus written to {out} ({total / 1024:.0f} KiB)")  # noqa: T201
 
 
 if __name__ == "__main__":

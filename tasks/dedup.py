@@ -169,6 +169,9 @@ def find_duplicates(signature_files: list[Path], cfg: DedupConfig, rejected_path
         for j in range(bands.shape[1]):
             _union_equal_keys(uf, bands[:, j])
     roots = np.array([uf.find(i) for i in range(n)], dtype=np.int64)
+    # a member with an identical (normalised) twin of smaller id is an exact duplicate
+    _, first, inverse = np.unique(exact, return_index=True, return_inverse=True)
+    exact_twin = first[inverse] != np.arange(n)
     tally = Tally("dedup")
     ids, sources = table.column("id").to_pylist(), table.column("source").to_pylist()
     chars = table.column("chars").to_pylist()
@@ -182,7 +185,7 @@ def find_duplicates(signature_files: list[Path], cfg: DedupConfig, rejected_path
             if root == i:
                 tally.kept(sources[i], chars[i])
                 continue
-            reason = "exact" if exact[i] == exact[root] else "minhash"
+            reason = "exact" if cfg.exact and exact_twin[i] else "minhash"
             tally.dropped(sources[i], reason)
             dup_rows["id"].append(ids[i])
             dup_rows["shard"].append(shards[i])

@@ -8,7 +8,6 @@ line before the cut.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -38,13 +37,45 @@ class RedditSource(SourceBase):
         description="authors whose items are dropped (bots; '[deleted]' = deleted accounts)")
 
 
-def _open_lines(path: str) -> IO[bytes]:
-    raw = fsspec.open(path, "rb").open()
-    if path.endswith((".zst", ".zstd")):
-        reader = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).stream_reader(
-            raw, read_across_frames=True, closefd=True)
-        return io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type]
-    return raw
+class TruncatedStream(Exception):
+    """The compressed stream ended inside a frame."""
+
+
+def _zstd_chunks(raw: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Decompressed data of every zstd frame in ``raw``; raises TruncatedStream at a cut."""
+    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+    dobj, fed = dctx.decompressobj(), False
+    while chunk := raw.read(chunk_size):
+        while chunk:
+            fed = True
+            if out := dobj.decompress(chunk):
+                yield out
+            if dobj.eof:  # frame finished: the rest of the chunk starts the next frame
+                chunk, dobj, fed = dobj.unused_data, dctx.decompressobj(), False
+            else:
+                chunk = b""
+    if fed and not dobj.eof:
+        raise TruncatedStream("zstd stream ends inside a frame")
+
+
+def _plain_chunks(raw: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := raw.read(chunk_size):
+        yield chunk
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """(decompressed byte offset, line) of an NDJSON file, zstd-compressed or plain."""
+    with fsspec.open(path, "rb") as raw:
+        chunks = _zstd_chunks(raw) if path.endswith((".zst", ".zstd")) else _plain_chunks(raw)
+        offset, pending = 0, b""
+        for chunk in chunks:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield offset, line
+                offset += len(line) + 1
+        if pending:
+            yield offset, pending
 
 
 def _text_of(item: dict[str, Any]) -> tuple[str, str]:
@@ -95,39 +126,32 @@ def _to_document(item: dict[str, Any], source: RedditSource, ctx: ReadContext, l
 
 def read_reddit(part: InputPartition, source: RedditSource, ctx: ReadContext
                 ) -> Iterator[Document]:
+    line_no, offset = 0, 0
     try:
-        stream = _open_lines(part.path)
-    except OSError as err:
-        ctx.bad("reddit/unreadable_file", detail=str(err))
-        return
-    offset, line_no = 0, 0
-    with stream:
-        while True:
-            try:
-                raw = stream.readline()
-            except (zstandard.ZstdError, OSError, EOFError) as err:
-                ctx.bad("reddit/truncated_stream", offset=offset, record=f"line {line_no + 1}",
-                        detail=str(err))
-                return
-            if not raw:
-                return
+        for offset, raw in iter_lines(part.path):
             line_no += 1
-            start, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue
-            try:
-                item = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as err:
-                ctx.bad("reddit/invalid_utf8", offset=start, record=f"line {line_no}",
-                        detail=str(err))
-                continue
-            except json.JSONDecodeError as err:
-                ctx.bad("reddit/invalid_json", offset=start, record=f"line {line_no}",
-                        detail=str(err))
-                continue
-            if not isinstance(item, dict):
-                ctx.bad("reddit/not_an_object", offset=start, record=f"line {line_no}")
-                continue
-            doc = _to_document(item, source, ctx, line_no)
-            if doc is not None:
+            item = _parse(raw, ctx, offset, line_no)
+            if item is not None and (doc := _to_document(item, source, ctx, line_no)):
                 yield doc
+    except (TruncatedStream, zstandard.ZstdError, EOFError) as err:
+        ctx.bad("reddit/truncated_stream", offset=offset, record=f"after line {line_no}",
+                detail=str(err))
+    except OSError as err:
+        ctx.bad("reddit/unreadable_file", detail=str(err))
+
+
+def _parse(raw: bytes, ctx: ReadContext, offset: int, line_no: int) -> dict[str, Any] | None:
+    try:
+        item = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        ctx.bad("reddit/invalid_utf8", offset=offset, record=f"line {line_no}", detail=str(err))
+        return None
+    except json.JSONDecodeError as err:
+        ctx.bad("reddit/invalid_json", offset=offset, record=f"line {line_no}", detail=str(err))
+        return None
+    if not isinstance(item, dict):
+        ctx.bad("reddit/not_an_object", offset=offset, record=f"line {line_no}")
+        return None
+    return item

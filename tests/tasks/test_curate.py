@@ -1,0 +1,152 @@
+"""The curation stages called directly (no Prefect) on the sample corpus in its real formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+from pydantic import TypeAdapter
+
+from infra.settings import SAMPLE_DIR
+from tasks.curate import STAGES, CurateConfig, cache_key, dedup_corpus, filter_shard, scrub_shard
+from tasks.manifest import write_manifest
+from tasks.readers import Source, plan_partitions
+from tasks.report import StageReport
+from tasks.shards import Layout
+from tests.tasks.test_pii import PLANTED
+
+SOURCES = TypeAdapter(list[Source]).validate_python([
+    {"kind": "wikipedia", "paths": [f"{SAMPLE_DIR}/wikipedia/*.xml.bz2"]},
+    {"kind": "commoncrawl", "paths": [f"{SAMPLE_DIR}/commoncrawl/*.warc.gz"]},
+    {"kind": "reddit", "paths": [f"{SAMPLE_DIR}/reddit/*.zst"]},
+    {"kind": "books", "paths": [f"{SAMPLE_DIR}/books/*.txt"]},
+    {"kind": "code", "paths": [f"{SAMPLE_DIR}/code/*"]},
+])
+CFG = CurateConfig.model_validate({"pii": {"ner_model": None}})
+
+
+def curate(root: Path) -> list[StageReport]:
+    parts = plan_partitions(SOURCES)
+    filtered = [filter_shard(p, SOURCES[p.source_index], CFG, root) for p in parts]
+    keys = [r["quality"].extra["cache_key"] for r in filtered]
+    dedup = dedup_corpus(keys, CFG.dedup, root)
+    scrubbed = [scrub_shard(p.shard, cache_key(k, dedup.extra["cache_key"]), CFG, root)
+                for p, k in zip(parts, keys, strict=True)]
+    by_stage = {"dedup": [dedup],
+                **{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
+                **{s: [r[s] for r in scrubbed] for s in ("pii", "toxicity")}}
+    reports = [StageReport.merge(by_stage[s]) for s in STAGES]
+    write_manifest(Layout(root), reports, "test")
+    return reports
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory) -> tuple[Path, list[StageReport]]:
+    root = tmp_path_factory.mktemp("curate")
+    return root, curate(root)
+
+
+def test_output_contract(curated) -> None:
+    root, _ = curated
+    table = ds.dataset(root / "curated", format="parquet").to_table()
+    assert {"id", "source", "text", "location", "scores", "meta"} <= set(table.column_names)
+    assert set(table.column("source").to_pylist()) == {"books", "code", "commoncrawl",
+                                                       "reddit", "wikipedia"}
+    ids = table.column("id").to_pylist()
+    assert len(ids) == len(set(ids))
+    rejected = ds.dataset(root / "rejected", format="parquet").to_table()
+    assert {"id", "source", "reason", "location"} <= set(rejected.column_names)
+    reasons = set(rejected.column("reason").to_pylist())
+    for expected in ("ingest:wikipedia/redirect", "ingest:reddit/bot_author",
+                     "quality:gopher/too_few_words", "dedup:exact", "dedup:minhash",
+                     "toxicity:toxicity/toxic", "ingest:code/license"):
+        assert expected in reasons
+    assert all(":" in r for r in reasons)
+    quarantine = ds.dataset(root / "quarantine", format="parquet").to_table().to_pylist()
+    assert {q["reason"] for q in quarantine} == {
+        "wikipedia/truncated_stream", "reddit/invalid_json", "reddit/invalid_utf8",
+        "commoncrawl/broken_record"}
+
+
+def test_ids_are_stable_across_reruns(curated, tmp_path) -> None:
+    root, _ = curated
+    again = tmp_path / "again"
+    curate(again)
+    first = sorted(ds.dataset(root / "curated").to_table().column("id").to_pylist())
+    second = sorted(ds.dataset(again / "curated").to_table().column("id").to_pylist())
+    assert first == second
+
+
+def test_counts_balance_and_chain(curated) -> None:
+    _, reports = curated
+    for report in reports:
+        for source, c in report.sources.items():
+            assert c.docs_in == c.docs_out + c.docs_dropped, (report.stage, source)
+    by = {r.stage: r.total for r in reports}
+    assert by["quality"].docs_in == by["ingest"].docs_out
+    assert by["dedup"].docs_in == by["quality"].docs_out
+    assert by["pii"].docs_in == by["dedup"].docs_out
+    assert by["toxicity"].docs_in == by["pii"].docs_out
+
+
+def test_manifest_matches_outputs(curated) -> None:
+    root, reports = curated
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["outputs"]["curated"]["documents"] == reports[-1].total.docs_out
+    assert list(manifest["stages"]) == list(STAGES)
+    assert manifest["sources"]["reddit"]["ingest"]["dropped"]["reddit/deleted"] == 2
+    rejected_rows = ds.dataset(root / "rejected").count_rows()
+    dropped = sum(r.total.docs_dropped for r in reports)
+    assert manifest["outputs"]["rejected"]["documents"] == rejected_rows == dropped
+
+
+def test_no_planted_pii_survives_anywhere(curated) -> None:
+    root, _ = curated
+    planted = [*PLANTED.values(), "bookings@harwick-inn.example.com", "maps.collector@example.net",
+               "ada.brenner@westmark-tools.example.org", "10.20.30.40", "+1 415 555 0199",
+               "office@glenmere-tourism.example.org", "hunter2"]
+    for path in root.rglob("*"):
+        if path.is_file() and "_work" not in path.parts:
+            blob = path.read_bytes()
+            if path.suffix == ".parquet":
+                blob = json.dumps(ds.dataset(path).to_table().to_pylist(), default=str).encode()
+            for value in planted:
+                assert value.encode() not in blob, (value, path)
+
+
+def test_rerun_skips_finished_shards(curated) -> None:
+    root, _ = curated
+    part = plan_partitions(SOURCES)[0]
+    shard_file = root / "_work" / "filtered" / "part-00000.parquet"
+    before = shard_file.stat().st_mtime_ns
+    reports = filter_shard(part, SOURCES[0], CFG, root)
+    assert shard_file.stat().st_mtime_ns == before  # not rewritten
+    assert reports["ingest"].total.docs_out > 0
+
+
+def test_changed_config_recomputes_the_shard(curated, tmp_path) -> None:
+    root, _ = curated
+    part = plan_partitions(SOURCES)[0]
+    stricter = CFG.model_copy(update={"quality": CFG.quality.model_validate(
+        {"wikipedia": {"gopher": {"min_words": 10_000}}})})
+    reports = filter_shard(part, SOURCES[0], stricter, root)
+    assert reports["quality"].total.docs_out == 0
+    filter_shard(part, SOURCES[0], CFG, root)  # restore for the other tests
+
+
+def test_crash_mid_shard_leaves_no_partial_output(tmp_path, monkeypatch) -> None:
+    import tasks.curate as curate_mod
+
+    part = plan_partitions(SOURCES)[2]  # the first WARC
+
+    def boom(docs, *args, **kwargs):
+        next(iter(docs))  # the reader and the writers are mid-stream
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(curate_mod, "signature_table", boom)
+    with pytest.raises(RuntimeError):
+        filter_shard(part, SOURCES[part.source_index], CFG, tmp_path)
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert leftovers == []

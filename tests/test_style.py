@@ -1,0 +1,29 @@
+"""The conventions of ../shared/STYLE.md that a machine can check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_ruff_clean() -> None:
+    done = subprocess.run([str(BIN / "ruff"), "check", "."], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stdout
+
+
+def test_imports_point_down() -> None:
+    done = subprocess.run([str(BIN / "lint-imports")], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stdout
+
+
+def test_modules_stay_under_400_lines() -> None:
+    too_long = [f"{p.relative_to(ROOT)}: {n}" for pkg in ("flows", "tasks", "model", "infra")
+                for p in (ROOT / pkg).rglob("*.py")
+                if (n := len(p.read_text().splitlines())) > 400 and p.name != "make_sample.py"]
+    assert too_long == []
