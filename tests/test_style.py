@@ -24,6 +24,6 @@ def test_imports_point_down() -> None:
 
 def test_modules_stay_under_400_lines() -> None:
     too_long = [f"{p.relative_to(ROOT)}: {n}" for pkg in ("flows", "tasks", "model", "infra")
-                for p in (ROOT / pkg).rglob("*.py")
+                for p in (ROOT / pkg).rglob("*.py") if "sample" not in p.relative_to(ROOT).parts
                 if (n := len(p.read_text().splitlines())) > 400 and p.name != "make_sample.py"]
     assert too_long == []
