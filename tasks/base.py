@@ -18,10 +18,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar, TypeVar, final
 
 from tasks.report import Tally
 from tasks.schema import Document
+
+R = TypeVar("R")
 
 #: Receives every document a step removes: (document, "<step>/<rule>" reason, measured values).
 RejectSink = Callable[[Document, str, Mapping[str, Any]], None]
@@ -60,10 +62,17 @@ class Step(ABC):
     def prepare(self, batch: list[Document]) -> None:  # noqa: B027 - optional hook
         """Precompute per-batch state (model scores) before the per-document call."""
 
-    def _batches(self, docs: Iterable[Document]) -> Iterator[list[Document]]:
-        it = iter(docs)
+    def _decided(self, docs: Iterable[Document], decide: Callable[[Document], R], tally: Tally
+                 ) -> Iterator[tuple[Document, R]]:
+        """(document, decision) pairs, batch by batch, timing ``prepare`` plus ``decide``."""
+        it, seconds = iter(docs), 0.0
         while batch := list(islice(it, self.batch_size)):
-            yield batch
+            start = time.perf_counter()
+            self.prepare(batch)
+            decisions = [decide(doc) for doc in batch]
+            seconds += time.perf_counter() - start
+            yield from zip(batch, decisions, strict=True)
+        tally.add_extra("step_seconds", {self.name: seconds})
 
 
 class DocFilter(Step):
@@ -75,20 +84,13 @@ class DocFilter(Step):
 
     @final
     def run(self, docs: Iterable[Document], tally: Tally, reject: RejectSink) -> Iterator[Document]:
-        seconds = 0.0
-        for batch in self._batches(docs):
-            start = time.perf_counter()
-            self.prepare(batch)
-            verdicts = [self.keep(doc) for doc in batch]
-            seconds += time.perf_counter() - start
-            for doc, verdict in zip(batch, verdicts, strict=True):
-                if verdict.keep:
-                    yield doc
-                else:
-                    reason = f"{self.name}/{verdict.reason}"
-                    tally.dropped(doc.source, reason)
-                    reject(doc, reason, verdict.values)
-        tally.add_extra("step_seconds", {self.name: seconds})
+        for doc, verdict in self._decided(docs, self.keep, tally):
+            if verdict.keep:
+                yield doc
+            else:
+                reason = f"{self.name}/{verdict.reason}"
+                tally.dropped(doc.source, reason)
+                reject(doc, reason, verdict.values)
 
 
 class DocRewriter(Step):
@@ -101,21 +103,14 @@ class DocRewriter(Step):
     @final
     def run(self, docs: Iterable[Document], tally: Tally, reject: RejectSink) -> Iterator[Document]:
         del reject  # rewriters never drop documents
-        seconds = 0.0
-        for batch in self._batches(docs):
-            start = time.perf_counter()
-            self.prepare(batch)
-            rewrites = [self.rewrite(doc) for doc in batch]
-            seconds += time.perf_counter() - start
-            for doc, new in zip(batch, rewrites, strict=True):
-                if new.text != doc.text:
-                    tally.changed(doc.source)
-                    doc.text = new.text
-                if new.counts:
-                    doc.meta[self.name] = dict(new.counts)
-                    tally.add_extra(self.name, {doc.source: dict(new.counts)})
-                yield doc
-        tally.add_extra("step_seconds", {self.name: seconds})
+        for doc, new in self._decided(docs, self.rewrite, tally):
+            if new.text != doc.text:
+                tally.changed(doc.source)
+                doc.text = new.text
+            if new.counts:
+                doc.meta[self.name] = dict(new.counts)
+                tally.add_extra(self.name, {doc.source: dict(new.counts)})
+            yield doc
 
 
 def run_steps(
