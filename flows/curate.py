@@ -20,14 +20,45 @@ from tasks.curate import (
     dedup_corpus_task,
     filter_shard_task,
     scrub_shard_task,
+    webtext_list_task,
 )
 from tasks.manifest import write_manifest
 from tasks.pii import resolve_ner_model
-from tasks.readers import plan_partitions
+from tasks.readers import InputPartition, plan_partitions
 from tasks.report import StageReport
 from tasks.shards import Layout, prune_shards
 
 log = logging.getLogger(__name__)
+
+
+def filter_all(parts: list[InputPartition], cfg: RunConfig, root: Path
+               ) -> tuple[list[dict[str, StageReport]], Path | None]:
+    """Filter every partition. When a CommonCrawl source keeps only the WebText URLs of this
+    run's Reddit sources, Reddit partitions go first and their URL list is merged in between."""
+    sources = list(cfg.sources)
+    wants_list = any(getattr(s, "url_allowlist", None) == "reddit" for s in sources)
+    first = [p for p in parts if p.kind == "reddit"] if wants_list else []
+    done = _filter(first, sources, cfg, root)
+    if first:
+        webtext = webtext_list_task.submit(root).result()
+        if webtext is None:
+            raise ValueError("url_allowlist: 'reddit' needs a reddit source whose submissions "
+                             "link out with at least webtext_min_karma")
+        sources = [s.model_copy(update={"url_allowlist": str(webtext)})
+                   if getattr(s, "url_allowlist", None) == "reddit" else s for s in sources]
+    done |= _filter([p for p in parts if p not in first], sources, cfg, root)
+    webtext = webtext_list_task.submit(root).result()
+    return [done[p.shard] for p in parts], webtext
+
+
+def _filter(batch: list[InputPartition], sources: list, cfg: RunConfig, root: Path
+            ) -> dict[int, dict[str, StageReport]]:
+    if not batch:
+        return {}
+    reports = wait_all(filter_shard_task.map(
+        batch, [sources[p.source_index] for p in batch], unmapped(cfg.curate), unmapped(root)),
+        f"filter {len(batch)} shards")
+    return {p.shard: r for p, r in zip(batch, reports, strict=True)}
 
 
 @flow(name="curate", flow_run_name="curate-{cfg.output.name}", log_prints=False)
@@ -44,9 +75,7 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
         resolve_ner_model(cfg.curate.pii.ner_model, warn=True)
     with tracked_run("curate", cfg.tracking.experiment, parent_run_id) as tracker:
         tracker.log_config(cfg.curate)
-        filtered = wait_all(filter_shard_task.map(
-            parts, [cfg.sources[p.source_index] for p in parts], unmapped(cfg.curate),
-            unmapped(layout.root)), f"filter {len(parts)} shards")
+        filtered, webtext = filter_all(parts, cfg, layout.root)
         keys = [r["quality"].extra["cache_key"] for r in filtered]
         dedup = dedup_corpus_task.submit(keys, cfg.curate.dedup, layout.root).result()
         scrubbed = wait_all(scrub_shard_task.map(
@@ -55,8 +84,8 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
         by_stage = {**{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
                     "dedup": [dedup], **{s: [r[s] for r in scrubbed] for s in ("pii", "toxicity")}}
         reports = [StageReport.merge(by_stage[s]) for s in STAGES]
-        manifest = write_manifest(layout, reports, cfg.digest(),
-                                  {"mlflow_run_id": tracker.run_id})
+        manifest = write_manifest(layout, reports, cfg.digest(), {
+            "mlflow_run_id": tracker.run_id, "webtext_urls": str(webtext) if webtext else None})
         publish_counts("curate", reports, tracker)
         tracker.log_artifact(manifest)
     log.info("curated %d documents into %s", reports[-1].total.docs_out, layout.curated)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import dask
 from distributed import Client, LocalCluster
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,8 +42,10 @@ def dask_cluster(cfg: DaskConfig) -> Iterator[ClusterInfo]:
             workers = len(client.scheduler_info(n_workers=-1)["workers"])
             yield ClusterInfo(cfg.address, client.dashboard_link, workers)
         return
-    with LocalCluster(n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker,
-                      processes=True, memory_limit=cfg.memory_limit,
-                      dashboard_address=cfg.dashboard_address, host="127.0.0.1",
-                      silence_logs=logging.WARNING) as cluster:
+    # Workers must not be daemonic: readers run HTML extraction in a child process with a time
+    # limit, and daemonic processes may not have children.
+    with dask.config.set({"distributed.worker.daemon": False}), LocalCluster(
+            n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker, processes=True,
+            memory_limit=cfg.memory_limit, dashboard_address=cfg.dashboard_address,
+            host="127.0.0.1", silence_logs=logging.WARNING) as cluster:
         yield ClusterInfo(cluster.scheduler_address, cluster.dashboard_link, cfg.n_workers)

@@ -383,14 +383,32 @@ def reddit_submissions(prose: Prose) -> list[dict[str, object]]:
     return items
 
 
-def make_reddit(prose: Prose, out: Path) -> None:
+def make_reddit(prose: Prose, out: Path) -> list[dict[str, object]]:
     (out / "reddit").mkdir(parents=True, exist_ok=True)
     comments = [json.dumps(c).encode() + b"\n" for c in reddit_comments(prose)]
     comments.insert(50, b'{"id": "broken", "body": "this line is not valid json\n')
     comments.insert(90, b'{"id": "c_bad_utf8", "body": "caf\xe9 latin-1 bytes"}\n')
     (out / "reddit" / "RC_2024-03.zst").write_bytes(_zstd_long(comments))
-    subs = [json.dumps(s).encode() + b"\n" for s in reddit_submissions(prose)]
+    submissions = reddit_submissions(prose)
+    subs = [json.dumps(s).encode() + b"\n" for s in submissions]
     (out / "reddit" / "RS_2024-03.zst").write_bytes(_zstd_long(subs))
+    return submissions
+
+
+def make_webtext(submissions: list[dict[str, object]], prose: Prose, out: Path) -> None:
+    """The pages that Reddit submissions link to, crawled: with ``url_allowlist: reddit`` only
+    those linked by submissions with karma >= 3 are kept (the WebText rule)."""
+    (out / "webtext").mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    for i, sub in enumerate(submissions):
+        if sub["is_self"]:
+            continue
+        place = str(sub["title"]).rsplit(" ", 1)[-1] if sub["title"] else "Arvel"
+        page = html_page(f"Photos of {place}", [prose.paragraph(FACTS, 5, place)
+                                               for _ in range(2)])
+        _warc_response(writer, str(sub["url"]), page, "text/html", EPOCH + timedelta(hours=i))
+    (out / "webtext" / "linked-pages.warc.gz").write_bytes(buf.getvalue())
 
 
 # --- Project Gutenberg books --------------------------------------------------------------
@@ -654,7 +672,7 @@ def build(out: Path = OUT) -> Path:
     """Write the whole sample corpus under ``out``."""
     make_wikipedia(Prose(1), out)
     make_commoncrawl(Prose(2), out)
-    make_reddit(Prose(3), out)
+    make_webtext(make_reddit(Prose(3), out), Prose(5), out)
     make_books(Prose(4), out)
     make_code(out)
     return out

@@ -31,9 +31,11 @@ from tasks.filters.quality import QualityPlan, build_quality_steps
 from tasks.pii import PiiConfig, PiiScrubber
 from tasks.readers import InputPartition, ReadContext, read_partition
 from tasks.readers.base import SourceBase
+from tasks.readers.urls import WEBTEXT_SCHEMA, merge_url_lists
 from tasks.report import StageReport, Tally
 from tasks.schema import Document
 from tasks.shards import (
+    AtomicParquetWriter,
     DocumentWriter,
     Layout,
     QuarantineWriter,
@@ -101,8 +103,11 @@ def filter_shard(part: InputPartition, source: SourceBase, cfg: CurateConfig,
         RejectWriter(layout.rejected / shard_name(part.shard, "ingest-"), "ingest") as rej_in,
         RejectWriter(layout.rejected / shard_name(part.shard, "quality-"), "quality") as rej_q,
         DocumentWriter(layout.work("filtered") / shard_name(part.shard)) as out,
+        AtomicParquetWriter(layout.work("webtext") / shard_name(part.shard), WEBTEXT_SCHEMA,
+                            keep_empty=False) as webtext,
     ):
-        ctx = ReadContext(part, ingest, rej_in, quarantine)
+        ctx = ReadContext(part, ingest, rej_in, quarantine,
+                          side=lambda name, row: webtext.write_row(row))
         kept = run_steps(read_partition(part, source, ctx), steps, quality, rej_q)
         signatures = signature_table(_written(kept, out), part.shard, cfg.dedup)
     _write_table(signatures, layout.work("dedup") / shard_name(part.shard, "sig-"))
@@ -173,6 +178,12 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path
     return reports
 
 
+def webtext_list(root: Path) -> Path | None:
+    """Merge the per-shard WebText URL lists into ``DIR/webtext/urls-<hash>.parquet``."""
+    layout = Layout(root)
+    return merge_url_lists(list_shards(layout.work("webtext")), root / "webtext")
+
+
 # --- Prefect task wrappers (the flow submits these to the Dask task runner) -----------------
 
 @task(name="filter-shard", task_run_name="filter-{part.kind}-{part.shard:05d}",
@@ -191,3 +202,8 @@ def dedup_corpus_task(shard_keys: list[str], cfg: DedupConfig, root: Path) -> St
 def scrub_shard_task(shard: int, upstream_key: str, cfg: CurateConfig, root: Path
                      ) -> dict[str, StageReport]:
     return scrub_shard(shard, upstream_key, cfg, root)
+
+
+@task(name="merge-webtext-urls", cache_policy=NO_CACHE)
+def webtext_list_task(root: Path) -> Path | None:
+    return webtext_list(root)

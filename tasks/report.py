@@ -155,6 +155,9 @@ class Tally:
         self._in[source] += 1
         self._bytes_in[source] += nbytes
 
+    def add_bytes_in(self, source: str, nbytes: int) -> None:
+        self._bytes_in[source] += nbytes
+
     def kept(self, source: str, nbytes: int) -> None:
         self._out[source] += 1
         self._bytes_out[source] += nbytes
@@ -169,7 +172,7 @@ class Tally:
         self.extra = _merge_extra(self.extra, {key: value})
 
     def report(self) -> StageReport:
-        names = sorted(set(self._in) | set(self._out) | set(self._dropped))
+        names = sorted(set(self._in) | set(self._out) | set(self._dropped) | set(self._bytes_in))
         return StageReport(
             stage=self.stage,
             sources={

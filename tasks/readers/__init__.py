@@ -5,20 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
+import fsspec
 from pydantic import Field
 
+from tasks.readers import books, code, commoncrawl, reddit, wikipedia
 from tasks.readers.base import (
     InputPartition,
     ReadContext,
     SourceBase,
+    Split,
     expand_paths,
     fingerprint,
 )
-from tasks.readers.books import BooksSource, read_books
-from tasks.readers.code import CodeSource, read_code
-from tasks.readers.commoncrawl import CommonCrawlSource, read_commoncrawl
-from tasks.readers.reddit import RedditSource, read_reddit
-from tasks.readers.wikipedia import WikipediaSource, read_wikipedia
+from tasks.readers.books import BooksSource
+from tasks.readers.code import CodeSource
+from tasks.readers.commoncrawl import CommonCrawlSource
+from tasks.readers.reddit import RedditSource
+from tasks.readers.wikipedia import WikipediaSource
 from tasks.schema import Document
 
 Source = Annotated[
@@ -27,42 +30,75 @@ Source = Annotated[
 ]
 
 _READERS: dict[str, Callable[[InputPartition, Any, ReadContext], Iterator[Document]]] = {
-    "books": read_books,
-    "commoncrawl": read_commoncrawl,
-    "reddit": read_reddit,
-    "wikipedia": read_wikipedia,
-    "code": read_code,
+    "books": books.read_books,
+    "commoncrawl": commoncrawl.read_commoncrawl,
+    "reddit": reddit.read_reddit,
+    "wikipedia": wikipedia.read_wikipedia,
+    "code": code.read_code,
+}
+_SPLITS: dict[str, Callable[[str, int, Any], list[Split]]] = {
+    "books": books.splits,
+    "commoncrawl": commoncrawl.splits,
+    "reddit": reddit.splits,
+    "wikipedia": wikipedia.splits,
+    "code": code.splits,
 }
 
 
 def plan_partitions(sources: Sequence[SourceBase]) -> list[InputPartition]:
     """Expand every source's paths into numbered partitions (the shard ids of all later stages).
 
-    The order is deterministic (source order, then sorted paths), so the same inputs always get
-    the same shard numbers.
+    Large files become several partitions (byte ranges or record strides, per source kind).
+    The order is deterministic (source order, sorted paths, split order), so the same inputs
+    always get the same shard numbers.
     """
     parts: list[InputPartition] = []
+    unmatched = []
     for index, source in enumerate(sources):
         kind = source.kind  # type: ignore[attr-defined]
         seen: set[str] = set()
         for pattern in source.paths:
-            for url, rel, info in expand_paths(pattern, want_dirs=kind == "code"):
+            matches = expand_paths(pattern, want_dirs=kind == "code")
+            if not matches:
+                unmatched.append(f"sources.{index} ({kind}): {pattern}")
+            for url, rel, info in matches:
                 if url in seen or (kind != "code" and info["type"] == "directory"):
                     continue
                 seen.add(url)
-                parts.append(InputPartition(
-                    shard=len(parts), source_index=index, kind=kind, path=url, rel=rel,
-                    size=int(info.get("size") or 0), fingerprint=fingerprint(info)))
+                size = _size(url, info)
+                for split in _SPLITS[kind](url, size, source):
+                    parts.append(InputPartition(
+                        shard=len(parts), source_index=index, kind=kind, path=url, rel=rel,
+                        size=size, fingerprint=fingerprint(info), start=split.start,
+                        end=split.end, piece=split.piece, pieces=split.pieces))
+    if unmatched:
+        raise FileNotFoundError("no input matches " + "; ".join(unmatched))
     return parts
+
+
+def _size(url: str, info: Any) -> int:
+    if info["type"] == "directory":  # a source tree: the bytes of its files
+        fs, path = fsspec.core.url_to_fs(url)
+        return int(fs.du(path, total=True) or 0)
+    return int(info.get("size") or 0)
 
 
 def read_partition(part: InputPartition, source: SourceBase, ctx: ReadContext
                    ) -> Iterator[Document]:
-    """Documents of one partition; every yielded document is counted as read and kept."""
+    """Documents of one partition; every yielded document is counted as read and kept. The
+    ingest stage's ``bytes_in`` is the input bytes of the partition (compressed, as stored);
+    its ``bytes_out`` is the UTF-8 text of the documents."""
+    ctx.tally.add_bytes_in(part.kind, partition_bytes(part))
     for doc in _READERS[part.kind](part, source, ctx):
-        ctx.tally.seen(doc.source, doc.nbytes)
+        ctx.tally.seen(doc.source, 0)
         ctx.tally.kept(doc.source, doc.nbytes)
         yield doc
+
+
+def partition_bytes(part: InputPartition) -> int:
+    if part.pieces > 1:
+        return part.size // part.pieces
+    return (part.end if part.end is not None else part.size) - part.start
 
 
 __all__ = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,10 @@ class SourceBase(BaseModel):
         description="fsspec paths, globs or URLs (local, s3://, https://); relative local paths "
         "are resolved against the config file's folder",
     )
+    split_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024,
+        description="larger files are read as several partitions of about this many "
+        "(compressed) bytes, so one big dump keeps every worker busy")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class InputPartition:
     fingerprint: str  # changes when the input changes (size + mtime/etag)
     start: int = 0
     end: int | None = None  # byte range end (exclusive); None = to the end
+    piece: int = 0  # for record-strided splits: this partition reads records i % pieces == piece
+    pieces: int = 1
 
 
 class QuarantineSink(Protocol):
@@ -61,11 +67,13 @@ class ReadContext:
     """Counts and side outputs of reading one partition."""
 
     def __init__(self, part: InputPartition, tally: Tally, reject: RejectSink,
-                 quarantine: QuarantineSink) -> None:
+                 quarantine: QuarantineSink,
+                 side: Callable[[str, Mapping[str, Any]], None] | None = None) -> None:
         self.part = part
         self.tally = tally
         self._reject = reject
         self._quarantine = quarantine
+        self._side = side
 
     def location(self, key: str) -> str:
         return f"{self.part.rel}#{key}"
@@ -77,6 +85,11 @@ class ReadContext:
         self.tally.seen(kind, 0)
         self.tally.dropped(kind, rule)
         self._reject(Document.new(kind, self.location(key), ""), rule, values)
+
+    def side(self, name: str, row: Mapping[str, Any]) -> None:
+        """A side output row (e.g. the WebText URL list of Reddit submissions)."""
+        if self._side is not None:
+            self._side(name, row)
 
     def bad(self, reason: str, *, offset: int | None = None, record: str | None = None,
             detail: str | None = None, file: str | None = None) -> None:
@@ -100,7 +113,10 @@ def expand_paths(pattern: str, *, want_dirs: bool) -> list[tuple[str, str, Mappi
     """
     fs, path_or_glob = fsspec.core.url_to_fs(pattern)
     is_glob = bool(_GLOB_CHARS.search(path_or_glob))
-    paths = fs.glob(path_or_glob) if is_glob else [path_or_glob]
+    if is_glob:
+        paths = fs.glob(path_or_glob)
+    else:
+        paths = [path_or_glob] if fs.exists(path_or_glob) else []
     root = fs._strip_protocol(glob_root(pattern)) if is_glob else None
     out: list[tuple[str, str, Mapping[str, Any]]] = []
     for path in sorted(paths):
@@ -118,3 +134,30 @@ def expand_paths(pattern: str, *, want_dirs: bool) -> list[tuple[str, str, Mappi
 def fingerprint(info: Mapping[str, Any]) -> str:
     stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
     return f"{info.get('size')}-{stamp}"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which part of one input a partition reads: a byte range, or every ``pieces``-th record
+    starting at record ``piece`` (for streams that cannot be entered in the middle)."""
+
+    start: int = 0
+    end: int | None = None
+    piece: int = 0
+    pieces: int = 1
+
+
+WHOLE = [Split()]
+
+
+def byte_ranges(size: int, split_bytes: int) -> list[Split]:
+    """[start, end) ranges of about ``split_bytes`` covering a file; the last one is open."""
+    n = max(1, -(-size // split_bytes))
+    bounds = [size * i // n for i in range(n)]
+    return [Split(b, bounds[i + 1] if i + 1 < n else None) for i, b in enumerate(bounds)]
+
+
+def strides(size: int, split_bytes: int) -> list[Split]:
+    """Record-strided pieces, about one per ``split_bytes`` of input."""
+    n = max(1, -(-size // split_bytes))
+    return [Split(piece=i, pieces=n) for i in range(n)]

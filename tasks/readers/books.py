@@ -8,13 +8,14 @@ Hard-wrapped lines are joined into paragraphs. A text without markers is kept wh
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterator
 from typing import Literal
 
 import fsspec
 from pydantic import Field
 
-from tasks.readers.base import InputPartition, ReadContext, SourceBase
+from tasks.readers.base import WHOLE, InputPartition, ReadContext, SourceBase, Split
 from tasks.schema import Document
 
 # Marker variants seen in the Gutenberg collection, 1990s to today:
@@ -38,11 +39,17 @@ _ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 
 class BooksSource(SourceBase):
-    """Folders of Project Gutenberg ``.txt`` books."""
+    """Project Gutenberg ``.txt`` books, as files or inside ``.zip`` archives."""
 
     kind: Literal["books"]
     min_chars: int = Field(default=1, description="books shorter than this after stripping are "
                            "skipped as empty")
+    max_book_bytes: int = Field(default=64 * 1024 * 1024, gt=0,
+                                description="larger books (or archive members) are skipped")
+
+
+def splits(url: str, size: int, source: BooksSource) -> list[Split]:
+    return WHOLE  # a book is one document; archives hold a handful
 
 
 def _decode(raw: bytes) -> tuple[str, str]:
@@ -77,32 +84,58 @@ def unwrap_paragraphs(text: str) -> str:
     return "\n\n".join(p for p in joined if p)
 
 
-def read_books(part: InputPartition, source: BooksSource, ctx: ReadContext) -> Iterator[Document]:
-    if not part.path.endswith(".txt"):
-        return
-    try:
-        with fsspec.open(part.path, "rb") as fh:
-            raw = fh.read()
-    except OSError as err:
-        ctx.bad("books/unreadable_file", detail=str(err))
-        return
+def _book(raw: bytes, name: str, source: BooksSource, ctx: ReadContext) -> Document | None:
     if b"\0" in raw[:8192]:
-        ctx.bad("books/binary_file")
-        return
+        ctx.bad("books/binary_file", record=name)
+        return None
     text, encoding = _decode(raw)
     body, fields, marked = strip_gutenberg(text)
     body = unwrap_paragraphs(body)
-    key = fields.get("ebook") or "book"
+    key = f"{name}:{fields['ebook']}" if "ebook" in fields else name
     if len(body) < source.min_chars:
         ctx.skip(key, "empty")
-        return
-    yield Document.new(
+        return None
+    return Document.new(
         "books", ctx.location(key), body, title=fields.get("title"),
         language=_language_code(fields.get("language")),
         url=f"https://www.gutenberg.org/ebooks/{fields['ebook']}" if "ebook" in fields else None,
         meta={"author": fields.get("author"), "ebook": fields.get("ebook"),
               "gutenberg": marked, "encoding": encoding},
     )
+
+
+def _zip_members(part: InputPartition, source: BooksSource, ctx: ReadContext
+                 ) -> Iterator[tuple[str, bytes]]:
+    with fsspec.open(part.path, "rb") as fh, zipfile.ZipFile(fh) as archive:
+        for info in archive.infolist():
+            if info.is_dir() or not info.filename.lower().endswith(".txt"):
+                continue
+            if info.file_size > source.max_book_bytes:
+                ctx.skip(info.filename, "too_large", bytes=info.file_size)
+                continue
+            with archive.open(info) as member:
+                yield info.filename, member.read(source.max_book_bytes + 1)
+
+
+def read_books(part: InputPartition, source: BooksSource, ctx: ReadContext) -> Iterator[Document]:
+    name = part.rel.rsplit("/", 1)[-1]
+    try:
+        if part.path.lower().endswith(".zip"):
+            members: Iterator[tuple[str, bytes]] = _zip_members(part, source, ctx)
+        elif part.path.lower().endswith(".txt"):
+            with fsspec.open(part.path, "rb") as fh:
+                raw = fh.read(source.max_book_bytes + 1)
+            if not raw:
+                ctx.bad("books/empty_file")
+                return
+            members = iter([(name, raw)])
+        else:
+            return
+        for member, raw in members:
+            if (doc := _book(raw, member, source, ctx)) is not None:
+                yield doc
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        ctx.bad("books/unreadable_file", detail=str(err))
 
 
 _LANGUAGES = {"english": "en", "french": "fr", "german": "de", "spanish": "es", "italian": "it",

@@ -1,21 +1,34 @@
-"""Source-code trees: one document per source file, with language and licence.
+"""Source code: one document per source file, with language and licence, from trees,
+archives and git repositories (``tasks.readers.containers`` reads them safely).
 
-A partition is one tree (a repository checkout). Vendored, generated, minified, binary and
-oversized files are skipped with a reason; the licence comes from an SPDX header in the file or
-the tree's LICENSE/COPYING file, and only permissive licences are kept by default.
+Vendored, generated, minified, binary and oversized files are skipped with a reason; the
+licence comes from an SPDX header in the file or the container's LICENSE/COPYING file, and only
+permissive licences are kept by default. Symlinks, unsafe member names and compression bombs are
+quarantined, never followed or extracted.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterator
+import subprocess
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import fsspec
 from pydantic import Field
 
-from tasks.readers.base import InputPartition, ReadContext, SourceBase
+from tasks.readers.base import InputPartition, ReadContext, SourceBase, Split, strides
+from tasks.readers.containers import (
+    ArchiveLimit,
+    Entry,
+    archive_entries,
+    container_kind,
+    git_entries,
+    tree_entries,
+)
 from tasks.schema import Document
 
 LANGUAGES: dict[str, str] = {
@@ -53,35 +66,33 @@ _LICENSE_PHRASES: list[tuple[str, str]] = [
 
 
 class CodeSource(SourceBase):
-    """Source trees on disk (one tree per path)."""
+    """Source trees, archives (.tar.gz, .zip, ...) and git repositories (normal or bare)."""
 
     kind: Literal["code"]
     licenses: list[str] | None = Field(
         default=PERMISSIVE, description="SPDX ids to keep; None keeps every licence, unknown too")
     max_file_bytes: int = Field(default=1_000_000, gt=0,
                                 description="larger files are skipped (data dumps, bundles)")
+    max_archive_bytes: int = Field(default=4 * 1024**3, gt=0,
+                                   description="an archive holding more uncompressed bytes is "
+                                   "read up to this limit and quarantined (decompression bomb)")
     extensions: list[str] | None = Field(
         default=None, description="file extensions to read; None = every known language")
+
+
+def splits(url: str, size: int, source: CodeSource) -> list[Split]:
+    """Big trees and archives are read by several pieces, each taking every n-th file."""
+    return strides(size, source.split_bytes)
 
 
 def detect_license(text: str) -> str | None:
     spdx = _SPDX.search(text[:4096])
     if spdx:
         return spdx.group(1)
+    lowered = text.lower()
     for phrase, spdx_id in _LICENSE_PHRASES:
-        if phrase.lower() in text.lower():
+        if phrase.lower() in lowered:
             return spdx_id
-    return None
-
-
-def _tree_license(fs: fsspec.AbstractFileSystem, files: list[str], root: str) -> str | None:
-    for path in files:
-        rel = posixpath.relpath(path, root)
-        if "/" not in rel and re.match(r"(LICEN[CS]E|COPYING)", rel, re.IGNORECASE):
-            with fs.open(path, "rb") as fh:
-                found = detect_license(fh.read(65536).decode("utf-8", "replace"))
-            if found:
-                return found
     return None
 
 
@@ -100,37 +111,92 @@ def _skip_reason(rel: str, raw: bytes, source: CodeSource) -> str | None:
     return None
 
 
+def _is_license_file(rel: str) -> bool:
+    parts = rel.split("/")
+    # at the top, or one folder down (archives usually hold a single "project-1.0/" folder)
+    return len(parts) <= 2 and bool(re.match(r"(LICEN[CS]E|COPYING)", parts[-1], re.IGNORECASE))
+
+
+def _entries(path: str, kind: str, source: CodeSource) -> Iterator[Entry]:
+    if kind == "archive":
+        return archive_entries(path, source.max_archive_bytes)
+    if kind == "git":
+        return git_entries(fsspec.core.url_to_fs(path)[1])
+    fs, root = fsspec.core.url_to_fs(path)
+    return tree_entries(fs, root)
+
+
+def _container_license(path: str, kind: str, source: CodeSource) -> str | None:
+    """The licence of a whole tree/archive/repository, from its LICENSE or COPYING file."""
+    for entry in _entries(path, kind, source):
+        if entry.kind == "file" and _is_license_file(entry.path):
+            found = detect_license(entry.read(65536).decode("utf-8", "replace"))
+            if found:
+                return found
+    return None
+
+
+def _document(entry: Entry, raw: bytes, source: CodeSource, ctx: ReadContext,
+              tree_license: str | None, repo: str) -> Document | None:
+    reason = _skip_reason(entry.path, raw, source)
+    if reason:
+        ctx.skip(entry.path, reason)
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        ctx.bad("code/invalid_utf8", record=entry.path, offset=err.start, detail=str(err))
+        return None
+    license_id = detect_license(text) if _SPDX.search(text[:4096]) else tree_license
+    if source.licenses is not None and license_id not in source.licenses:
+        ctx.skip(entry.path, "license", license=license_id or "unknown")
+        return None
+    ext = posixpath.splitext(entry.path)[1].lower()
+    return Document.new(
+        "code", ctx.location(entry.path), text, title=entry.path,
+        meta={"repo": repo, "path": entry.path, "language": LANGUAGES[ext],
+              "license": license_id})
+
+
+_SKIP_KINDS = {"link": "symlink", "unsafe": "unsafe_path", "bomb": "compression_bomb"}
+
+
 def read_code(part: InputPartition, source: CodeSource, ctx: ReadContext) -> Iterator[Document]:
     fs, root = fsspec.core.url_to_fs(part.path)
-    files = sorted(fs.find(root))
-    tree_license = _tree_license(fs, files, root)
+    kind = container_kind(fs, root)
+    wanted = set(source.extensions or LANGUAGES) & set(LANGUAGES)
     repo = posixpath.basename(root.rstrip("/"))
-    wanted = set(source.extensions) if source.extensions else set(LANGUAGES)
-    for path in files:
-        rel = posixpath.relpath(path, root)
-        ext = posixpath.splitext(rel)[1].lower()
-        if ext not in wanted or ext not in LANGUAGES:
-            continue  # not source code: not a record of this source
-        try:
-            with fs.open(path, "rb") as fh:
-                raw = fh.read(source.max_file_bytes + 1)
-        except OSError as err:
-            ctx.bad("code/unreadable_file", file=path, detail=str(err))
-            continue
-        reason = _skip_reason(rel, raw, source)
-        if reason:
-            ctx.skip(rel, reason)
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            ctx.bad("code/invalid_utf8", file=path, offset=err.start, detail=str(err))
-            continue
-        license_id = detect_license(text) if _SPDX.search(text[:4096]) else tree_license
-        if source.licenses is not None and license_id not in source.licenses:
-            ctx.skip(rel, "license", license=license_id or "unknown")
-            continue
-        yield Document.new(
-            "code", ctx.location(rel), text, title=rel,
-            meta={"repo": repo, "path": rel, "language": LANGUAGES[ext], "license": license_id},
-        )
+    try:
+        if kind == "file":  # a single source file
+            entries: Iterator[Entry] = iter([Entry(repo, "file", part.size, _file_reader(
+                fs, root))])
+            tree_license = None
+        else:
+            tree_license = _container_license(part.path, kind, source)
+            entries = _entries(part.path, kind, source)
+        index = -1
+        for entry in entries:
+            if posixpath.splitext(entry.path)[1].lower() not in wanted:
+                continue  # not source code: not a record of this source
+            index += 1
+            if index % part.pieces != part.piece:
+                continue
+            if entry.kind != "file":
+                ctx.bad(f"code/{_SKIP_KINDS.get(entry.kind, entry.kind)}", record=entry.path)
+                continue
+            doc = _document(entry, entry.read(source.max_file_bytes + 1), source, ctx,
+                            tree_license, repo)
+            if doc is not None:
+                yield doc
+    except ArchiveLimit as err:
+        ctx.bad("code/archive_limit", detail=str(err))
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError,
+            subprocess.CalledProcessError) as err:
+        ctx.bad("code/unreadable_container", detail=str(err)[:300])
+
+
+def _file_reader(fs: fsspec.AbstractFileSystem, path: str) -> Callable[[int], bytes]:
+    def read(n: int) -> bytes:
+        with fs.open(path, "rb") as fh:
+            return fh.read(n)
+    return read

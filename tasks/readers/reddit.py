@@ -17,7 +17,14 @@ import fsspec
 import zstandard
 from pydantic import Field
 
-from tasks.readers.base import InputPartition, ReadContext, SourceBase
+from tasks.readers.base import (
+    InputPartition,
+    ReadContext,
+    SourceBase,
+    Split,
+    byte_ranges,
+    strides,
+)
 from tasks.schema import Document
 
 # Pushshift dumps are written with --long=31: the decoder must accept a 2 GiB window.
@@ -35,6 +42,18 @@ class RedditSource(SourceBase):
     bots: list[str] = Field(
         default=["AutoModerator", "[deleted]"],
         description="authors whose items are dropped (bots; '[deleted]' = deleted accounts)")
+    webtext_min_karma: int | None = Field(
+        default=3, description="outbound links of submissions with at least this score go to "
+        "the WebText URL list (Radford et al. 2019 used 3); null writes no list")
+
+
+def splits(url: str, size: int, source: RedditSource) -> list[Split]:
+    """A zstd stream cannot be entered in the middle: big dumps are split by record (each piece
+    decompresses the stream, which is fast, and parses only its own lines, which is not).
+    Uncompressed NDJSON splits into byte ranges."""
+    if url.endswith((".zst", ".zstd")):
+        return strides(size, source.split_bytes)
+    return byte_ranges(size, source.split_bytes)
 
 
 class TruncatedStream(Exception):
@@ -63,18 +82,29 @@ def _plain_chunks(raw: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
         yield chunk
 
 
-def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """(decompressed byte offset, line) of an NDJSON file, zstd-compressed or plain."""
+def iter_lines(path: str, start: int = 0, end: int | None = None
+               ) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of an NDJSON file, zstd-compressed (offsets in the decompressed
+    stream) or plain (the lines that start in [start, end))."""
     with fsspec.open(path, "rb") as raw:
-        chunks = _zstd_chunks(raw) if path.endswith((".zst", ".zstd")) else _plain_chunks(raw)
-        offset, pending = 0, b""
+        if path.endswith((".zst", ".zstd")):
+            chunks, offset = _zstd_chunks(raw), 0
+        else:
+            raw.seek(max(0, start - 1))
+            # a range starts at the first line that begins inside it
+            if start > 0 and raw.read(1) != b"\n":
+                raw.readline()
+            chunks, offset = _plain_chunks(raw), raw.tell()
+        pending = b""
         for chunk in chunks:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
+                if end is not None and offset >= end:
+                    return
                 yield offset, line
                 offset += len(line) + 1
-        if pending:
+        if pending and (end is None or offset < end):
             yield offset, pending
 
 
@@ -87,6 +117,17 @@ def _text_of(item: dict[str, Any]) -> tuple[str, str]:
     if selftext in _REMOVED:
         return "submission", title
     return "submission", f"{title}\n\n{selftext}" if title else selftext
+
+
+def _webtext(item: dict[str, Any], url: str | None, source: RedditSource, ctx: ReadContext,
+             key: str) -> None:
+    """WebText's rule: the outbound link of a submission with enough karma is worth crawling."""
+    score = item.get("score")
+    if (url and source.webtext_min_karma is not None and isinstance(score, int)
+            and score >= source.webtext_min_karma and url.startswith(("http://", "https://"))
+            and "reddit.com/" not in url and "redd.it/" not in url):
+        ctx.side("webtext", {"url": url, "score": score, "subreddit": item.get("subreddit"),
+                             "submission": key})
 
 
 def _to_document(item: dict[str, Any], source: RedditSource, ctx: ReadContext, line: int
@@ -114,6 +155,7 @@ def _to_document(item: dict[str, Any], source: RedditSource, ctx: ReadContext, l
     if kind == "submission":
         url = item.get("url") if not item.get("is_self") else None
         meta["num_comments"] = item.get("num_comments")
+        _webtext(item, url, source, ctx, key)
     permalink = item.get("permalink")
     return Document.new(
         "reddit", ctx.location(key), text.strip(),
@@ -127,19 +169,22 @@ def _to_document(item: dict[str, Any], source: RedditSource, ctx: ReadContext, l
 def read_reddit(part: InputPartition, source: RedditSource, ctx: ReadContext
                 ) -> Iterator[Document]:
     line_no, offset = 0, 0
+    strided = part.pieces > 1
     try:
-        for offset, raw in iter_lines(part.path):
+        for offset, raw in iter_lines(part.path, part.start, part.end):
             line_no += 1
-            if not raw.strip():
+            if (strided and line_no % part.pieces != part.piece) or not raw.strip():
                 continue
             item = _parse(raw, ctx, offset, line_no)
             if item is not None and (doc := _to_document(item, source, ctx, line_no)):
                 yield doc
     except (TruncatedStream, zstandard.ZstdError, EOFError) as err:
-        ctx.bad("reddit/truncated_stream", offset=offset, record=f"after line {line_no}",
-                detail=str(err))
+        if part.piece == 0:  # every strided piece sees the cut; one reports it
+            ctx.bad("reddit/truncated_stream", offset=offset, record=f"after line {line_no}",
+                    detail=str(err))
     except OSError as err:
-        ctx.bad("reddit/unreadable_file", detail=str(err))
+        if part.piece == 0:
+            ctx.bad("reddit/unreadable_file", detail=str(err))
 
 
 def _parse(raw: bytes, ctx: ReadContext, offset: int, line_no: int) -> dict[str, Any] | None:

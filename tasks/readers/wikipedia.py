@@ -19,7 +19,7 @@ import fsspec
 import mwparserfromhell
 from pydantic import Field
 
-from tasks.readers.base import InputPartition, ReadContext, SourceBase
+from tasks.readers.base import InputPartition, ReadContext, SourceBase, Split, byte_ranges
 from tasks.schema import Document
 
 # English-Wikipedia disambiguation templates (Template:Disambiguation and its redirects/variants).
@@ -28,6 +28,9 @@ _DISAMBIGUATION = re.compile(
     r"\s*(\||\}\})",
     re.IGNORECASE,
 )
+# A bz2 stream header: "BZh" + block size digit + the block magic (the BCD digits of pi).
+_BZ2_STREAM = re.compile(rb"BZh[1-9]1AY&SY")
+SCAN_CHUNK = 1 << 20
 _DROP_TAGS = frozenset({"ref", "table", "gallery", "math", "references", "timeline", "score",
                         "syntaxhighlight", "imagemap", "templatestyles"})
 _DROP_LINK_PREFIXES = ("file:", "image:", "category:", "media:")
@@ -42,34 +45,97 @@ class WikipediaSource(SourceBase):
     drop_disambiguation: bool = Field(default=True, description="drop disambiguation pages")
 
 
-def _open_xml(path: str) -> IO[bytes]:
-    raw = fsspec.open(path, "rb").open()
-    return bz2.BZ2File(raw) if path.endswith(".bz2") else raw
+def splits(url: str, size: int, source: WikipediaSource) -> list[Split]:
+    """Byte ranges; a range reads the bz2 streams (or, uncompressed, the pages) that start in
+    it. Multistream dumps (100 pages per stream) split well; a single-stream file is read whole
+    by its first range."""
+    return byte_ranges(size, source.split_bytes)
 
 
-def _iter_page_chunks(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[int, bytes]]:
-    """Yield (decompressed byte offset, raw page XML) per page; quarantine a truncated stream."""
-    offset = 0
-    chunk: list[bytes] | None = None
-    start = 0
-    try:
-        for line in stream:
-            stripped = line.strip()
-            if stripped == b"<page>":
-                if chunk is not None:
-                    ctx.bad("wikipedia/unterminated_page", offset=start)
-                chunk, start = [line], offset
-            elif chunk is not None:
-                chunk.append(line)
-                if stripped == b"</page>":
-                    yield start, b"".join(chunk)
-                    chunk = None
-            offset += len(line)
-    except (EOFError, OSError) as err:  # truncated or corrupt bz2 stream
-        ctx.bad("wikipedia/truncated_stream", offset=offset, detail=str(err))
+def find_stream_start(fh: IO[bytes], pos: int, end: int | None) -> int | None:
+    """Offset of the first bz2 stream header at or after ``pos`` (and before ``end``)."""
+    while end is None or pos < end:
+        fh.seek(pos)
+        data = fh.read(SCAN_CHUNK + 16)
+        match = _BZ2_STREAM.search(data)
+        if match and match.start() < SCAN_CHUNK:
+            found = pos + match.start()
+            return found if end is None or found < end else None
+        if len(data) <= SCAN_CHUNK:
+            return None
+        pos += SCAN_CHUNK
+    return None
+
+
+def bz2_streams(fh: IO[bytes], start: int, end: int | None) -> Iterator[tuple[int, bytes]]:
+    """(stream offset, decompressed bytes) of the bz2 streams that start in [start, end).
+
+    Raises EOFError when the file ends inside a stream, OSError on corrupt data."""
+    pos = start if start == 0 else find_stream_start(fh, start, end)
+    if pos is None:
         return
+    fh.seek(pos)
+    stream_at, offset, decomp, fed = pos, pos, bz2.BZ2Decompressor(), False
+    while chunk := fh.read(SCAN_CHUNK):
+        data = chunk
+        while data:
+            fed = True
+            if out := decomp.decompress(data):
+                yield stream_at, out
+            if not decomp.eof:
+                offset += len(data)
+                break
+            rest = decomp.unused_data
+            offset += len(data) - len(rest)
+            stream_at, decomp, fed, data = offset, bz2.BZ2Decompressor(), False, rest
+            if end is not None and stream_at >= end:
+                return
+    if fed and not decomp.eof:
+        raise EOFError("bz2 stream ends before its end-of-stream marker")
+
+
+def _plain_chunks(fh: IO[bytes], start: int, end: int | None) -> Iterator[tuple[int, bytes]]:
+    """Uncompressed XML from the first <page> at or after ``start``, to the page that starts
+    before ``end`` (the caller stops there)."""
+    fh.seek(start)
+    while chunk := fh.read(SCAN_CHUNK):
+        yield 0, chunk
+
+
+def _lines(chunks: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+    pending, at = b"", 0
+    for at, chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield at, line
+    if pending:
+        yield at, pending
+
+
+def _iter_page_chunks(lines: Iterator[tuple[int, bytes]], ctx: ReadContext, start: int,
+                      end: int | None, plain: bool) -> Iterator[tuple[int, str, bytes]]:
+    """(offset, where, raw page XML) per page; offsets are of the bz2 stream holding the page,
+    or of the page itself in uncompressed XML; ``where`` names the line the page starts on."""
+    chunk: list[bytes] | None = None
+    page_at, where, byte = 0, "", start
+    for number, (stream_at, line) in enumerate(lines, start=1):
+        at = byte if plain else stream_at
+        byte += len(line) + 1
+        stripped = line.strip()
+        if stripped == b"<page>":
+            if plain and end is not None and at >= end:
+                return
+            if chunk is not None:
+                ctx.bad("wikipedia/unterminated_page", offset=page_at, record=where)
+            chunk, page_at, where = [line], at, f"line {number}"
+        elif chunk is not None:
+            chunk.append(line)
+            if stripped == b"</page>":
+                yield page_at, where, b"\n".join(chunk)
+                chunk = None
     if chunk is not None:
-        ctx.bad("wikipedia/unterminated_page", offset=start)
+        ctx.bad("wikipedia/unterminated_page", offset=page_at, record=where)
 
 
 def wikitext_to_text(wikitext: str) -> str:
@@ -102,15 +168,18 @@ def _remove(code: mwparserfromhell.wikicode.Wikicode, node: object) -> None:
         code.remove(node)
 
 
-def _parse_page(raw: bytes, source: WikipediaSource, ctx: ReadContext, offset: int
-                ) -> Document | None:
+def _parse_page(raw: bytes, source: WikipediaSource, ctx: ReadContext, offset: int,
+                where: str) -> Document | None:
     try:
         page = ET.fromstring(raw)
     except ET.ParseError as err:
-        ctx.bad("wikipedia/malformed_xml", offset=offset, detail=str(err))
+        ctx.bad("wikipedia/malformed_xml", offset=offset, record=where, detail=str(err))
         return None
     title = page.findtext("title") or ""
-    page_id = page.findtext("id") or f"offset-{offset}"
+    page_id = page.findtext("id")
+    if not page_id:
+        ctx.bad("wikipedia/page_without_id", offset=offset, record=where)
+        return None
     namespace = int(page.findtext("ns") or 0)
     if namespace not in source.namespaces:
         return None  # other namespaces are not documents of this source: not counted
@@ -136,12 +205,20 @@ def _parse_page(raw: bytes, source: WikipediaSource, ctx: ReadContext, offset: i
 def read_wikipedia(part: InputPartition, source: WikipediaSource, ctx: ReadContext
                    ) -> Iterator[Document]:
     try:
-        stream = _open_xml(part.path)
+        fh = fsspec.open(part.path, "rb").open()
     except OSError as err:
         ctx.bad("wikipedia/unreadable_file", detail=str(err))
         return
-    with stream:
-        for offset, raw in _iter_page_chunks(stream, ctx):
-            doc = _parse_page(raw, source, ctx, offset)
-            if doc is not None:
-                yield doc
+    plain = not part.path.endswith(".bz2")
+    chunks = (_plain_chunks(fh, part.start, part.end) if plain
+              else bz2_streams(fh, part.start, part.end))
+    offset = part.start
+    with fh:
+        try:
+            for offset, where, raw in _iter_page_chunks(_lines(chunks), ctx, part.start,
+                                                        part.end, plain):
+                doc = _parse_page(raw, source, ctx, offset, where)
+                if doc is not None:
+                    yield doc
+        except (EOFError, OSError) as err:  # truncated or corrupt bz2 stream
+            ctx.bad("wikipedia/truncated_stream", offset=offset, detail=str(err))

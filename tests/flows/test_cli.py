@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.settings import SAMPLE_DIR
 
@@ -24,14 +25,13 @@ def lmforge(*args: str, home: Path, timeout: int = 600) -> subprocess.CompletedP
 
 
 def small_config(tmp_path: Path) -> Path:
-    text = (SAMPLE_DIR / "pipeline.yaml").read_text()
-    text = text.replace("steps: 150", "steps: 10").replace("eval_every: 50", "eval_every: 5")
-    text += "tracking: {experiment: cli}\n"
-    for kind in ("wikipedia", "commoncrawl", "reddit", "books", "code"):
-        text = text.replace(f'["{kind}/', f'["{SAMPLE_DIR}/{kind}/')
-    text = text.replace('"reddit/RS_', f'"{SAMPLE_DIR}/reddit/RS_')
+    cfg = yaml.safe_load((SAMPLE_DIR / "pipeline.yaml").read_text())
+    for source in cfg["sources"]:
+        source["paths"] = [str(SAMPLE_DIR / p) for p in source["paths"]]
+    cfg["train"].update(steps=10, eval_every=5)
+    cfg["tracking"] = {"experiment": "cli"}
     path = tmp_path / "small.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(cfg))
     return path
 
 

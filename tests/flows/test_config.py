@@ -28,7 +28,8 @@ def error_of(tmp_path: Path, text: str) -> str:
 
 def test_default_sample_config_validates() -> None:
     cfg = load_config()
-    assert [s.kind for s in cfg.sources] == ["wikipedia", "commoncrawl", "reddit", "books", "code"]
+    assert [s.kind for s in cfg.sources] == ["wikipedia", "commoncrawl", "reddit", "commoncrawl",
+                                             "books", "code"]
     assert Path(cfg.sources[0].paths[0]).is_absolute()
 
 

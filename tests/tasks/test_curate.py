@@ -150,3 +150,25 @@ def test_crash_mid_shard_leaves_no_partial_output(tmp_path, monkeypatch) -> None
         filter_shard(part, SOURCES[part.source_index], CFG, tmp_path)
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert leftovers == []
+
+
+def test_webtext_allowlist_from_this_runs_reddit(tmp_path) -> None:
+    from tasks.curate import webtext_list
+    from tasks.readers.urls import load_url_set
+    from tasks.shards import iter_documents
+
+    sources = TypeAdapter(list[Source]).validate_python([
+        {"kind": "reddit", "paths": [f"{SAMPLE_DIR}/reddit/RS_*.zst"]},
+        {"kind": "commoncrawl", "paths": [f"{SAMPLE_DIR}/webtext/*.warc.gz"]},
+    ])
+    parts = plan_partitions(sources)
+    filter_shard(parts[0], sources[0], CFG, tmp_path)
+    listed = webtext_list(tmp_path)
+    assert listed is not None and listed.parent == tmp_path / "webtext"
+    allow = load_url_set(str(listed))
+    crawl = sources[1].model_copy(update={"url_allowlist": str(listed)})
+    reports = filter_shard(parts[1], crawl, CFG, tmp_path)
+    kept = {d.url for d in iter_documents(tmp_path / "_work/filtered/part-00001.parquet")}
+    assert kept and kept <= allow
+    ingest = reports["ingest"].sources["commoncrawl"]
+    assert ingest.dropped["commoncrawl/url_not_in_allowlist"] > 0

@@ -20,6 +20,8 @@ class ReadResult:
     report: StageReport
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    side: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    partitions: int = 0
 
     def by_title(self) -> dict[str | None, Document]:
         return {d.title: d for d in self.docs}
@@ -38,7 +40,8 @@ def read(kind: str, pattern: str | Path, **options: Any) -> ReadResult:
 
     for part in parts:
         ctx = ReadContext(part, tally, lambda d, r, v: result.skipped.append((d.id, r)),
-                          quarantine)
+                          quarantine, side=lambda name, row: result.side.append((name, row)))
         result.docs.extend(read_partition(part, source, ctx))
     result.report = tally.report()
+    result.partitions = len(parts)
     return result

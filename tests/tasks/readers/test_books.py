@@ -49,3 +49,24 @@ def test_binary_file_is_quarantined(tmp_path) -> None:
     (tmp_path / "bin.txt").write_bytes(b"\x00\x01\x02" * 10)
     result = read("books", tmp_path / "bin.txt")
     assert result.docs == [] and result.quarantined[0]["reason"] == "books/binary_file"
+
+
+def test_zip_archive_of_books(sample_dir, tmp_path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "pg.zip", "w") as z:
+        for name in ("pg90001.txt", "pg90002.txt"):
+            z.write(sample_dir / "books" / name, f"books/{name}")
+        z.writestr("books/readme.md", "not a book")
+    result = read("books", tmp_path / "pg.zip")
+    assert sorted(d.meta["ebook"] for d in result.docs) == ["90001", "90002"]
+    assert result.docs[0].location.startswith("pg.zip#books/pg9000")
+
+
+def test_empty_and_corrupt_files(tmp_path) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    assert [q["reason"] for q in read("books", tmp_path / "empty.txt").quarantined] == [
+        "books/empty_file"]
+    assert [q["reason"] for q in read("books", tmp_path / "bad.zip").quarantined] == [
+        "books/unreadable_file"]

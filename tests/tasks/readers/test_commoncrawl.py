@@ -4,7 +4,7 @@ import io
 
 from warcio.warcwriter import WARCWriter
 
-from infra.make_sample import EPOCH, _warc_response
+from infra.make_sample import EPOCH, FACTS, Prose, _warc_response, html_page
 from tasks.readers.commoncrawl import decode_html
 from tests.tasks.readers.helpers import read
 
@@ -62,3 +62,73 @@ def test_page_without_main_text_is_skipped(tmp_path) -> None:
     (tmp_path / "a.warc.gz").write_bytes(buf.getvalue())
     result = read("commoncrawl", tmp_path / "a.warc.gz")
     assert result.docs == [] and [r for _, r in result.skipped] == ["commoncrawl/no_main_text"]
+
+
+def _warc(pages: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    for url, payload in pages:
+        _warc_response(writer, url, payload, "text/html", EPOCH)
+    return buf.getvalue()
+
+
+def _pages(n: int, seed: int = 21) -> list[tuple[str, bytes]]:
+    prose = Prose(seed)
+    return [(f"https://e.com/{i}", html_page(f"P{i}", [prose.paragraph(FACTS, 4)]))
+            for i in range(n)]
+
+
+def test_corrupt_record_in_the_middle_keeps_records_after_it(tmp_path) -> None:
+    good_a, good_b = _warc(_pages(3)), _warc(_pages(3, seed=22))
+    garbage = b"\x1f\x8b\x08\x00" + b"\x13\x37" * 300  # a gzip header, then noise
+    (tmp_path / "x.warc.gz").write_bytes(good_a + garbage + good_b)
+    result = read("commoncrawl", tmp_path / "x.warc.gz")
+    assert len(result.docs) == 6
+    assert [q["reason"] for q in result.quarantined] == ["commoncrawl/broken_record"]
+    assert result.quarantined[0]["offset"] == len(good_a)
+
+
+def test_truncated_gzip_keeps_complete_records(tmp_path) -> None:
+    data = _warc(_pages(5))
+    (tmp_path / "cut.warc.gz").write_bytes(data[: len(data) - 300])
+    result = read("commoncrawl", tmp_path / "cut.warc.gz")
+    assert len(result.docs) == 4
+    assert [q["reason"] for q in result.quarantined] == ["commoncrawl/truncated_record"]
+
+
+def test_empty_and_non_warc_files(tmp_path) -> None:
+    (tmp_path / "empty.warc.gz").write_bytes(b"")
+    (tmp_path / "junk.warc.gz").write_bytes(bytes(range(256)) * 20)
+    assert [q["reason"] for q in read("commoncrawl", tmp_path / "empty.warc.gz").quarantined] \
+        == ["commoncrawl/empty_file"]
+    assert [q["reason"] for q in read("commoncrawl", tmp_path / "junk.warc.gz").quarantined] \
+        == ["commoncrawl/not_a_warc"]
+
+
+def test_pathological_page_times_out_and_the_worker_moves_on(tmp_path) -> None:
+    rows = "".join(f"<tr><td>{i} cell text here</td><td>more</td></tr>" for i in range(50_000))
+    slow = f"<html><body><table>{rows}</table></body></html>".encode()
+    pages = [("https://e.com/slow", slow), *_pages(2)]
+    (tmp_path / "slow.warc.gz").write_bytes(_warc(pages))
+    result = read("commoncrawl", tmp_path / "slow.warc.gz", extract_timeout_s=1.0,
+                  include_tables=True)
+    assert [d.url for d in result.docs] == ["https://e.com/0", "https://e.com/1"]
+    assert [q["reason"] for q in result.quarantined] == ["commoncrawl/extract_timeout"]
+
+
+def test_url_allowlist_keeps_listed_pages_only(tmp_path) -> None:
+    (tmp_path / "a.warc.gz").write_bytes(_warc(_pages(4)))
+    (tmp_path / "urls.txt").write_text("HTTPS://E.COM/1/\nhttps://e.com/3#frag\n")
+    result = read("commoncrawl", tmp_path / "a.warc.gz", url_allowlist=str(tmp_path / "urls.txt"))
+    assert [d.url for d in result.docs] == ["https://e.com/1", "https://e.com/3"]
+    assert [r for _, r in result.skipped] == ["commoncrawl/url_not_in_allowlist"] * 2
+
+
+def test_remote_style_fsspec_path() -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/crawl/a.warc.gz", _warc(_pages(2)))
+    result = read("commoncrawl", "memory://crawl/*.warc.gz")
+    assert len(result.docs) == 2
+    assert result.docs[0].location.startswith("a.warc.gz#")

@@ -54,3 +54,19 @@ def test_submissions_keep_title_and_outbound_link(sample_dir) -> None:
     links = [d for d in result.docs if d.meta["kind"] == "submission" and d.url
              and "photos.example.com" in d.url]
     assert links and links[0].text.startswith("Photos from my trip to")
+
+
+def test_webtext_list_takes_outbound_links_with_enough_karma(sample_dir) -> None:
+    result = read("reddit", sample_dir / "reddit/RS_2024-03.zst", min_score=None)
+    rows = [row for name, row in result.side if name == "webtext"]
+    links = {d.url: d.meta["score"] for d in result.docs if d.url and "photos." in d.url}
+    assert rows and {r["url"] for r in rows} == {u for u, s in links.items() if s >= 3}
+    assert all(r["score"] >= 3 for r in rows)
+    none = read("reddit", sample_dir / "reddit/RS_2024-03.zst", webtext_min_karma=None)
+    assert none.side == []
+
+
+def test_empty_file(tmp_path) -> None:
+    (tmp_path / "RC_empty.zst").write_bytes(b"")
+    result = read("reddit", tmp_path / "RC_empty.zst")
+    assert result.docs == [] and result.quarantined == []

@@ -1,0 +1,112 @@
+"""HTML → main text with trafilatura, under a per-document time limit.
+
+trafilatura has no internal time limit and a pathological page (a huge table, deep nesting) can
+keep it busy for minutes. Threads cannot be interrupted, so extraction runs in one child process
+per worker (talking pickled messages over its stdin/stdout); a page that
+exceeds the limit gets the child killed and restarted, and the page is reported, while the
+worker moves on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from typing import IO, Any
+
+import trafilatura
+
+STARTUP_TIMEOUT_S = 180.0
+_HEADER = struct.Struct("<Q")
+_CHILD = "from tasks.readers.extract import _serve; _serve()"
+
+
+class ExtractTimeout(Exception):
+    """Extraction of one page took longer than the limit."""
+
+
+def extract_text(html: str, url: str | None, include_tables: bool) -> str | None:
+    return trafilatura.extract(html, url=url, include_comments=False,
+                               include_tables=include_tables, deduplicate=False)
+
+
+def _send(stream: IO[bytes], value: Any) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _recv(stream: IO[bytes]) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("the extraction process closed its output")
+    return pickle.loads(stream.read(_HEADER.unpack(header)[0]))  # our own child: trusted
+
+
+def _serve() -> None:  # the child's loop
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            job = _recv(stdin)
+        except EOFError:
+            return
+        try:
+            _send(stdout, ("ok", extract_text(*job)))
+        except Exception as err:  # any extractor failure is reported for that page
+            _send(stdout, ("error", f"{type(err).__name__}: {err}"))
+
+
+class IsolatedExtractor:
+    """One long-lived child process; killed and replaced when a page times out."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        atexit.register(self.close)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._proc = proc
+        self._ask(("<html><body><p>warm-up</p></body></html>", None, False), STARTUP_TIMEOUT_S)
+        return proc
+
+    def _ask(self, job: tuple[str, str | None, bool], timeout: float) -> Any:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        _send(proc.stdin, job)
+        deadline = time.monotonic() + timeout
+        ready: list[Any] = []
+        while not ready:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                raise ExtractTimeout(f"extraction took longer than {timeout:g} s")
+            ready, _, _ = select.select([proc.stdout], [], [], left)
+        return _recv(proc.stdout)
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._proc = None
+
+    def __call__(self, html: str, url: str | None, include_tables: bool) -> str | None:
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        status, value = self._ask((html, url, include_tables), self.timeout_s)
+        if status == "error":
+            raise ValueError(value)
+        return value
+
+
+@lru_cache(maxsize=4)
+def extractor(timeout_s: float | None) -> IsolatedExtractor | None:
+    """The process-wide extractor for this limit (None: extract in-process, no limit)."""
+    return IsolatedExtractor(timeout_s) if timeout_s else None
+
