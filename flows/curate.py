@@ -24,20 +24,20 @@ from tasks.curate import (
 )
 from tasks.manifest import write_manifest
 from tasks.pii import resolve_ner_model
-from tasks.readers import InputPartition, plan_partitions
+from tasks.readers import Shard, plan_shards
 from tasks.report import StageReport
 from tasks.shards import Layout, prune_shards
 
 log = logging.getLogger(__name__)
 
 
-def filter_all(parts: list[InputPartition], cfg: RunConfig, root: Path
+def filter_all(shards: list[Shard], cfg: RunConfig, root: Path
                ) -> tuple[list[dict[str, StageReport]], Path | None]:
     """Filter every partition. When a CommonCrawl source keeps only the WebText URLs of this
     run's Reddit sources, Reddit partitions go first and their URL list is merged in between."""
     sources = list(cfg.sources)
     wants_list = any(getattr(s, "url_allowlist", None) == "reddit" for s in sources)
-    first = [p for p in parts if p.kind == "reddit"] if wants_list else []
+    first = [s for s in shards if s.kind == "reddit"] if wants_list else []
     done = _filter(first, sources, cfg, root)
     if first:
         webtext = webtext_list_task.submit(root).result()
@@ -46,19 +46,19 @@ def filter_all(parts: list[InputPartition], cfg: RunConfig, root: Path
                              "link out with at least webtext_min_karma")
         sources = [s.model_copy(update={"url_allowlist": str(webtext)})
                    if getattr(s, "url_allowlist", None) == "reddit" else s for s in sources]
-    done |= _filter([p for p in parts if p not in first], sources, cfg, root)
+    done |= _filter([s for s in shards if s not in first], sources, cfg, root)
     webtext = webtext_list_task.submit(root).result()
-    return [done[p.shard] for p in parts], webtext
+    return [done[s.index] for s in shards], webtext
 
 
-def _filter(batch: list[InputPartition], sources: list, cfg: RunConfig, root: Path
+def _filter(batch: list[Shard], sources: list, cfg: RunConfig, root: Path
             ) -> dict[int, dict[str, StageReport]]:
     if not batch:
         return {}
     reports = wait_all(filter_shard_task.map(
         batch, [sources[p.source_index] for p in batch], unmapped(cfg.curate), unmapped(root)),
         f"filter {len(batch)} shards")
-    return {p.shard: r for p, r in zip(batch, reports, strict=True)}
+    return {p.index: r for p, r in zip(batch, reports, strict=True)}
 
 
 @flow(name="curate", flow_run_name="curate-{cfg.output.name}", log_prints=False)
@@ -66,21 +66,21 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
     """Curate every source into Parquet shards; returns the manifest path."""
     layout = Layout(cfg.output.resolve())
     layout.make_dirs()
-    parts = plan_partitions(cfg.sources)
-    if not parts:
+    shards = plan_shards(cfg.sources)
+    if not shards:
         raise ValueError("no input files matched the configured source paths: "
                          f"{[s.paths for s in cfg.sources]}")
-    prune_shards(layout, len(parts))
+    prune_shards(layout, len(shards))
     if cfg.curate.pii is not None:  # fail or warn here, once, not on every worker
         resolve_ner_model(cfg.curate.pii.ner_model, warn=True)
     with tracked_run("curate", cfg.tracking.experiment, parent_run_id) as tracker:
         tracker.log_config(cfg.curate)
-        filtered, webtext = filter_all(parts, cfg, layout.root)
+        filtered, webtext = filter_all(shards, cfg, layout.root)
         keys = [r["quality"].extra["cache_key"] for r in filtered]
         dedup = dedup_corpus_task.submit(keys, cfg.curate.dedup, layout.root).result()
         scrubbed = wait_all(scrub_shard_task.map(
-            [p.shard for p in parts], [cache_key(k, dedup.extra["cache_key"]) for k in keys],
-            unmapped(cfg.curate), unmapped(layout.root)), f"scrub {len(parts)} shards")
+            [s.index for s in shards], [cache_key(k, dedup.extra["cache_key"]) for k in keys],
+            unmapped(cfg.curate), unmapped(layout.root)), f"scrub {len(shards)} shards")
         by_stage = {**{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
                     "dedup": [dedup], **{s: [r[s] for r in scrubbed] for s in ("pii", "toxicity")}}
         reports = [StageReport.merge(by_stage[s]) for s in STAGES]

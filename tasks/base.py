@@ -41,6 +41,11 @@ class Verdict:
     def drop(cls, reason: str, **values: Any) -> Verdict:
         return cls(False, reason, values)
 
+    @classmethod
+    def ok(cls, **values: Any) -> Verdict:
+        """Keep, recording what was measured (shown by ``lmforge explain``)."""
+        return cls(True, None, values)
+
 
 KEEP = Verdict(True)
 

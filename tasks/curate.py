@@ -3,8 +3,8 @@
 Three passes, each restartable per shard (a shard whose report exists with the same cache key is
 skipped on rerun):
 
-1. :func:`filter_shard` (per input partition): read → quality rules → ``_work/filtered`` shard,
-   plus dedup signatures; rejects and quarantine rows as they happen.
+1. :func:`filter_shard` (per shard of input pieces): read → quality rules →
+   ``_work/filtered`` shard, plus dedup signatures; rejects and quarantine rows as they happen.
 2. :func:`dedup_corpus` (global): clusters over all signatures → ``rejected/dedup-*`` and the ids
    each shard drops.
 3. :func:`scrub_shard` (per shard): drop duplicates → PII scrubbing → toxicity → ``curated/``.
@@ -18,6 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from tasks.base import DocFilter, DocRewriter, run_steps
 from tasks.dedup import DedupConfig, duplicate_ids, find_duplicates, signature_table
 from tasks.filters.quality import QualityPlan, build_quality_steps
 from tasks.pii import PiiConfig, PiiScrubber
-from tasks.readers import InputPartition, ReadContext, read_partition
+from tasks.readers import ReadContext, Shard, read_partition
 from tasks.readers.base import SourceBase
 from tasks.readers.urls import WEBTEXT_SCHEMA, merge_url_lists
 from tasks.report import StageReport, Tally
@@ -85,35 +86,40 @@ def _finish(tally: Tally, start: float, key: str) -> StageReport:
     return tally.report()
 
 
-def filter_shard(part: InputPartition, source: SourceBase, cfg: CurateConfig,
+def filter_shard(shard: Shard, source: SourceBase, cfg: CurateConfig,
                  root: Path) -> dict[str, StageReport]:
-    """Read one partition, apply its source's quality rules, store survivors and signatures."""
+    """Read one shard's inputs, apply their source's quality rules, store survivors and
+    dedup signatures."""
     layout = Layout(root)
     stages = ("ingest", "quality")
-    key = cache_key(part.path, part.fingerprint, part.start, part.end, source,
-                    cfg.quality.for_source(part.kind), cfg.dedup)
-    paths = [layout.report(s, part.shard) for s in stages]
+    n = shard.index
+    key = cache_key([(p.path, p.fingerprint, p.start, p.end, p.piece, p.pieces)
+                     for p in shard.parts], source, cfg.quality.for_source(shard.kind),
+                    cfg.dedup)
+    paths = [layout.report(s, n) for s in stages]
     if (done := _cached(paths, key)) is not None:
         return done
     start = time.perf_counter()
     ingest, quality = Tally("ingest"), Tally("quality")
-    steps = build_quality_steps(cfg.quality.for_source(part.kind))
+    steps = build_quality_steps(cfg.quality.for_source(shard.kind))
     with (
-        QuarantineWriter(layout.quarantine / shard_name(part.shard)) as quarantine,
-        RejectWriter(layout.rejected / shard_name(part.shard, "ingest-"), "ingest") as rej_in,
-        RejectWriter(layout.rejected / shard_name(part.shard, "quality-"), "quality") as rej_q,
-        DocumentWriter(layout.work("filtered") / shard_name(part.shard)) as out,
-        AtomicParquetWriter(layout.work("webtext") / shard_name(part.shard), WEBTEXT_SCHEMA,
+        QuarantineWriter(layout.quarantine / shard_name(n)) as quarantine,
+        RejectWriter(layout.rejected / shard_name(n, "ingest-"), "ingest") as rej_in,
+        RejectWriter(layout.rejected / shard_name(n, "quality-"), "quality") as rej_q,
+        DocumentWriter(layout.work("filtered") / shard_name(n)) as out,
+        AtomicParquetWriter(layout.work("webtext") / shard_name(n), WEBTEXT_SCHEMA,
                             keep_empty=False) as webtext,
     ):
-        ctx = ReadContext(part, ingest, rej_in, quarantine,
-                          side=lambda name, row: webtext.write_row(row))
-        kept = run_steps(read_partition(part, source, ctx), steps, quality, rej_q)
-        signatures = signature_table(_written(kept, out), part.shard, cfg.dedup)
-    _write_table(signatures, layout.work("dedup") / shard_name(part.shard, "sig-"))
+        docs = chain.from_iterable(
+            read_partition(part, source, ReadContext(
+                part, ingest, rej_in, quarantine, side=lambda name, row: webtext.write_row(row)))
+            for part in shard.parts)
+        kept = run_steps(docs, steps, quality, rej_q)
+        signatures = signature_table(_written(kept, out), n, cfg.dedup)
+    _write_table(signatures, layout.work("dedup") / shard_name(n, "sig-"))
     reports = {"ingest": _finish(ingest, start, key), "quality": _finish(quality, start, key)}
     for stage in stages:
-        reports[stage].save(layout.report(stage, part.shard))
+        reports[stage].save(layout.report(stage, n))
     return reports
 
 
@@ -186,11 +192,11 @@ def webtext_list(root: Path) -> Path | None:
 
 # --- Prefect task wrappers (the flow submits these to the Dask task runner) -----------------
 
-@task(name="filter-shard", task_run_name="filter-{part.kind}-{part.shard:05d}",
+@task(name="filter-shard", task_run_name="filter-{shard.kind}-{shard.index:05d}",
       cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def filter_shard_task(part: InputPartition, source: SourceBase, cfg: CurateConfig,
+def filter_shard_task(shard: Shard, source: SourceBase, cfg: CurateConfig,
                       root: Path) -> dict[str, StageReport]:
-    return filter_shard(part, source, cfg, root)
+    return filter_shard(shard, source, cfg, root)
 
 
 @task(name="dedup-corpus", cache_policy=NO_CACHE)

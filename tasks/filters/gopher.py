@@ -1,17 +1,20 @@
 """Gopher quality rules (Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights
 from Training Gopher", Appendix A.1.1, MassiveText quality filters), one rule per class.
 
-Defaults are the paper's values. A threshold of ``None`` disables that side of a rule.
+Defaults are the paper's values; ``None`` disables a side of a rule. Words are the tokens that
+hold a letter or digit; ratios that the reference implementation takes over all tokens
+(punctuation included) are taken the same way. One deliberate difference: stop words are
+matched case-insensitively ("The" counts as "the").
 """
 
 from __future__ import annotations
 
-from tasks.base import KEEP, DocFilter, Verdict
-from tasks.filters.text import lines, words
+from tasks.base import DocFilter, Verdict
+from tasks.filters.text import tokens, words
 from tasks.schema import Document
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
-BULLETS = ("●", "•", "*", "-", "‣", "◦", "⁃", "▪")
+BULLETS = ("•", "-", "●", "‣", "◦", "⁃", "▪", "*")
 ELLIPSES = ("...", "…")
 
 
@@ -29,7 +32,7 @@ class GopherWordCountFilter(DocFilter):
             return Verdict.drop("too_few_words", words=n, min_words=self.min_words)
         if self.max_words is not None and n > self.max_words:
             return Verdict.drop("too_many_words", words=n, max_words=self.max_words)
-        return KEEP
+        return Verdict.ok(words=n)
 
 
 class GopherMeanWordLengthFilter(DocFilter):
@@ -47,11 +50,12 @@ class GopherMeanWordLengthFilter(DocFilter):
             return Verdict.drop("short_mean_word_length", mean=round(mean, 3))
         if self.max_mean is not None and mean > self.max_mean:
             return Verdict.drop("long_mean_word_length", mean=round(mean, 3))
-        return KEEP
+        return Verdict.ok(mean=round(mean, 3))
 
 
 class GopherSymbolRatioFilter(DocFilter):
-    """Hash symbols and ellipses per word must not exceed 0.1 (the survey's symbol-to-word rule)."""
+    """Hash symbols, and separately ellipses, per token must not exceed 0.1 (the survey's
+    symbol-to-word rule)."""
 
     name = "gopher"
 
@@ -59,12 +63,13 @@ class GopherSymbolRatioFilter(DocFilter):
         self.max_ratio = max_ratio
 
     def keep(self, doc: Document) -> Verdict:
-        n = len(words(doc.text)) or 1
-        symbols = doc.text.count("#") + sum(doc.text.count(e) for e in ELLIPSES)
-        ratio = symbols / n
-        if ratio > self.max_ratio:
-            return Verdict.drop("high_symbol_word_ratio", ratio=round(ratio, 4))
-        return KEEP
+        n = len(tokens(doc.text)) or 1
+        hashes = doc.text.count("#") / n
+        ellipses = sum(doc.text.count(e) for e in ELLIPSES) / n
+        if max(hashes, ellipses) > self.max_ratio:
+            return Verdict.drop("high_symbol_word_ratio", hash_ratio=round(hashes, 4),
+                                ellipsis_ratio=round(ellipses, 4))
+        return Verdict.ok(hash_ratio=round(hashes, 4), ellipsis_ratio=round(ellipses, 4))
 
 
 class GopherBulletLinesFilter(DocFilter):
@@ -76,11 +81,11 @@ class GopherBulletLinesFilter(DocFilter):
         self.max_ratio = max_ratio
 
     def keep(self, doc: Document) -> Verdict:
-        ls = lines(doc.text)
-        ratio = sum(line.startswith(BULLETS) for line in ls) / (len(ls) or 1)
+        ls = doc.text.splitlines() or [""]
+        ratio = sum(line.lstrip().startswith(BULLETS) for line in ls) / len(ls)
         if ratio > self.max_ratio:
             return Verdict.drop("too_many_bullet_lines", ratio=round(ratio, 4))
-        return KEEP
+        return Verdict.ok(ratio=round(ratio, 4))
 
 
 class GopherEllipsisLinesFilter(DocFilter):
@@ -92,15 +97,15 @@ class GopherEllipsisLinesFilter(DocFilter):
         self.max_ratio = max_ratio
 
     def keep(self, doc: Document) -> Verdict:
-        ls = lines(doc.text)
-        ratio = sum(line.endswith(ELLIPSES) for line in ls) / (len(ls) or 1)
+        ls = doc.text.splitlines() or [""]
+        ratio = sum(line.rstrip().endswith(ELLIPSES) for line in ls) / len(ls)
         if ratio > self.max_ratio:
             return Verdict.drop("too_many_ellipsis_lines", ratio=round(ratio, 4))
-        return KEEP
+        return Verdict.ok(ratio=round(ratio, 4))
 
 
 class GopherAlphaWordsFilter(DocFilter):
-    """At least 80% of words must contain an alphabetic character."""
+    """At least 80% of tokens must contain an alphabetic character."""
 
     name = "gopher"
 
@@ -108,11 +113,11 @@ class GopherAlphaWordsFilter(DocFilter):
         self.min_ratio = min_ratio
 
     def keep(self, doc: Document) -> Verdict:
-        ws = words(doc.text)
-        ratio = sum(any(c.isalpha() for c in w) for w in ws) / (len(ws) or 1)
+        toks = tokens(doc.text)
+        ratio = sum(any(c.isalpha() for c in t) for t in toks) / (len(toks) or 1)
         if ratio < self.min_ratio:
             return Verdict.drop("too_few_alpha_words", ratio=round(ratio, 4))
-        return KEEP
+        return Verdict.ok(ratio=round(ratio, 4))
 
 
 class GopherStopWordsFilter(DocFilter):
@@ -127,4 +132,4 @@ class GopherStopWordsFilter(DocFilter):
         found = STOP_WORDS.intersection(w.lower() for w in words(doc.text))
         if len(found) < self.min_stop_words:
             return Verdict.drop("too_few_stop_words", stop_words=len(found))
-        return KEEP
+        return Verdict.ok(stop_words=len(found))

@@ -12,8 +12,10 @@ from tasks.readers import books, code, commoncrawl, reddit, wikipedia
 from tasks.readers.base import (
     InputPartition,
     ReadContext,
+    Shard,
     SourceBase,
     Split,
+    _piece_bytes,
     expand_paths,
     fingerprint,
 )
@@ -68,12 +70,39 @@ def plan_partitions(sources: Sequence[SourceBase]) -> list[InputPartition]:
                 size = _size(url, info)
                 for split in _SPLITS[kind](url, size, source):
                     parts.append(InputPartition(
-                        shard=len(parts), source_index=index, kind=kind, path=url, rel=rel,
+                        source_index=index, kind=kind, path=url, rel=rel,
                         size=size, fingerprint=fingerprint(info), start=split.start,
                         end=split.end, piece=split.piece, pieces=split.pieces))
     if unmatched:
         raise FileNotFoundError("no input matches " + "; ".join(unmatched))
     return parts
+
+
+def plan_shards(sources: Sequence[SourceBase]) -> list[Shard]:
+    """Pack the partitions into shards: a piece of a big file is a shard of its own; small
+    inputs of one source are grouped until a shard holds about ``split_bytes``, so a folder of
+    thousands of books does not become thousands of tiny tasks."""
+    shards: list[Shard] = []
+    group: list[InputPartition] = []
+    group_bytes = 0
+
+    def close() -> None:
+        nonlocal group, group_bytes
+        if group:
+            shards.append(Shard(len(shards), group[0].source_index, group[0].kind,
+                                tuple(group)))
+        group, group_bytes = [], 0
+
+    for part in plan_partitions(sources):
+        limit = sources[part.source_index].split_bytes
+        size = partition_bytes(part)
+        if group and (group[0].source_index != part.source_index
+                      or group_bytes + size > limit):
+            close()
+        group.append(part)
+        group_bytes += size
+    close()
+    return shards
 
 
 def _size(url: str, info: Any) -> int:
@@ -96,12 +125,11 @@ def read_partition(part: InputPartition, source: SourceBase, ctx: ReadContext
 
 
 def partition_bytes(part: InputPartition) -> int:
-    if part.pieces > 1:
-        return part.size // part.pieces
-    return (part.end if part.end is not None else part.size) - part.start
+    return _piece_bytes(part)
 
 
 __all__ = [
     "BooksSource", "CodeSource", "CommonCrawlSource", "InputPartition", "ReadContext",
-    "RedditSource", "Source", "WikipediaSource", "plan_partitions", "read_partition",
+    "RedditSource", "Shard", "Source", "WikipediaSource", "plan_partitions", "plan_shards",
+    "read_partition",
 ]

@@ -43,9 +43,8 @@ class SourceBase(BaseModel):
 
 @dataclass(frozen=True)
 class InputPartition:
-    """One unit of reading work: a file (or byte range of one), or a source tree for code."""
+    """One piece of reading: a file, a byte range or record stride of one, or a code tree."""
 
-    shard: int
     source_index: int
     kind: str
     path: str  # fsspec URL of the file or tree
@@ -56,6 +55,27 @@ class InputPartition:
     end: int | None = None  # byte range end (exclusive); None = to the end
     piece: int = 0  # for record-strided splits: this partition reads records i % pieces == piece
     pieces: int = 1
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The unit of parallel work and of output files (``part-{index:05d}``): one big input
+    piece, or several small inputs of the same source packed together."""
+
+    index: int
+    source_index: int
+    kind: str
+    parts: tuple[InputPartition, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(_piece_bytes(p) for p in self.parts)
+
+
+def _piece_bytes(part: InputPartition) -> int:
+    if part.pieces > 1:
+        return part.size // part.pieces
+    return (part.end if part.end is not None else part.size) - part.start
 
 
 class QuarantineSink(Protocol):

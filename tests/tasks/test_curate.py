@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from infra.settings import SAMPLE_DIR
 from tasks.curate import STAGES, CurateConfig, cache_key, dedup_corpus, filter_shard, scrub_shard
 from tasks.manifest import write_manifest
-from tasks.readers import Source, plan_partitions
+from tasks.readers import Source, plan_shards
 from tasks.report import StageReport
 from tasks.shards import Layout
 from tests.tasks.test_pii import PLANTED
@@ -28,12 +28,12 @@ CFG = CurateConfig.model_validate({"pii": {"ner_model": None}})
 
 
 def curate(root: Path) -> list[StageReport]:
-    parts = plan_partitions(SOURCES)
-    filtered = [filter_shard(p, SOURCES[p.source_index], CFG, root) for p in parts]
+    shards = plan_shards(SOURCES)
+    filtered = [filter_shard(s, SOURCES[s.source_index], CFG, root) for s in shards]
     keys = [r["quality"].extra["cache_key"] for r in filtered]
     dedup = dedup_corpus(keys, CFG.dedup, root)
-    scrubbed = [scrub_shard(p.shard, cache_key(k, dedup.extra["cache_key"]), CFG, root)
-                for p, k in zip(parts, keys, strict=True)]
+    scrubbed = [scrub_shard(s.index, cache_key(k, dedup.extra["cache_key"]), CFG, root)
+                for s, k in zip(shards, keys, strict=True)]
     by_stage = {"dedup": [dedup],
                 **{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
                 **{s: [r[s] for r in scrubbed] for s in ("pii", "toxicity")}}
@@ -118,7 +118,7 @@ def test_no_planted_pii_survives_anywhere(curated) -> None:
 
 def test_rerun_skips_finished_shards(curated) -> None:
     root, _ = curated
-    part = plan_partitions(SOURCES)[0]
+    part = plan_shards(SOURCES)[0]
     shard_file = root / "_work" / "filtered" / "part-00000.parquet"
     before = shard_file.stat().st_mtime_ns
     reports = filter_shard(part, SOURCES[0], CFG, root)
@@ -128,7 +128,7 @@ def test_rerun_skips_finished_shards(curated) -> None:
 
 def test_changed_config_recomputes_the_shard(curated, tmp_path) -> None:
     root, _ = curated
-    part = plan_partitions(SOURCES)[0]
+    part = plan_shards(SOURCES)[0]
     stricter = CFG.model_copy(update={"quality": CFG.quality.model_validate(
         {"wikipedia": {"gopher": {"min_words": 10_000}}})})
     reports = filter_shard(part, SOURCES[0], stricter, root)
@@ -139,7 +139,7 @@ def test_changed_config_recomputes_the_shard(curated, tmp_path) -> None:
 def test_crash_mid_shard_leaves_no_partial_output(tmp_path, monkeypatch) -> None:
     import tasks.curate as curate_mod
 
-    part = plan_partitions(SOURCES)[2]  # the first WARC
+    part = next(s for s in plan_shards(SOURCES) if s.kind == "commoncrawl")
 
     def boom(docs, *args, **kwargs):
         next(iter(docs))  # the reader and the writers are mid-stream
@@ -161,14 +161,24 @@ def test_webtext_allowlist_from_this_runs_reddit(tmp_path) -> None:
         {"kind": "reddit", "paths": [f"{SAMPLE_DIR}/reddit/RS_*.zst"]},
         {"kind": "commoncrawl", "paths": [f"{SAMPLE_DIR}/webtext/*.warc.gz"]},
     ])
-    parts = plan_partitions(sources)
-    filter_shard(parts[0], sources[0], CFG, tmp_path)
+    shards = plan_shards(sources)
+    filter_shard(shards[0], sources[0], CFG, tmp_path)
     listed = webtext_list(tmp_path)
     assert listed is not None and listed.parent == tmp_path / "webtext"
     allow = load_url_set(str(listed))
     crawl = sources[1].model_copy(update={"url_allowlist": str(listed)})
-    reports = filter_shard(parts[1], crawl, CFG, tmp_path)
+    reports = filter_shard(shards[1], crawl, CFG, tmp_path)
     kept = {d.url for d in iter_documents(tmp_path / "_work/filtered/part-00001.parquet")}
     assert kept and kept <= allow
     ingest = reports["ingest"].sources["commoncrawl"]
     assert ingest.dropped["commoncrawl/url_not_in_allowlist"] > 0
+
+
+def test_small_inputs_are_packed_into_shards(tmp_path) -> None:
+    books = TypeAdapter(list[Source]).validate_python([
+        {"kind": "books", "paths": [f"{SAMPLE_DIR}/books/*.txt"], "split_bytes": 40_000},
+        {"kind": "reddit", "paths": [f"{SAMPLE_DIR}/reddit/*.zst"], "split_bytes": 1024}])
+    shards = plan_shards(books)
+    assert [(s.kind, len(s.parts)) for s in shards] == [
+        ("books", 2), ("books", 1), *[("reddit", 1)] * (len(shards) - 2)]
+    assert [s.index for s in shards] == list(range(len(shards)))

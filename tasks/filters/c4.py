@@ -1,0 +1,148 @@
+"""C4 rules (Raffel et al. 2020, "Exploring the Limits of Transfer Learning with a Unified
+Text-to-Text Transformer", §2.2, and the reference code in tensorflow_datasets' c4_utils).
+
+C4 cleans line by line and then judges the page: :class:`C4LineCleaner` removes the lines
+(one reason per removed line: no terminal punctuation, fewer than 3 words, "javascript",
+cookie/terms-of-use boilerplate, a "word" over 1000 characters) and strips Wikipedia-style
+citation marks; the page rules then drop pages with "lorem ipsum", a curly brace, fewer than
+5 sentences, or a word from a bad-words list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from tasks.base import DocFilter, DocRewriter, Rewrite, Verdict
+from tasks.schema import Document
+
+END_PUNCTUATION = (".", "?", "!", '"', "'")
+ELLIPSIS = "..."
+POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies",
+                  "use of cookies", "use cookies")
+_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+_WORD = re.compile(r"\w+(?:['’]\w+)*")
+_SENTENCE_END = re.compile(r"[.!?]+(?=[\"')\]]*(\s|$))")
+
+
+class C4LineCleaner(DocRewriter):
+    """Keep only the lines C4 keeps; ``None`` disables a line rule."""
+
+    name = "c4_lines"
+
+    def __init__(self, *, min_words_per_line: int | None = 3, max_word_length: int | None = 1000,
+                 terminal_punctuation: bool = True, javascript: bool = True,
+                 policy: bool = True, citations: bool = True) -> None:
+        self.min_words, self.max_word_length = min_words_per_line, max_word_length
+        self.terminal, self.javascript = terminal_punctuation, javascript
+        self.policy, self.citations = policy, citations
+
+    def _why(self, line: str) -> str | None:
+        words = line.split()
+        if self.max_word_length is not None and any(len(w) > self.max_word_length for w in words):
+            return "too_long_word"
+        if self.terminal and (not line.endswith(END_PUNCTUATION) or line.endswith(ELLIPSIS)):
+            return "no_terminal_punctuation"
+        if self.min_words is not None and len(words) < self.min_words:
+            return "too_few_words"
+        lowered = line.lower()
+        if self.javascript and "javascript" in lowered:
+            return "javascript"
+        if self.policy and any(p in lowered for p in POLICY_PHRASES):
+            return "policy"
+        return None
+
+    def rewrite(self, doc: Document) -> Rewrite:
+        kept, removed = [], Counter()
+        for raw in doc.text.splitlines():
+            line = raw.strip()
+            if self.citations:
+                line = _CITATION.sub("", line)
+            if not line:
+                continue
+            why = self._why(line)
+            if why is None:
+                kept.append(line)
+            else:
+                removed[why] += 1
+        text = "\n".join(kept)
+        return Rewrite(text if text != doc.text else doc.text, dict(removed))
+
+
+class C4LoremIpsumFilter(DocFilter):
+    """Placeholder text marks an unfinished template page."""
+
+    name = "c4"
+
+    def keep(self, doc: Document) -> Verdict:
+        if "lorem ipsum" in doc.text.lower():
+            return Verdict.drop("lorem_ipsum")
+        return Verdict.ok()
+
+
+class C4CurlyBracketFilter(DocFilter):
+    """A curly brace marks code or templates in a natural-language page."""
+
+    name = "c4"
+
+    def keep(self, doc: Document) -> Verdict:
+        if "{" in doc.text:
+            return Verdict.drop("curly_bracket")
+        return Verdict.ok()
+
+
+def count_sentences(text: str) -> int:
+    return len(_SENTENCE_END.findall(text))
+
+
+class C4MinSentencesFilter(DocFilter):
+    """At least five sentences must be left after line cleaning."""
+
+    name = "c4"
+
+    def __init__(self, *, min_sentences: int = 5) -> None:
+        self.min_sentences = min_sentences
+
+    def keep(self, doc: Document) -> Verdict:
+        n = count_sentences(doc.text)
+        if n < self.min_sentences:
+            return Verdict.drop("too_few_sentences", sentences=n)
+        return Verdict.ok(sentences=n)
+
+
+@lru_cache(maxsize=4)
+def load_bad_words(path: str | None) -> tuple[frozenset[str], re.Pattern[str] | None]:
+    """(single words, pattern of multi-word phrases) of a bad-words list: a file with one entry
+    per line, or (by default) the list that ships in the better-profanity package."""
+    if path is None:
+        text = resources.files("better_profanity").joinpath(
+            "profanity_wordlist.txt").read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    entries = {w.strip().lower() for w in text.splitlines() if w.strip()}
+    single = frozenset(e for e in entries if " " not in e)
+    phrases = sorted(e for e in entries if " " in e)
+    pattern = (re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, phrases)) + r")(?!\w)")
+               if phrases else None)
+    return single, pattern
+
+
+class C4BadWordsFilter(DocFilter):
+    """C4 removed any page holding an entry of a bad-words list."""
+
+    name = "c4"
+
+    def __init__(self, *, word_list: str | None = None) -> None:
+        self.words, self.phrases = load_bad_words(word_list)
+
+    def keep(self, doc: Document) -> Verdict:
+        lowered = doc.text.lower()
+        hit = next((w for w in _WORD.findall(lowered) if w in self.words), None)
+        if hit is None and self.phrases is not None and (m := self.phrases.search(lowered)):
+            hit = m.group()
+        if hit is not None:
+            return Verdict.drop("bad_words", entries=1)
+        return Verdict.ok()
