@@ -31,7 +31,7 @@ import zstandard
 from pydantic import TypeAdapter
 from warcio.archiveiterator import ArchiveIterator
 
-from benchmarks.corpus import MB, build, raw_bytes
+from benchmarks.corpus import MB, SHARES, build, raw_bytes
 from infra.settings import prepare_environment
 from tasks.readers import Source, plan_shards, read_partition
 from tasks.readers.base import ReadContext
@@ -41,10 +41,12 @@ PATTERNS = {"commoncrawl": "*.warc.gz", "wikipedia": "*.xml.bz2", "reddit": "*.z
             "books": "*.txt", "code": "*"}
 
 
-def sources(paths: dict[str, Path], split_mb: float) -> dict[str, object]:
+def sources(paths: dict[str, Path], split: dict[str, int] | float) -> dict[str, object]:
+    """One source per kind; ``split`` is split_bytes per kind, or one size in MB for all."""
     adapter = TypeAdapter(Source)
+    sizes = split if isinstance(split, dict) else dict.fromkeys(paths, int(split * MB))
     return {k: adapter.validate_python({"kind": k, "paths": [str(p / PATTERNS[k])],
-                                        "split_bytes": int(split_mb * MB)})
+                                        "split_bytes": max(1024, sizes[k])})
             for k, p in paths.items()}
 
 
@@ -122,12 +124,14 @@ BASELINES = {"commoncrawl": base_commoncrawl, "wikipedia": base_wikipedia,
              "reddit": base_reddit, "books": base_books, "code": base_code}
 
 
-def throughput(paths: dict[str, Path], workers: int, split_mb: float) -> None:
+def throughput(paths: dict[str, Path], workers: int, total_mb: float) -> None:
     import dask
     from distributed import Client, LocalCluster
 
-    srcs = sources(paths, split_mb)
     disk = raw_bytes(paths)
+    # split_bytes per reader so that each has about 4 shards per worker to balance
+    srcs = sources(paths, {k: v // (4 * workers) for k, v in disk.items()})
+    text_mb = {k: total_mb * share for k, share in SHARES.items()}
     rows = []
     with dask.config.set({"distributed.worker.daemon": False}), LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True,
@@ -143,12 +147,12 @@ def throughput(paths: dict[str, Path], workers: int, split_mb: float) -> None:
             start = time.perf_counter()
             base_docs = BASELINES[kind](folder)
             base_s = time.perf_counter() - start
-            rows.append((kind, len(parts), docs, base_docs, disk[kind] / MB, lm_s, base_s))
-    print(f"\nthroughput ({workers} Dask workers vs 1 plain loop; MB = input on disk)")
-    print(f"{'reader':<12}{'parts':>6}{'docs':>9}{'lmforge docs/s':>16}{'MB/s':>8}"
+            rows.append((kind, len(parts), docs, base_docs, text_mb[kind], lm_s, base_s))
+    print(f"\nthroughput ({workers} Dask workers vs 1 plain loop; MB = uncompressed input)")
+    print(f"{'reader':<12}{'shards':>7}{'docs':>9}{'lmforge docs/s':>16}{'MB/s':>8}"
           f"{'baseline docs/s':>17}{'MB/s':>8}{'ratio':>7}")
     for kind, parts, docs, base_docs, mb, lm_s, base_s in rows:
-        print(f"{kind:<12}{parts:>6}{docs:>9}{docs / lm_s:>16.0f}{mb / lm_s:>8.2f}"
+        print(f"{kind:<12}{parts:>7}{docs:>9}{docs / lm_s:>16.0f}{mb / lm_s:>8.2f}"
               f"{base_docs / base_s:>17.0f}{mb / base_s:>8.2f}{base_s / lm_s:>7.2f}")
 
 
@@ -188,7 +192,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=200)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--split-mb", type=float, default=8)
     parser.add_argument("--rss-mb", type=float, default=24)
     parser.add_argument("--root", type=Path,
                         default=Path(tempfile.gettempdir()) / "lmforge-bench-ingest")
@@ -204,7 +207,7 @@ def main() -> None:
     print(f"corpus: {sum(disk.values()) / MB:.0f} MB on disk ({args.mb:g} MB of raw text), "
           f"built in {time.perf_counter() - start:.0f} s: "
           + ", ".join(f"{k} {v / MB:.0f} MB" for k, v in disk.items()))
-    throughput(paths, args.workers, args.split_mb)
+    throughput(paths, args.workers, args.mb)
     peak_rss(args.root, args.rss_mb)
 
 

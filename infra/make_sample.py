@@ -66,6 +66,19 @@ FACTS = [
     "The council of {place} meets in the {building} on the first {day} of every month.",
     "Many families in {place} still work in {trade}, although some now work in {place2}.",
     "The oldest street in the town leads from the {building} down to the banks of the {river}.",
+    "Travellers from {place2} used to stop at {place} to rest their horses and buy {crop}.",
+    "A small museum near the {building} shows tools that were used for {trade} long ago.",
+    "During the war of {year}, soldiers camped in the fields between {place} and {place2}.",
+    "Local legend says that a giant fish once lived in the deepest pool of the {river}.",
+    "The annual boat race on the {river} attracts rowers from every village of the region.",
+    "Children learn to swim in the shallow water below the {adj} weir each {season}.",
+    "Most houses have steep roofs of {material}, because heavy snow falls in the hills.",
+    "Two roads meet at the market square, where an iron fountain has stood since {year}.",
+    "The parish records, kept since {year}, list every baptism and wedding in the town.",
+    "Several painters have lived in {place}, drawn by the soft light over the water meadows.",
+    "A narrow bridge of {material} joins the old quarter to the newer houses across the water.",
+    "Each {day} morning a brass band plays on the green in front of the {building}.",
+    "The soil near {place} is rich and dark, which suits {crop} better than any other crop.",
 ]
 CHAT = [
     "I visited {place} last {season} and the {building} was really worth the trip.",
@@ -79,21 +92,36 @@ CHAT = [
     "Has anyone tried the {crop} bread they sell at the fair? It is very good.",
     "The museum in {place} has a great room about the history of {trade}.",
 ]
-STORY = [
-    "{name} walked slowly to the {building} and looked out over the river {river}.",
-    "The morning was cold, and the fields of {crop} were white with frost.",
-    "\"We must reach {place} before dark,\" said {name}, pulling the coat tighter.",
-    "{name2} did not answer, but took the lamp and followed the path by the water.",
-    "In the evening they sat by the fire and talked about the old days of {trade}.",
-    "The wind came down from the hills and shook the windows of the {building}.",
-    "\"I have never seen the {river} so high,\" said {name2}, and {name} nodded.",
-    "They bought bread and {crop} at the market and carried them home in a basket.",
-    "It was late in the {season} when the letter from {place} finally arrived.",
-    "{name} read it twice, then folded it and put it carefully into a drawer.",
-    "The people of the village gathered at the {building} to hear the news.",
-    "Nobody spoke for a long time, and the only sound was the rain on the roof.",
-]
 NAMES = ["Anna", "Tomas", "Elin", "Marek", "Sofia", "Piet", "Lena", "Oskar", "Ida", "Bram"]
+OPENERS = ["", "", "", "In the morning", "At dusk", "After the storm", "Later that year",
+           "Without a word", "Once again", "Before long", "That winter", "On the third day",
+           "Every evening", "Long ago", "Quite suddenly", "When the bells rang", "At first",
+           "In the end", "By noon", "Some weeks later", "Near the water", "For a moment",
+           "Now and then", "Despite the cold", "Under the old trees", "Just after dawn"]
+SUBJECTS = ["{name}", "{name}", "old {name}", "the miller", "the ferryman", "a stranger",
+            "the schoolteacher", "her brother", "the youngest son", "the baker from {place}",
+            "a tired traveller", "the priest", "the two sisters", "the council clerk",
+            "the blacksmith", "a boy from {place}", "the widow", "the carter", "{name}'s mother",
+            "the lame soldier", "the innkeeper", "the girl with the lamp", "the old fisherman"]
+VERBS = ["walked slowly to", "looked across", "repaired", "carried", "painted", "remembered",
+         "found", "sold", "mended", "guarded", "cleaned", "followed the path to", "visited",
+         "wrote a letter about", "dreamed of", "waited beside", "sang quietly near",
+         "bargained over", "measured", "counted", "forgot about", "hid behind", "opened",
+         "closed", "searched", "praised", "feared", "lit a fire near", "drew a map of",
+         "argued about", "left", "returned to", "sketched"]
+OBJECTS = ["the bridge", "the {river}", "a basket of {crop}", "the {building}", "the mill wheel",
+           "a broken cart", "the churchyard", "an empty boat", "the market stalls",
+           "a pile of letters", "the orchard", "the frozen pond", "a brass key", "the hayloft",
+           "the long road to {place}", "a sack of flour", "the tavern door", "the kitchen",
+           "the old well", "a wooden chest", "the harbour wall", "the barley field",
+           "a silver coin", "the garden gate", "the schoolroom", "the fallen oak", "a lantern"]
+ENDINGS = ["before the rain came", "while the bells rang", "and nobody said a word",
+           "as the fog lifted", "without looking back", "for the last time",
+           "though it was late", "with great care", "in silence", "as if nothing had happened",
+           "until the candles burned low", "and then laughed", "because the letter said so",
+           "while the dogs barked", "under a grey sky", "with trembling hands",
+           "at the edge of town", "just as the clock struck", "as the children watched",
+           "before anyone could stop it", "and sighed", "in the old way"]
 
 
 class Prose:
@@ -114,10 +142,33 @@ class Prose:
             name2=r.choice(NAMES))
 
     def paragraph(self, templates: list[str], n: int, place: str | None = None) -> str:
-        return " ".join(self.fill(self.rng.choice(templates), place) for _ in range(n))
+        """``n`` sentences from different templates (a real text rarely repeats itself)."""
+        picks = self.rng.sample(templates, min(n, len(templates)))
+        return " ".join(self.fill(t, place) for t in picks)
 
     def article(self, place: str, paragraphs: int) -> list[str]:
-        return [self.paragraph(FACTS, self.rng.randint(4, 7), place) for _ in range(paragraphs)]
+        """Paragraphs whose sentences use each template at most once in the whole article."""
+        order = self.rng.sample(FACTS, len(FACTS))
+        size = max(3, min(6, len(order) // paragraphs))
+        return [" ".join(self.fill(t, place) for t in order[i * size:(i + 1) * size])
+                for i in range(paragraphs)]
+
+    def story(self, sentences: int) -> str:
+        """Narrative prose from a small grammar: every sentence is a fresh combination of
+        short parts, so a novel-length text does not repeat its n-grams."""
+        return " ".join(self._story_sentence() for _ in range(sentences))
+
+    def _story_sentence(self) -> str:
+        r = self.rng
+        subject = r.choice(SUBJECTS).format(name=r.choice(NAMES), place=r.choice(PLACES))
+        opener = r.choice(OPENERS)
+        sentence = f"{opener + ', ' if opener else ''}{subject} {r.choice(VERBS)} " \
+            f"{r.choice(OBJECTS)}"
+        sentence = sentence.format(river=r.choice(RIVERS), crop=r.choice(CROPS),
+                                   building=r.choice(BUILDINGS), place=r.choice(PLACES))
+        if r.random() < 0.6:
+            sentence += f" {r.choice(ENDINGS)}"
+        return sentence[0].upper() + sentence[1:] + r.choice(".....!?")
 
 
 def near_duplicate(text: str, rng: random.Random, edits: int = 3) -> str:
@@ -253,11 +304,11 @@ def _warc_response(writer: WARCWriter, url: str, payload: bytes, content_type: s
 def web_pages(prose: Prose) -> list[tuple[str, bytes, str]]:
     pages: list[tuple[str, bytes, str]] = []
     for i, place in enumerate(PLACES[:14]):
-        paras = [prose.paragraph(FACTS, prose.rng.randint(3, 6), place) for _ in range(3)]
+        paras = prose.article(place, 3)
         banner = "SUBSCRIBE NOW TO GET THE BEST DEALS IN WESTMARK" if i % 4 == 0 else None
         pages.append((f"https://westmark-news.example.com/towns/{place.lower().replace(' ', '-')}",
                       html_page(f"Visiting {place}", paras, banner), "text/html; charset=utf-8"))
-    guide = [prose.paragraph(FACTS, 5, "Saltmere") for _ in range(3)]
+    guide = prose.article("Saltmere", 3)
     pages.append(("https://travel.example.net/saltmere", html_page("Saltmere guide", guide),
                   "text/html"))
     # the same guide syndicated on another site: an exact duplicate after extraction
@@ -283,7 +334,7 @@ def web_pages(prose: Prose) -> list[tuple[str, bytes, str]]:
     pages.append(("https://numbers.example.com/table", html_page("Data", [
         " ".join(str(prose.rng.randint(0, 99999)) for _ in range(120))]), "text/html"))
     # planted PII in an otherwise good page, and look-alikes that must survive
-    pii = (f"{prose.paragraph(FACTS, 4, 'Harwick')} To book a room, write to "
+    pii = (f"{' '.join(prose.article('Harwick', 5))} To book a room, write to "
            "bookings@harwick-inn.example.com or call +1 (415) 555-0132. Deposits can be paid "
            "with card 4111 1111 1111 1111 or by transfer to IBAN DE89 3704 0044 0532 0130 00. "
            "Our booking server runs at 192.168.12.7 and 2001:db8::8a2e:370:7334. The owner's "
@@ -295,7 +346,7 @@ def web_pages(prose: Prose) -> list[tuple[str, bytes, str]]:
                   "text/html"))
     # a hateful paragraph: the toxicity stage must drop this page
     pages.append(("https://forum.example.com/thread/9", html_page("Ferry timetable", [
-        prose.paragraph(FACTS, 3, "Eskbridge"),
+        *prose.article("Eskbridge", 2),
         "Anyone who still takes that ferry is a stupid worthless idiot and should shut up."]),
         "text/html"))
     return pages
@@ -357,9 +408,11 @@ def reddit_comments(prose: Prose) -> list[dict[str, object]]:
     items += [
         _comment(306, "You are a stupid idiot and nobody cares about your worthless opinion."),
         _comment(307, "Shut up, you dumb moron, this is the most idiotic thing I have read."),
-        _comment(308, "If you want the old maps of the valley, email me at "
-                      "maps.collector@example.net or text me at +1 415 555 0199 and I will "
-                      "send the scans over this weekend."),
+        _comment(308, "I have a box of old maps of the valley that my grandfather drew when "
+                      "he worked on the ferry, and I would be happy to share them with anyone "
+                      "who is interested in the history of the river towns. If you want the "
+                      "scans, email me at maps.collector@example.net or text me at "
+                      "+1 415 555 0199 and I will send them over this weekend."),
     ]
     return items
 
@@ -458,7 +511,7 @@ def book(prose: Prose, title: str, author: str, number: int, chapters: int,
     for c in range(1, chapters + 1):
         parts.append(f"CHAPTER {c}\n\n")
         for _ in range(prose.rng.randint(5, 8)):
-            para = prose.paragraph(STORY, prose.rng.randint(3, 6))
+            para = prose.story(prose.rng.randint(3, 6))
             parts.append(textwrap.fill(para, width=70) + "\n\n")
     body = "".join(parts)
     head = GUTENBERG_HEADER.format(title=title, author=author, number=number,

@@ -1,11 +1,17 @@
 """Source-code rules of The Stack / StarCoder (Li et al. 2023, "StarCoder: may the source be with
 you!", §3: files with mean line length > 100, max line length > 1000, or an alphanumeric fraction
-below 0.25 are removed), one rule per class. ``None`` disables a side."""
+below 0.25 are removed), plus data-file detection, one rule per class. ``None`` disables a side.
+(Auto-generated files are recognised by their markers in the code reader.)"""
 
 from __future__ import annotations
 
-from tasks.base import KEEP, DocFilter, Verdict
+import re
+
+from tasks.base import DocFilter, Verdict
 from tasks.schema import Document
+
+# a line of literals only: numbers, quoted strings, base64-ish runs, separators
+_DATA_LINE = re.compile(r"""[\s\d.,;:\[\]{}()+\-eE"'xXa-fA-F]*|[A-Za-z0-9+/=]{40,}""")
 
 
 class CodeLineLengthFilter(DocFilter):
@@ -24,7 +30,7 @@ class CodeLineLengthFilter(DocFilter):
             return Verdict.drop("long_line", max_line_length=longest)
         if self.max_mean_line_length is not None and mean > self.max_mean_line_length:
             return Verdict.drop("long_mean_line", mean_line_length=round(mean, 2))
-        return KEEP
+        return Verdict.ok(max_line_length=longest, mean_line_length=round(mean, 2))
 
 
 class CodeAlphanumFilter(DocFilter):
@@ -39,4 +45,23 @@ class CodeAlphanumFilter(DocFilter):
         fraction = sum(c.isalnum() for c in doc.text) / (len(doc.text) or 1)
         if fraction < self.min_fraction:
             return Verdict.drop("low_alphanumeric_fraction", fraction=round(fraction, 4))
-        return KEEP
+        return Verdict.ok(fraction=round(fraction, 4))
+
+
+class CodeDataFileFilter(DocFilter):
+    """Source files that are mostly data literals (number tables, base64 blobs, embedded JSON)
+    teach little code: at most ``max_ratio`` of the lines may be data-only."""
+
+    name = "code"
+
+    def __init__(self, *, max_ratio: float = 0.5, min_lines: int = 20) -> None:
+        self.max_ratio, self.min_lines = max_ratio, min_lines
+
+    def keep(self, doc: Document) -> Verdict:
+        lines = [line.strip() for line in doc.text.splitlines() if line.strip()]
+        if len(lines) < self.min_lines:
+            return Verdict.ok(lines=len(lines))
+        data = sum(bool(_DATA_LINE.fullmatch(line)) for line in lines) / len(lines)
+        if data > self.max_ratio:
+            return Verdict.drop("data_file", data_line_ratio=round(data, 4))
+        return Verdict.ok(data_line_ratio=round(data, 4))

@@ -91,10 +91,10 @@ def top_ngram_chars(text: str, n: int) -> int:
         return 0
     keys = _ngram_keys(codes, n)
     _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    best = int(np.argmax(counts))  # ties: the smallest key, as good as any
-    start = int(first[best])
+    top = counts.max()
+    start = int(first[counts == top].min())  # ties: the n-gram that occurs first
     span = int(lengths[start:start + n].sum()) + n - 1
-    return span * int(counts[best])
+    return span * int(top)
 
 
 @lru_cache(maxsize=CACHE)

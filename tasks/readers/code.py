@@ -128,6 +128,18 @@ def _entries(path: str, kind: str, source: CodeSource) -> Iterator[Entry]:
 
 def _container_license(path: str, kind: str, source: CodeSource) -> str | None:
     """The licence of a whole tree/archive/repository, from its LICENSE or COPYING file."""
+    if kind == "tree":  # look where licence files live instead of walking the whole tree
+        fs, root = fsspec.core.url_to_fs(path)
+        top = fs.ls(root, detail=False)
+        candidates = [p for p in top if _is_license_file(posixpath.relpath(p, root))]
+        for sub in (p for p in top if fs.isdir(p)):
+            candidates += [p for p in fs.ls(sub, detail=False)
+                           if _is_license_file(posixpath.relpath(p, root))]
+        for candidate in sorted(candidates):
+            with fs.open(candidate, "rb") as fh:
+                if found := detect_license(fh.read(65536).decode("utf-8", "replace")):
+                    return found
+        return None
     for entry in _entries(path, kind, source):
         if entry.kind == "file" and _is_license_file(entry.path):
             found = detect_license(entry.read(65536).decode("utf-8", "replace"))

@@ -60,8 +60,10 @@ def container_kind(fs: fsspec.AbstractFileSystem, path: str) -> str:
 
 
 def tree_entries(fs: fsspec.AbstractFileSystem, root: str) -> Iterator[Entry]:
+    """Files of a folder tree, sorted; one listing (with sizes) for the whole tree."""
     local = isinstance(fs, fsspec.implementations.local.LocalFileSystem)
-    for path in sorted(fs.find(root)):
+    listing = fs.find(root, detail=True)
+    for path in sorted(listing):
         rel = posixpath.relpath(path, root)
         if rel.split("/", 1)[0] == ".git":
             continue
@@ -73,7 +75,7 @@ def tree_entries(fs: fsspec.AbstractFileSystem, root: str) -> Iterator[Entry]:
             with fs.open(path, "rb") as fh:
                 return fh.read(n)
 
-        yield Entry(rel, "file", int(fs.size(path) or 0), read)
+        yield Entry(rel, "file", int(listing[path].get("size") or 0), read)
 
 
 def tar_entries(fh: object, max_total: int) -> Iterator[Entry]:

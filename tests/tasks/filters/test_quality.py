@@ -30,7 +30,8 @@ def test_null_disables_rules() -> None:
 
 def test_code_chain_has_code_rules_only() -> None:
     kinds = {type(s) for s in build_quality_steps(QualityPlan.model_validate({}).code)}
-    assert {k.__name__ for k in kinds} == {"CodeLineLengthFilter", "CodeAlphanumFilter"}
+    assert {k.__name__ for k in kinds} == {"CodeLineLengthFilter", "CodeAlphanumFilter",
+                                           "CodeDataFileFilter"}
 
 
 def test_unknown_rule_is_rejected() -> None:

@@ -1,0 +1,85 @@
+"""Gopher repetition rules, and the fast n-gram measures against a plain reference."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from infra.make_sample import FACTS, Prose
+from tasks.filters.repetition import (
+    DuplicateLinesFilter,
+    DuplicateNGramFilter,
+    DuplicateParagraphsFilter,
+    TopNGramFilter,
+)
+from tasks.filters.text import duplicate_ngram_chars, tokens, top_ngram_chars
+from tasks.schema import Document
+
+
+def doc(text: str) -> Document:
+    return Document.new("commoncrawl", "x#1", text)
+
+
+def ref_top(toks: list[str], n: int) -> int:
+    """datatrove's definition: Counter.most_common(1), which breaks ties by first occurrence."""
+    grams = Counter(" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1))
+    if not grams:
+        return 0
+    gram, count = grams.most_common(1)[0]
+    return len(gram) * count
+
+
+def ref_dup(toks: list[str], n: int) -> int:
+    seen, chars, i = set(), 0, 0
+    while i < len(toks) - n + 1:
+        gram = "".join(toks[i:i + n])
+        if gram in seen:
+            chars += len(gram)
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return chars
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fast_ngram_measures_match_the_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    vocab = ["the", "mill", "river", "old", "bridge", ",", ".", "town", "of", "a"]
+    text = " ".join(rng.choice(vocab) for _ in range(rng.randint(5, 400)))
+    toks = list(tokens(text))
+    for n in (2, 3, 4):
+        assert top_ngram_chars(text, n) == ref_top(toks, n)
+    for n in range(5, 11):
+        assert duplicate_ngram_chars(text, n) == ref_dup(toks, n)
+
+
+def test_prose_passes_and_copy_pasted_text_fails() -> None:
+    prose = " ".join(Prose(3).article("Arvel", 4))
+    assert all(f.keep(doc(prose)).keep for f in (
+        DuplicateParagraphsFilter(), DuplicateLinesFilter(),
+        TopNGramFilter(n=2, max_fraction=0.2), DuplicateNGramFilter(n=5, max_fraction=0.15)))
+    spam = (Prose(4).paragraph(FACTS, 3) + " ") * 4
+    verdict = DuplicateNGramFilter(n=5, max_fraction=0.15).keep(doc(spam))
+    assert verdict.reason == "dup_5gram" and verdict.values["fraction"] > 0.5
+
+
+def test_duplicate_lines_and_paragraphs() -> None:
+    lines = "\n".join(["Buy now and save."] * 4 + ["A real sentence here.", "Another one."])
+    assert DuplicateLinesFilter().keep(doc(lines)).reason == "dup_lines"
+    paras = "\n\n".join(["Same paragraph text here."] * 3 + ["Other words.", "More words."])
+    assert DuplicateParagraphsFilter().keep(doc(paras)).reason == "dup_paragraphs"
+    chars = "\n\n".join(["x" * 300, "x" * 300, "short one", "short two", "short three",
+                         "short four", "short five", "short six", "short seven", "eight"])
+    assert DuplicateParagraphsFilter().keep(doc(chars)).reason == "dup_paragraph_chars"
+    assert DuplicateLinesFilter(max_fraction=None, max_char_fraction=None).keep(
+        doc(lines)).keep
+
+
+def test_top_ngram_threshold() -> None:
+    text = "big sale " * 30 + "and some other words to dilute the text a little bit"
+    verdict = TopNGramFilter(n=2, max_fraction=0.2).keep(doc(text))
+    assert verdict.reason == "top_2gram"
+    assert TopNGramFilter(n=2, max_fraction=0.99).keep(doc(text)).keep
