@@ -151,3 +151,43 @@ def raw_bytes(paths: dict[str, Path]) -> dict[str, int]:
     return {k: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
             for k, p in paths.items()}
 
+
+
+MENU = ["Home", "News", "Sport", "Weather", "Contact us", "About", "Shop", "Log in", "Search"]
+
+
+def web_documents(n: int, seed: int = 0) -> list[str]:
+    """About ``n`` web pages of about 2 KB: 60% readable articles, 40% junk of the kinds the
+    published rule sets target (menus, repeats, keyword spam, code, placeholders, lists,
+    cookie banners, fragments). Deterministic."""
+    prose, rng = Prose(seed), random.Random(seed)
+    docs = []
+    for i in range(n):
+        place = PLACES[i % len(PLACES)]
+        kind = rng.random()
+        article = "\n".join(prose.article(place, 5))
+        if kind < 0.6:
+            text = article
+            if rng.random() < 0.3:  # boilerplate lines around a good article
+                text = "\n".join(rng.sample(MENU, 4)) + "\n" + text + \
+                    "\nWe use cookies to improve your experience on this site."
+        elif kind < 0.66:
+            text = "\n".join(rng.choice(MENU) for _ in range(40))
+        elif kind < 0.72:
+            para = prose.paragraph(FACTS, 3, place)
+            text = "\n\n".join([para] * rng.randint(3, 6))
+        elif kind < 0.78:
+            spam = ["cheap", "deals", "best", "price", "buy", "now", "online", "free"]
+            text = " ".join(rng.choice(spam) for _ in range(300))
+        elif kind < 0.82:
+            text = article + "\nfunction track() { window.analytics.push(arguments); }"
+        elif kind < 0.85:
+            text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " + article
+        elif kind < 0.90:
+            text = "\n".join(f"- {prose.fill(rng.choice(CHAT), place)}" for _ in range(20))
+        elif kind < 0.95:
+            text = " ".join(prose.paragraph(FACTS, 2, place).split()[: rng.randint(10, 60)])
+        else:
+            text = "### ... " * 40 + article[:400]
+        docs.append(text)
+    return docs

@@ -190,3 +190,35 @@ def services_status() -> None:
     for name, svc in recorded.items():
         out.print(f"{name:>8}: {'up  ' if name in running else 'DOWN'} {svc.url}")
     raise typer.Exit(0 if recorded and len(running) == len(recorded) else 1)
+
+
+@app.command()
+def explain(doc_id: Annotated[str, typer.Argument(help="a document id from curated/ or "
+                                                  "rejected/")],
+            output: Annotated[Path, typer.Option("--output", "-o", help="the run's output "
+                                                 "folder")] = Path("lmforge-out")) -> None:
+    """Why one document was kept or removed: every rule of its source, with measured values."""
+    prepare_environment()
+    from rich.table import Table
+
+    from tasks.explain import explain as explain_doc
+
+    saved = output / "config.yaml"
+    if not saved.exists():
+        console.print(f"[red]{saved} not found: run `lmforge curate -o {output}` first[/red]")
+        raise typer.Exit(2)
+    cfg = _load(saved, None)
+    result = explain_doc(output, doc_id, cfg.sources, cfg.curate)
+    out.print(f"{result.doc_id}: {result.status.upper()}"
+              + (f" by {result.reason}" if result.reason else "")
+              + (f"  ({result.source}, {result.location})" if result.source else ""))
+    if result.rules:
+        table = Table("rule", "result", "measured")
+        for rule in result.rules:
+            table.add_row(rule.rule, "pass" if rule.passed else "[red]FAIL[/red]",
+                          ", ".join(f"{k}={v}" for k, v in rule.values.items()))
+        out.print(table)
+    for key, value in result.later.items():
+        out.print(f"{key}: {value}")
+    if result.status == "not found":
+        raise typer.Exit(1)

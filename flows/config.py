@@ -135,6 +135,15 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return data
 
 
+def save_config(cfg: RunConfig, path: Path) -> Path:
+    """The resolved config beside the outputs it produced (``lmforge explain`` reads it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
 def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
     """Load and validate a YAML config (default: the embedded sample), with top-level overrides
     such as ``output=...``."""

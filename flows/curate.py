@@ -11,12 +11,13 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from flows.config import RunConfig
+from flows.config import RunConfig, save_config
 from flows.progress import wait_all
 from flows.tracking import publish_counts, tracked_run
 from tasks.curate import (
     STAGES,
     cache_key,
+    classifier_model_task,
     dedup_corpus_task,
     filter_shard_task,
     scrub_shard_task,
@@ -71,21 +72,27 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
         raise ValueError("no input files matched the configured source paths: "
                          f"{[s.paths for s in cfg.sources]}")
     prune_shards(layout, len(shards))
+    save_config(cfg, layout.root / "config.yaml")
     if cfg.curate.pii is not None:  # fail or warn here, once, not on every worker
         resolve_ner_model(cfg.curate.pii.ner_model, warn=True)
     with tracked_run("curate", cfg.tracking.experiment, parent_run_id) as tracker:
         tracker.log_config(cfg.curate)
         filtered, webtext = filter_all(shards, cfg, layout.root)
         keys = [r["quality"].extra["cache_key"] for r in filtered]
-        dedup = dedup_corpus_task.submit(keys, cfg.curate.dedup, layout.root).result()
+        dedup = dedup_corpus_task.submit(keys, cfg.curate.dedup, layout.root)
+        model = classifier_model_task.submit(keys, cfg.curate, layout.root).result()
+        dedup = dedup.result()
         scrubbed = wait_all(scrub_shard_task.map(
             [s.index for s in shards], [cache_key(k, dedup.extra["cache_key"]) for k in keys],
-            unmapped(cfg.curate), unmapped(layout.root)), f"scrub {len(shards)} shards")
+            unmapped(cfg.curate), unmapped(layout.root), unmapped(model)),
+            f"scrub {len(shards)} shards")
         by_stage = {**{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
-                    "dedup": [dedup], **{s: [r[s] for r in scrubbed] for s in ("pii", "toxicity")}}
+                    "dedup": [dedup],
+                    **{s: [r[s] for r in scrubbed] for s in ("classifier", "pii", "toxicity")}}
         reports = [StageReport.merge(by_stage[s]) for s in STAGES]
         manifest = write_manifest(layout, reports, cfg.digest(), {
-            "mlflow_run_id": tracker.run_id, "webtext_urls": str(webtext) if webtext else None})
+            "mlflow_run_id": tracker.run_id, "webtext_urls": str(webtext) if webtext else None,
+            "quality_classifier": model})
         publish_counts("curate", reports, tracker)
         tracker.log_artifact(manifest)
     log.info("curated %d documents into %s", reports[-1].total.docs_out, layout.curated)

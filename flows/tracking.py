@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from infra.services import mlflow_store
 from infra.settings import env
-from tasks.manifest import counts_table
+from tasks.manifest import counts_table, rules_table
 from tasks.report import StageReport
 
 log = logging.getLogger(__name__)
@@ -160,4 +160,7 @@ def publish_counts(flow: str, reports: Sequence[StageReport], tracker: Tracker) 
     rows = counts_table(reports)
     create_table_artifact(rows, key=f"{flow}-counts",
                           description=f"Documents in/out per stage and source ({flow})")
+    if rules := rules_table(reports):
+        create_table_artifact(rules, key=f"{flow}-rules",
+                              description=f"Documents removed per rule ({flow})")
     tracker.log_reports(reports)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.base import DocFilter, DocRewriter, run_steps
 from tasks.dedup import DedupConfig, duplicate_ids, find_duplicates, signature_table
+from tasks.filters.classifier import ClassifierConfig, QualityClassifierFilter, train_classifier
 from tasks.filters.quality import QualityPlan, build_quality_steps
 from tasks.pii import PiiConfig, PiiScrubber
 from tasks.readers import ReadContext, Shard, read_partition
@@ -48,7 +49,7 @@ from tasks.shards import (
 from tasks.toxicity import ToxicityConfig, build_toxicity_filter
 
 CODE_VERSION = "0.1.0"  # part of every cache key: bump when stage semantics change
-STAGES = ("ingest", "quality", "dedup", "pii", "toxicity")
+STAGES = ("ingest", "quality", "dedup", "classifier", "pii", "toxicity")
 
 
 class CurateConfig(BaseModel):
@@ -58,6 +59,9 @@ class CurateConfig(BaseModel):
     quality: QualityPlan = Field(default_factory=lambda: QualityPlan.model_validate({}),
                                  description="quality rules per source kind")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="exact + near dedup")
+    classifier: ClassifierConfig | None = Field(
+        None, description="GPT-3-style quality classifier (reference vs web text); null "
+        "disables")
     pii: PiiConfig | None = Field(default_factory=PiiConfig, description="PII scrubbing; "
                                   "null disables")
     toxicity: ToxicityConfig | None = Field(default_factory=ToxicityConfig,
@@ -154,12 +158,34 @@ def dedup_corpus(shard_keys: list[str], cfg: DedupConfig, root: Path) -> StageRe
     return report
 
 
-def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path
-                ) -> dict[str, StageReport]:
-    """Drop the shard's duplicates, scrub PII, score and filter toxicity → ``curated/``."""
+def classifier_model(shard_keys: list[str], cfg: CurateConfig, root: Path) -> str | None:
+    """Path of the quality classifier to apply: configured, or trained on this run's filtered
+    shards (cached by their keys). None when disabled or when there is nothing to learn."""
+    if cfg.classifier is None:
+        return None
+    if cfg.classifier.model_path:
+        return cfg.classifier.model_path
     layout = Layout(root)
-    stages = ("pii", "toxicity")
-    key = cache_key(upstream_key, cfg.pii, cfg.toxicity)
+    key = cache_key(sorted(shard_keys), cfg.classifier)
+    marker = layout.work("classifier") / "key.json"
+    report_path = layout.root / "quality_model" / "quality_classifier.json"
+    if marker.exists() and json.loads(marker.read_text()).get("key") == key:
+        report = json.loads(report_path.read_text()) if report_path.exists() else None
+    else:
+        report = train_classifier(list_shards(layout.work("filtered")), cfg.classifier,
+                                  layout.root / "quality_model")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"key": key}))
+    return report["model"] if report else None
+
+
+def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
+                model: str | None = None) -> dict[str, StageReport]:
+    """Drop the shard's duplicates, apply the quality classifier, scrub PII, score and filter
+    toxicity → ``curated/``."""
+    layout = Layout(root)
+    stages = ("classifier", "pii", "toxicity")
+    key = cache_key(upstream_key, cfg.classifier, model, cfg.pii, cfg.toxicity)
     paths = [layout.report(s, shard) for s in stages]
     if (done := _cached(paths, key)) is not None:
         return done
@@ -167,18 +193,25 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path
     duplicates = duplicate_ids(layout.work("dedup") / "duplicates.parquet", shard)
     docs = (d for d in iter_documents(layout.work("filtered") / shard_name(shard))
             if d.id not in duplicates)
-    pii, toxicity = Tally("pii"), Tally("toxicity")
-    pii_steps: list[DocFilter | DocRewriter] = [PiiScrubber(cfg.pii)] if cfg.pii else []
-    tox_steps: list[DocFilter | DocRewriter] = (
-        [build_toxicity_filter(cfg.toxicity)] if cfg.toxicity else [])
+    tallies = {s: Tally(s) for s in stages}
+    steps: dict[str, list[DocFilter | DocRewriter]] = {
+        "classifier": [QualityClassifierFilter(
+            model_path=model, apply_to=cfg.classifier.apply_to, mode=cfg.classifier.mode,
+            pareto_alpha=cfg.classifier.pareto_alpha, threshold=cfg.classifier.threshold)]
+        if model and cfg.classifier else [],
+        "pii": [PiiScrubber(cfg.pii)] if cfg.pii else [],
+        "toxicity": [build_toxicity_filter(cfg.toxicity)] if cfg.toxicity else [],
+    }
     with (
+        RejectWriter(layout.rejected / shard_name(shard, "classifier-"), "classifier") as rej_c,
         RejectWriter(layout.rejected / shard_name(shard, "toxicity-"), "toxicity") as rej_tox,
         DocumentWriter(layout.curated / shard_name(shard)) as out,
     ):
-        scrubbed = run_steps(docs, pii_steps, pii, rej_tox)
-        for doc in run_steps(scrubbed, tox_steps, toxicity, rej_tox):
+        stream = run_steps(docs, steps["classifier"], tallies["classifier"], rej_c)
+        stream = run_steps(stream, steps["pii"], tallies["pii"], rej_tox)
+        for doc in run_steps(stream, steps["toxicity"], tallies["toxicity"], rej_tox):
             out.write(doc)
-    reports = {"pii": _finish(pii, start, key), "toxicity": _finish(toxicity, start, key)}
+    reports = {s: _finish(tallies[s], start, key) for s in stages}
     for stage in stages:
         reports[stage].save(layout.report(stage, shard))
     return reports
@@ -205,9 +238,14 @@ def dedup_corpus_task(shard_keys: list[str], cfg: DedupConfig, root: Path) -> St
 
 
 @task(name="scrub-shard", task_run_name="scrub-{shard:05d}", cache_policy=NO_CACHE)
-def scrub_shard_task(shard: int, upstream_key: str, cfg: CurateConfig, root: Path
-                     ) -> dict[str, StageReport]:
-    return scrub_shard(shard, upstream_key, cfg, root)
+def scrub_shard_task(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
+                     model: str | None = None) -> dict[str, StageReport]:
+    return scrub_shard(shard, upstream_key, cfg, root, model)
+
+
+@task(name="train-quality-classifier", cache_policy=NO_CACHE)
+def classifier_model_task(shard_keys: list[str], cfg: CurateConfig, root: Path) -> str | None:
+    return classifier_model(shard_keys, cfg, root)
 
 
 @task(name="merge-webtext-urls", cache_policy=NO_CACHE)

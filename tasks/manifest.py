@@ -44,6 +44,13 @@ def counts_table(reports: Sequence[StageReport]) -> list[dict[str, Any]]:
     return rows
 
 
+def rules_table(reports: Sequence[StageReport]) -> list[dict[str, Any]]:
+    """One row per (stage, source, rule) that removed documents."""
+    return [{"stage": r.stage, "source": source, "rule": reason, "dropped": n}
+            for r in reports for source, c in r.sources.items()
+            for reason, n in sorted(c.dropped.items(), key=lambda kv: -kv[1])]
+
+
 def write_manifest(layout: Layout, reports: Sequence[StageReport], config_hash: str,
                    extra: Mapping[str, Any] | None = None) -> Path:
     """Write the manifest atomically; stages in pipeline order, sources by name."""

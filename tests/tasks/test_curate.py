@@ -36,7 +36,7 @@ def curate(root: Path) -> list[StageReport]:
                 for s, k in zip(shards, keys, strict=True)]
     by_stage = {"dedup": [dedup],
                 **{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
-                **{s: [r[s] for r in scrubbed] for s in ("pii", "toxicity")}}
+                **{s: [r[s] for r in scrubbed] for s in ("classifier", "pii", "toxicity")}}
     reports = [StageReport.merge(by_stage[s]) for s in STAGES]
     write_manifest(Layout(root), reports, "test")
     return reports
@@ -60,7 +60,8 @@ def test_output_contract(curated) -> None:
     assert {"id", "source", "reason", "location"} <= set(rejected.column_names)
     reasons = set(rejected.column("reason").to_pylist())
     for expected in ("ingest:wikipedia/redirect", "ingest:reddit/bot_author",
-                     "quality:gopher/too_few_words", "dedup:exact", "dedup:minhash",
+                     "quality:language/not_in_keep_list", "quality:gopher_rep/top_3gram",
+                     "dedup:exact", "dedup:minhash",
                      "toxicity:toxicity/toxic", "ingest:code/license"):
         assert expected in reasons
     assert all(":" in r for r in reasons)
@@ -87,7 +88,8 @@ def test_counts_balance_and_chain(curated) -> None:
     by = {r.stage: r.total for r in reports}
     assert by["quality"].docs_in == by["ingest"].docs_out
     assert by["dedup"].docs_in == by["quality"].docs_out
-    assert by["pii"].docs_in == by["dedup"].docs_out
+    assert by["classifier"].docs_in == by["dedup"].docs_out
+    assert by["pii"].docs_in == by["classifier"].docs_out
     assert by["toxicity"].docs_in == by["pii"].docs_out
 
 
@@ -182,3 +184,27 @@ def test_small_inputs_are_packed_into_shards(tmp_path) -> None:
     assert [(s.kind, len(s.parts)) for s in shards] == [
         ("books", 2), ("books", 1), *[("reddit", 1)] * (len(shards) - 2)]
     assert [s.index for s in shards] == list(range(len(shards)))
+
+
+def test_explain_shows_every_rule_with_measured_values(curated) -> None:
+    from tasks.explain import explain
+
+    root, _ = curated
+    rows = ds.dataset(root / "rejected").to_table().to_pylist()
+    dropped = next(r for r in rows if r["reason"] == "quality:gopher_rep/top_3gram")
+    result = explain(root, dropped["id"], SOURCES, CFG)
+    assert result.status == "removed" and result.reason == "quality:gopher_rep/top_3gram"
+    failed = [r for r in result.rules if not r.passed]
+    assert failed and failed[0].rule == "gopher_rep/top_3gram"
+    assert failed[0].values["fraction"] > 0.18
+    assert any(r.rule == "LanguageFilter" and r.values["language"] == "en" for r in result.rules)
+
+    kept_id = ds.dataset(root / "curated").to_table(
+        filter=ds.field("source") == "commoncrawl").column("id")[0].as_py()
+    kept = explain(root, kept_id, SOURCES, CFG)
+    assert kept.status == "kept" and all(r.passed for r in kept.rules)
+    assert "toxicity" in kept.later["scores"]
+
+    dup = next(r for r in rows if r["reason"] == "dedup:minhash")
+    assert explain(root, dup["id"], SOURCES, CFG).later["detail"]["survivor"]
+    assert explain(root, "0" * 32, SOURCES, CFG).status == "not found"
