@@ -79,7 +79,9 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
         tracker.log_config(cfg.curate)
         filtered, webtext = filter_all(shards, cfg, layout.root)
         keys = [r["quality"].extra["cache_key"] for r in filtered]
-        dedup = dedup_corpus_task.submit(keys, cfg.curate.dedup, layout.root)
+        dedup = dedup_corpus_task.submit(keys, cfg.curate.dedup, layout.root,
+                                         {"mlflow_run_id": tracker.run_id,
+                                          "output": str(layout.root)})
         model = classifier_model_task.submit(keys, cfg.curate, layout.root).result()
         dedup = dedup.result()
         scrubbed = wait_all(scrub_shard_task.map(
@@ -94,6 +96,9 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
             "mlflow_run_id": tracker.run_id, "webtext_urls": str(webtext) if webtext else None,
             "quality_classifier": model})
         publish_counts("curate", reports, tracker)
+        if cfg.curate.dedup.index:
+            tracker.set_tags({"dedup.index": cfg.curate.dedup.index,
+                              "dedup.index_version": str(dedup.extra.get("index_version"))})
         tracker.log_artifact(manifest)
     log.info("curated %d documents into %s", reports[-1].total.docs_out, layout.curated)
     return manifest

@@ -18,6 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.base import DocFilter, DocRewriter, run_steps
-from tasks.dedup import DedupConfig, duplicate_ids, find_duplicates, signature_table
+from tasks.dedup import DedupConfig, duplicate_rows, find_duplicates, signature_table
+from tasks.dedup.index import DedupIndex
 from tasks.filters.classifier import ClassifierConfig, QualityClassifierFilter, train_classifier
 from tasks.filters.quality import QualityPlan, build_quality_steps
 from tasks.pii import PiiConfig, PiiScrubber
@@ -119,7 +121,7 @@ def filter_shard(shard: Shard, source: SourceBase, cfg: CurateConfig,
                 part, ingest, rej_in, quarantine, side=lambda name, row: webtext.write_row(row)))
             for part in shard.parts)
         kept = run_steps(docs, steps, quality, rej_q)
-        signatures = signature_table(_written(kept, out), n, cfg.dedup)
+        signatures = signature_table(_written(kept, out), n, cfg.dedup.minhash)
     _write_table(signatures, layout.work("dedup") / shard_name(n, "sig-"))
     reports = {"ingest": _finish(ingest, start, key), "quality": _finish(quality, start, key)}
     for stage in stages:
@@ -142,20 +144,35 @@ def _write_table(table: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-def dedup_corpus(shard_keys: list[str], cfg: DedupConfig, root: Path) -> StageReport:
-    """Find exact and near duplicates across every filtered shard."""
+def dedup_corpus(shard_keys: list[str], cfg: DedupConfig, root: Path,
+                 run: dict[str, Any] | None = None) -> StageReport:
+    """Find exact, URL and near duplicates across every filtered shard (and the index)."""
     layout = Layout(root)
-    key = cache_key(sorted(shard_keys), cfg)
+    index_version = DedupIndex(Path(cfg.index)).version if cfg.index else None
+    key = cache_key(sorted(shard_keys), cfg, index_version)
     path = layout.report("dedup")
     if (done := _cached([path], key)) is not None:
         return done["dedup"]
-    report = find_duplicates(list_shards(layout.work("dedup"), "sig-"), cfg,
-                             layout.rejected / shard_name(0, "dedup-"),
-                             layout.work("dedup") / "duplicates.parquet")
+    with _dask_client():
+        report = find_duplicates(list_shards(layout.work("dedup"), "sig-"), cfg,
+                                 layout.work("dedup") / "duplicates", run)
     report = StageReport(stage="dedup", sources=report.sources, seconds=report.seconds,
                          extra={**report.extra, "cache_key": key})
     report.save(path)
     return report
+
+
+@contextmanager
+def _dask_client() -> Iterator[None]:
+    """Inside a Dask worker (a Prefect task on the DaskTaskRunner), run the clustering's
+    dataframe work on the same cluster; elsewhere on Dask's local threads."""
+    try:
+        from distributed import worker_client
+
+        with worker_client():
+            yield
+    except ValueError:  # not running inside a worker
+        yield
 
 
 def classifier_model(shard_keys: list[str], cfg: CurateConfig, root: Path) -> str | None:
@@ -190,7 +207,12 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
     if (done := _cached(paths, key)) is not None:
         return done
     start = time.perf_counter()
-    duplicates = duplicate_ids(layout.work("dedup") / "duplicates.parquet", shard)
+    removed = duplicate_rows(layout.work("dedup") / "duplicates", shard)
+    with RejectWriter(layout.rejected / shard_name(shard, "dedup-"), "dedup") as rej_dedup:
+        for row in removed:
+            rej_dedup.write(row["id"], row["source"], row["reason"], row["location"],
+                            row["chars"], {"survivor": row["survivor"]})
+    duplicates = {row["id"] for row in removed}
     docs = (d for d in iter_documents(layout.work("filtered") / shard_name(shard))
             if d.id not in duplicates)
     tallies = {s: Tally(s) for s in stages}
@@ -233,8 +255,9 @@ def filter_shard_task(shard: Shard, source: SourceBase, cfg: CurateConfig,
 
 
 @task(name="dedup-corpus", cache_policy=NO_CACHE)
-def dedup_corpus_task(shard_keys: list[str], cfg: DedupConfig, root: Path) -> StageReport:
-    return dedup_corpus(shard_keys, cfg, root)
+def dedup_corpus_task(shard_keys: list[str], cfg: DedupConfig, root: Path,
+                      run: dict[str, Any] | None = None) -> StageReport:
+    return dedup_corpus(shard_keys, cfg, root, run)
 
 
 @task(name="scrub-shard", task_run_name="scrub-{shard:05d}", cache_policy=NO_CACHE)

@@ -165,6 +165,16 @@ class Tally:
     def dropped(self, source: str, reason: str) -> None:
         self._dropped[source][reason] += 1
 
+    def bulk(self, source: str, *, docs_in: int = 0, docs_out: int = 0, bytes_in: int = 0,
+             bytes_out: int = 0, dropped: dict[str, int] | None = None) -> None:
+        """Add counts measured elsewhere (e.g. by a distributed computation)."""
+        self._in[source] += docs_in
+        self._out[source] += docs_out
+        self._bytes_in[source] += bytes_in
+        self._bytes_out[source] += bytes_out
+        for reason, n in (dropped or {}).items():
+            self._dropped[source][reason] += n
+
     def changed(self, source: str) -> None:
         self._changed[source] += 1
 

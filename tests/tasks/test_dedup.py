@@ -2,23 +2,28 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from datasketch import MinHash
 
-from infra.make_sample import FACTS, Prose
+from infra.make_sample import Prose
 from tasks.dedup import (
     DedupConfig,
     MinHashConfig,
-    duplicate_ids,
+    MinHasher,
+    duplicate_rows,
     find_duplicates,
     normalise,
-    shingles,
+    shingle_hashes,
     signature_table,
 )
+from tasks.dedup.index import DedupIndex
 from tasks.schema import Document
 
 
 def text(seed: int) -> str:
-    return Prose(seed).paragraph(FACTS, 8)
+    return " ".join(Prose(seed).article("Arvel", 3))
 
 
 def edit(t: str, n: int, seed: int = 0) -> str:
@@ -28,98 +33,153 @@ def edit(t: str, n: int, seed: int = 0) -> str:
     return " ".join(words)
 
 
-def run(tmp_path, shards: list[list[Document]], cfg: DedupConfig | None = None):
+def run(tmp_path, shards: list[list[Document]], cfg: DedupConfig | None = None, tag: str = ""):
     cfg = cfg or DedupConfig()
+    work = tmp_path / f"work{tag}"
+    work.mkdir(parents=True, exist_ok=True)
     files = []
     for i, docs in enumerate(shards):
-        path = tmp_path / f"sig-part-{i:05d}.parquet"
-        pq.write_table(signature_table(docs, i, cfg), path)
+        path = work / f"sig-part-{i:05d}.parquet"
+        pq.write_table(signature_table(docs, i, cfg.minhash), path)
         files.append(path)
-    report = find_duplicates(files, cfg, tmp_path / "rejected.parquet", tmp_path / "dups.parquet")
-    dups = pq.read_table(tmp_path / "dups.parquet").to_pylist() if report.sources else []
-    return report, {d["id"]: d for d in dups}
+    report = find_duplicates(files, cfg, work / "duplicates")
+    rows = [r for i in range(len(shards)) for r in duplicate_rows(work / "duplicates", i)]
+    return report, {r["id"]: r for r in rows}
 
 
 def test_normalise_ignores_case_punctuation_and_spacing() -> None:
     assert normalise("Hello,  World!\n") == normalise("hello world") == "hello world"
 
 
-def test_shingles_word_and_char() -> None:
-    assert shingles("a b c d", "word", 3) == {b"a b c", b"b c d"}
-    assert shingles("abcd", "char", 3) == {b"abc", b"bcd"}
-    assert shingles("a b", "word", 5) == {b"a b"}
+def test_signatures_equal_datasketch_on_the_same_shingles() -> None:
+    cfg = MinHashConfig(num_perm=64, seed=7)
+    hashes = shingle_hashes(text(1), "word", 5)
+    reference = MinHash(num_perm=64, seed=7, hashfunc=lambda x: x)
+    reference.update_batch(hashes.tolist())
+    assert np.array_equal(MinHasher(cfg).signature(hashes), reference.hashvalues)
 
 
-def test_exact_and_near_duplicates_across_shards_and_sources(tmp_path) -> None:
+def test_char_shingles() -> None:
+    assert len(shingle_hashes("abcd", "char", 3)) == 2
+    assert len(shingle_hashes("a b", "word", 5)) == 1
+    assert len(shingle_hashes("", "word", 5)) == 0
+
+
+def test_exact_url_and_near_duplicates_across_shards_and_sources(tmp_path) -> None:
     base = text(1)
     a = Document.new("wikipedia", "w#1", base)
     b = Document.new("commoncrawl", "c#1", base.upper() + "!!")  # exact after normalising
     c = Document.new("reddit", "r#1", edit(base, 2))  # near
     d = Document.new("books", "b#1", text(2))  # unrelated
-    report, dups = run(tmp_path, [[a, d], [b], [c]])
-    survivor = min(a.id, b.id, c.id)
-    assert set(dups) == {a.id, b.id, c.id} - {survivor}
-    assert all(r["survivor"] == survivor for r in dups.values())
+    e = Document.new("commoncrawl", "c#2", text(3), url="https://x.example/p")
+    f = Document.new("commoncrawl", "c#3", text(4), url="HTTPS://X.EXAMPLE/p/")  # same page
+    report, dups = run(tmp_path, [[a, d, e], [b, f], [c]])
+    assert set(dups) == {a.id, b.id, c.id, e.id, f.id} - {dups[next(iter(dups))]["survivor"],
+                                                          *(r["survivor"] for r in dups.values())}
     assert d.id not in dups
-    rows = pq.read_table(tmp_path / "rejected.parquet").to_pylist()
-    reasons = {r["id"]: r["reason"] for r in rows}
-    assert reasons[max(a.id, b.id)] == "dedup:exact"  # has an identical twin with smaller id
-    if c.id != survivor:
-        assert reasons[c.id] == "dedup:minhash"
+    assert {r["reason"] for r in dups.values()} <= {"exact", "minhash", "url"}
+    url_dup = dups.get(e.id) or dups.get(f.id)
+    assert url_dup["reason"] == "url"
     total = report.total
-    assert total.docs_in == 4 and total.docs_out == 2
+    assert total.docs_in == 6 and total.docs_out == 3
     assert total.docs_in == total.docs_out + total.docs_dropped
 
 
-def test_survivors_do_not_depend_on_shard_order(tmp_path) -> None:
-    docs = [Document.new("commoncrawl", f"c#{i}", edit(text(5), i % 3, seed=i)) for i in range(6)]
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    _, first = run(tmp_path / "a", [docs[:3], docs[3:]])
-    _, second = run(tmp_path / "b", [docs[3:][::-1], docs[:3][::-1]])
-    assert len(first) >= 3
-    assert {k: v["survivor"] for k, v in first.items()} == {k: v["survivor"]
-                                                            for k, v in second.items()}
+def test_longest_survives_by_default_and_policy_changes_it(tmp_path) -> None:
+    base = text(5)
+    short = Document.new("commoncrawl", "c#1", base)
+    longer = Document.new("commoncrawl", "c#2", base + " And one more sentence here.")
+    _, dups = run(tmp_path, [[short, longer]], tag="a")
+    assert list(dups) == [short.id] and dups[short.id]["survivor"] == longer.id
+    _, dups = run(tmp_path, [[short, longer]], DedupConfig(survivor=["smallest_id"]), tag="b")
+    assert list(dups) == [max(short.id, longer.id)]
+
+
+def test_survivors_do_not_depend_on_shard_order_or_partitioning(tmp_path) -> None:
+    docs = [Document.new("commoncrawl", f"c#{i}", edit(text(5), i % 3, seed=i))
+            for i in range(9)]
+    _, first = run(tmp_path, [docs[:3], docs[3:6], docs[6:]], tag="a")
+    _, second = run(tmp_path, [docs[6:][::-1], docs[:6][::-1]], tag="b")
+    assert len(first) >= 5
+    assert {k: v["survivor"] for k, v in first.items()} == {
+        k: v["survivor"] for k, v in second.items()}
 
 
 def test_chain_collapses_into_one_cluster(tmp_path) -> None:
-    # A~B and B~C but A and C share less: transitive closure keeps one of the three.
     base = text(7).split()
-    a = " ".join(base)
     tail, head = ["x1", "x2", "x3", "x4", "x5", "x6"], ["y1", "y2", "y3", "y4", "y5", "y6"]
+    a = " ".join(base)
     b = " ".join([*base[:-6], *tail])
     c = " ".join([*head, *base[6:-6], *tail])
     docs = [Document.new("commoncrawl", f"c#{i}", t) for i, t in enumerate((a, b, c))]
-    cfg = DedupConfig(minhash=MinHashConfig(threshold=0.7))
+    cfg = DedupConfig(minhash=MinHashConfig(threshold=0.7, verify=False), exact=False)
     report, dups = run(tmp_path, [docs], cfg)
     assert len(dups) == 2
     assert report.extra["cluster_sizes"] == {"3": 1}
+
+
+def test_verification_drops_lsh_false_positives(tmp_path) -> None:
+    base = text(8)
+    far = edit(base, 40, seed=3)  # shares some bands by chance at a low threshold
+    docs = [Document.new("books", "b#1", base), Document.new("books", "b#2", far)]
+    loose = MinHashConfig(threshold=0.3, num_perm=128, verify=False)
+    strict = MinHashConfig(threshold=0.3, num_perm=128, verify=True)
+    _, unverified = run(tmp_path, [docs], DedupConfig(minhash=loose), tag="a")
+    from tasks.dedup.cluster import _jaccard  # noqa: F401 - the check under test
+    a, b = (shingle_hashes(d.text) for d in docs)
+    true = len(np.intersect1d(a, b)) / len(np.union1d(a, b))
+    _, verified = run(tmp_path, [docs], DedupConfig(minhash=strict), tag="b")
+    assert (len(verified) == 1) == (true >= 0.3)
+    assert len(unverified) >= len(verified)
 
 
 def test_unrelated_documents_survive(tmp_path) -> None:
     docs = [Document.new("books", f"b#{i}", text(100 + i)) for i in range(20)]
     report, dups = run(tmp_path, [docs])
     assert dups == {} and report.total.docs_out == 20
+    assert report.extra["cluster_sizes"] == {"1": 20}
 
 
-def test_exact_only(tmp_path) -> None:
-    base = text(3)
-    docs = [Document.new("books", "b#1", base), Document.new("books", "b#2", base),
-            Document.new("books", "b#3", edit(base, 1))]
-    _, dups = run(tmp_path, [docs], DedupConfig(minhash=None))
-    assert len(dups) == 1 and next(iter(dups.values()))["reason"] == "exact"
-
-
-def test_duplicate_ids_per_shard(tmp_path) -> None:
-    base = text(4)
-    a, b = Document.new("books", "b#1", base), Document.new("books", "b#2", base)
-    run(tmp_path, [[a], [b]])
-    loser = max(a.id, b.id)
-    shard = 0 if loser == a.id else 1
-    assert duplicate_ids(tmp_path / "dups.parquet", shard) == {loser}
-    assert duplicate_ids(tmp_path / "dups.parquet", 1 - shard) == set()
+def test_incremental_index(tmp_path) -> None:
+    index = tmp_path / "index"
+    cfg = DedupConfig(index=str(index))
+    batch_a = [Document.new("commoncrawl", f"a#{i}", text(200 + i)) for i in range(5)]
+    report_a, dups_a = run(tmp_path, [batch_a], cfg, tag="a")
+    assert dups_a == {} and DedupIndex(index).version == 1
+    assert report_a.extra["index_added"] == 5
+    # batch B repeats two of A's pages (one exactly, one edited) and has three new ones
+    batch_b = [Document.new("commoncrawl", "b#0", text(200)),
+               Document.new("commoncrawl", "b#1", edit(text(201), 2)),
+               *(Document.new("commoncrawl", f"b#{i}", text(300 + i)) for i in range(2, 5))]
+    report_b, dups_b = run(tmp_path, [batch_b], cfg, tag="b")
+    assert set(dups_b) == {batch_b[0].id, batch_b[1].id}
+    assert {r["survivor"] for r in dups_b.values()} == {batch_a[0].id, batch_a[1].id}
+    assert DedupIndex(index).version == 2 and report_b.extra["index_added"] == 3
+    # the same batch again: same decisions, nothing appended
+    _, again = run(tmp_path, [batch_b], cfg, tag="c")
+    assert again.keys() == dups_b.keys() and DedupIndex(index).version == 2
+    ids = ds.dataset([str(f) for f in DedupIndex(index).files()]).to_table().column("id")
+    assert len(ids) == len(set(ids.to_pylist())) == 8
 
 
 def test_bands_and_rows_cover_num_perm() -> None:
     bands, rows = MinHashConfig(threshold=0.8, num_perm=128).bands_rows()
     assert bands * rows <= 128 and bands > 1
+
+
+def test_empty_input(tmp_path) -> None:
+    report, dups = run(tmp_path, [[]])
+    assert dups == {} and report.total.docs_in == 0
+
+
+def test_same_result_with_a_real_dask_cluster(tmp_path) -> None:
+    from distributed import Client, LocalCluster
+
+    docs = [Document.new("commoncrawl", f"c#{i}", edit(text(9), i % 4, seed=i))
+            for i in range(8)]
+    _, local = run(tmp_path, [docs[:4], docs[4:]], tag="local")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster):
+        _, distributed = run(tmp_path, [docs[:4], docs[4:]], tag="d2")
+    assert {k: v["survivor"] for k, v in local.items()} == {
+        k: v["survivor"] for k, v in distributed.items()}

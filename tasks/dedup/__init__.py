@@ -1,0 +1,159 @@
+"""Exact, URL and MinHash-LSH near-duplicate removal across every shard and source, on Dask,
+incremental across runs.
+
+:func:`signature_table` runs per shard inside the filtering pass; :func:`find_duplicates`
+clusters all signatures (and those of an incremental index) on the Dask cluster and writes the
+duplicates, each with its survivor and reason (``exact``: same normalised text as its survivor,
+``url``: same page URL, ``minhash``: near duplicate), partitioned so that every shard reads only
+its own.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Literal
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.dedup.cluster import (
+    candidate_edges,
+    connected_components,
+    keys_frame,
+    survivors,
+    verify_edges,
+)
+from tasks.dedup.index import DedupIndex
+from tasks.dedup.minhash import MinHashConfig, MinHasher, normalise, shingle_hashes
+from tasks.dedup.signatures import SIGNATURE_SCHEMA, signature_table
+from tasks.report import StageReport, Tally
+
+__all__ = ["SIGNATURE_SCHEMA", "DedupConfig", "MinHashConfig", "MinHasher", "duplicate_rows",
+           "find_duplicates", "normalise", "shingle_hashes", "signature_table"]
+
+Policy = Literal["longest", "oldest", "smallest_id"]
+_ATTRS = ["id", "shard", "source", "location", "chars", "nbytes", "created", "exact", "url"]
+
+
+class DedupConfig(BaseModel):
+    """Exact, URL and near-duplicate removal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    exact: bool = Field(True, description="remove documents whose normalised text is identical")
+    url: bool = Field(True, description="keep one page per URL (web sources)")
+    minhash: MinHashConfig | None = Field(default_factory=MinHashConfig,
+                                          description="near-duplicate removal; null disables")
+    survivor: list[Policy] = Field(["longest", "oldest", "smallest_id"], description="which "
+                                   "member of a cluster is kept, by these keys in order (ids "
+                                   "break remaining ties; earlier runs' documents always win)")
+    index: str | None = Field(None, description="folder of the incremental index: new "
+                              "documents are deduped against every earlier run's survivors, "
+                              "and this run's are appended as a new version")
+    max_rounds: int = Field(100, ge=1, description="label-propagation rounds before giving up")
+
+
+def _signatures(files: list[Path], columns: list[str]) -> dd.DataFrame:
+    frame = dd.read_parquet([str(f) for f in files], columns=columns)
+    return frame.assign(prior=False)
+
+
+def _with_index(new: dd.DataFrame, index: DedupIndex | None, columns: list[str]
+                ) -> dd.DataFrame:
+    """New documents plus earlier survivors (without entries for these very documents)."""
+    old = index.read(columns) if index else None
+    if old is None:
+        return new
+    old = _without(old, new[["id"]])
+    return dd.concat([new, old.assign(prior=True, shard=-1).astype({"shard": new.shard.dtype})])
+
+
+def _without(frame: dd.DataFrame, ids: dd.DataFrame) -> dd.DataFrame:
+    """Rows of ``frame`` whose id is not in ``ids`` (an anti-join)."""
+    marked = frame.merge(ids.assign(_hit=True), on="id", how="left")
+    return marked[marked._hit.isna()].drop(columns=["_hit"])
+
+
+def _reason(frame: pd.DataFrame) -> pd.Series:
+    same_text = frame.exact == frame.exact_s
+    same_url = frame.url.notna() & (frame.url == frame.url_s)
+    return pd.Series(np.where(same_text, "exact", np.where(same_url, "url", "minhash")),
+                     index=frame.index, dtype="string")
+
+
+def find_duplicates(files: list[Path], cfg: DedupConfig, out_dir: Path,
+                    run: dict | None = None) -> StageReport:
+    """Cluster every signature file (plus the index); write ``out_dir/part-*.parquet`` with
+    (id, shard, source, location, chars, survivor, reason) per removed document."""
+    start = time.perf_counter()
+    verify = bool(cfg.minhash and cfg.minhash.verify)
+    index = DedupIndex(Path(cfg.index)) if cfg.index else None
+    columns = [*_ATTRS, "bands"] + ["shingles"] * verify
+    docs = _with_index(_signatures(files, columns), index, columns)
+    parts = max(1, len(files))  # keep partition counts near the input's through the shuffles
+    docs = docs.repartition(npartitions=parts).persist()
+    keys = keys_frame(docs, exact=cfg.exact, url=cfg.url, minhash=cfg.minhash is not None)
+    edges = candidate_edges(keys)
+    if verify:
+        edges = verify_edges(edges, docs[["id", "shingles"]], cfg.minhash.threshold)
+    comps = connected_components(edges.persist(), cfg.max_rounds)
+    members = comps.merge(docs[[*_ATTRS, "prior"]], on="id")
+    best = survivors(members, cfg.survivor)
+    attrs = docs[["id", "exact", "url"]].rename(
+        columns={"id": "survivor", "exact": "exact_s", "url": "url_s"})
+    dups = members.merge(best, on="comp").merge(attrs, on="survivor")
+    dups = dups[(dups.id != dups.survivor) & ~dups.prior]
+    dups = dups.assign(reason=dups.map_partitions(_reason, meta=("reason", "string")))
+    dups = dups[["id", "shard", "source", "location", "chars", "nbytes", "survivor", "reason"]]
+    shutil.rmtree(out_dir, ignore_errors=True)
+    dups.repartition(npartitions=parts).to_parquet(
+        str(out_dir), write_index=False, compression="zstd", partition_on=["shard"])
+    report = _report(docs, dups, comps, start)
+    if index is not None:
+        kept = _without(docs[~docs.prior], dups[["id"]])
+        indexed = index.read(["id"])
+        if indexed is not None:  # documents of a re-run batch are indexed already
+            kept = _without(kept, indexed)
+        record = index.append(kept[columns], run=dict(run or {}), partitions=parts)
+        report.extra["index_version"] = index.version
+        report.extra["index_added"] = record["documents"] if record else 0
+    return report
+
+
+def _report(docs: dd.DataFrame, dups: dd.DataFrame, comps: dd.DataFrame, start: float
+            ) -> StageReport:
+    new = docs[~docs.prior]
+    per_source = new.groupby("source").agg({"id": "count", "nbytes": "sum"}).compute()
+    dropped = dups.groupby(["source", "reason"]).agg({"id": "count", "nbytes": "sum"}).compute()
+    sizes = comps.groupby("comp").id.count().value_counts().compute()
+    tally = Tally("dedup")
+    for source, row in per_source.iterrows():
+        tally.bulk(source, docs_in=int(row["id"]), bytes_in=int(row["nbytes"]))
+    gone = Counter()
+    for (source, reason), row in dropped.iterrows():
+        tally.bulk(source, dropped={reason: int(row["id"])})
+        gone[source] += int(row["nbytes"])
+    for source, row in per_source.iterrows():
+        n_dropped = int(dropped.loc[source]["id"].sum()) if source in dropped.index else 0
+        tally.bulk(source, docs_out=int(row["id"]) - n_dropped,
+                   bytes_out=int(row["nbytes"]) - gone[source])
+    singletons = len(new) - int(comps.shape[0].compute())
+    hist = {str(int(k)): int(v) for k, v in sizes.sort_index().items()}
+    if singletons > 0:
+        hist["1"] = hist.get("1", 0) + singletons
+    tally.add_extra("cluster_sizes", dict(sorted(hist.items(), key=lambda kv: int(kv[0]))))
+    tally.seconds = time.perf_counter() - start
+    return tally.report()
+
+
+def duplicate_rows(out_dir: Path, shard: int) -> list[dict]:
+    """The removed documents of one shard (with survivor and reason)."""
+    part = out_dir / f"shard={shard}"
+    if not part.exists():
+        return []
+    return pq.read_table(part).to_pylist()

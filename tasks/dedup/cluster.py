@@ -1,0 +1,115 @@
+"""Clustering duplicates on Dask, without gathering the corpus or its edges on one machine.
+
+1. Keys: every document contributes (kind, key) rows: its LSH band keys, its normalised-text
+   hash, its URL hash. A shuffle (groupby on the key) puts each bucket in one partition; every
+   member of a bucket with more than one member gets an edge to the bucket's smallest id (a
+   star, not all pairs).
+2. Verification (optional): MinHash edges whose exact Jaccard similarity of shingles is below
+   the threshold are dropped (LSH false positives).
+3. Connected components by iterative minimum-label propagation over the edge list, each round a
+   distributed merge + groupby, until no label changes (chains A~B~C collapse).
+4. Survivors: per component, the first member by the configured policy (prior index entries
+   first, then e.g. longest, oldest, smallest id), chosen after a shuffle by component.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+KIND_MINHASH, KIND_EXACT, KIND_URL = 0, 1, 2
+POLICY_COLUMNS = {"longest": ("chars", False), "oldest": ("created", True),
+                  "smallest_id": ("id", True), "prior": ("prior", False)}
+
+
+def keys_frame(docs: dd.DataFrame, *, exact: bool, url: bool, minhash: bool) -> dd.DataFrame:
+    """(id, kind, key) rows for every way two documents can be duplicates."""
+    parts = []
+    if minhash:
+        bands = docs[["id", "bands"]].explode("bands").dropna(subset=["bands"])
+        bands = bands.rename(columns={"bands": "key"})
+        parts.append(bands.assign(kind=KIND_MINHASH))
+    if exact:
+        parts.append(docs[["id", "exact"]].rename(columns={"exact": "key"})
+                     .assign(kind=KIND_EXACT))
+    if url:
+        parts.append(docs[["id", "url"]].dropna(subset=["url"]).rename(columns={"url": "key"})
+                     .assign(kind=KIND_URL))
+    frame = dd.concat(parts) if len(parts) > 1 else parts[0]
+    return frame.astype({"key": "int64", "kind": "int8"})
+
+
+def candidate_edges(keys: dd.DataFrame) -> dd.DataFrame:
+    """(src, dst, kind) with src the smallest id of a shared bucket, dst another member."""
+    anchors = keys.groupby(["kind", "key"]).id.min().rename("src").reset_index()
+    edges = keys.merge(anchors, on=["kind", "key"])
+    edges = edges[edges.id != edges.src].rename(columns={"id": "dst"})
+    return edges[["src", "dst", "kind"]].drop_duplicates()
+
+
+def _jaccard(frame: pd.DataFrame) -> pd.Series:
+    def one(a: np.ndarray, b: np.ndarray) -> float:
+        if len(a) == 0 or len(b) == 0:
+            return 0.0
+        inter = len(np.intersect1d(a, b, assume_unique=True))
+        return inter / (len(a) + len(b) - inter)
+    return pd.Series([one(np.asarray(a), np.asarray(b))
+                      for a, b in zip(frame.sh_src, frame.sh_dst, strict=True)],
+                     index=frame.index, dtype="float64")
+
+
+def verify_edges(edges: dd.DataFrame, shingles: dd.DataFrame, threshold: float
+                 ) -> dd.DataFrame:
+    """Keep exact/URL edges; keep MinHash edges whose true Jaccard reaches the threshold."""
+    sure = edges[edges.kind != KIND_MINHASH]
+    maybe = edges[edges.kind == KIND_MINHASH]
+    maybe = maybe.merge(shingles.rename(columns={"id": "src", "shingles": "sh_src"}), on="src")
+    maybe = maybe.merge(shingles.rename(columns={"id": "dst", "shingles": "sh_dst"}), on="dst")
+    maybe = maybe.assign(jaccard=maybe.map_partitions(_jaccard, meta=("jaccard", "float64")))
+    kept = maybe[maybe.jaccard >= threshold][["src", "dst", "kind"]]
+    return dd.concat([sure, kept])
+
+
+def connected_components(edges: dd.DataFrame, max_rounds: int = 100) -> dd.DataFrame:
+    """(id, comp) for every node of the edge list; comp is the smallest id of its component."""
+    pairs = dd.concat([edges[["src", "dst"]],
+                       edges[["dst", "src"]].rename(columns={"dst": "src", "src": "dst"})])
+    pairs = pairs.persist()
+    labels = pairs[["src"]].drop_duplicates().rename(columns={"src": "id"})
+    labels = labels.assign(comp=labels.id).persist()
+    for rounds in range(1, max_rounds + 1):
+        # every node takes the smallest label among itself and its neighbours
+        offers = pairs.merge(labels.rename(columns={"id": "src"}), on="src")
+        offers = offers.groupby("dst").comp.min().rename("offer").reset_index()
+        merged = labels.merge(offers.rename(columns={"dst": "id"}), on="id", how="left")
+        merged = merged.assign(new=merged[["comp", "offer"]].min(axis=1))
+        changed = int((merged.new != merged.comp).sum().compute())
+        labels = merged[["id", "new"]].rename(columns={"new": "comp"}).persist()
+        if changed == 0:
+            log.info("connected components converged after %d rounds", rounds)
+            return labels
+    raise RuntimeError(f"connected components did not converge in {max_rounds} rounds; raise "
+                       "curate.dedup.max_rounds")
+
+
+def _pick(frame: pd.DataFrame, order: Sequence[tuple[str, bool]]) -> pd.DataFrame:
+    columns = ["comp"] + [c for c, _ in order]
+    ascending = [True] + [asc for _, asc in order]
+    best = frame.sort_values(columns, ascending=ascending, na_position="last",
+                             kind="mergesort").drop_duplicates("comp")
+    return best[["comp", "id"]].rename(columns={"id": "survivor"})
+
+
+def survivors(members: dd.DataFrame, policy: Sequence[str]) -> dd.DataFrame:
+    """(comp, survivor) by the policy; ties always end on the smallest id (deterministic)."""
+    order = [POLICY_COLUMNS[p] for p in ("prior", *policy) if p in POLICY_COLUMNS]
+    if ("id", True) not in order:
+        order.append(("id", True))
+    shuffled = members.shuffle("comp")
+    return shuffled.map_partitions(_pick, order, meta=_pick(members._meta, order))
