@@ -166,12 +166,14 @@ def dedup_corpus(shard_keys: list[str], cfg: DedupConfig, root: Path,
 def _dask_client() -> Iterator[None]:
     """Inside a Dask worker (a Prefect task on the DaskTaskRunner), run the clustering's
     dataframe work on the same cluster; elsewhere on Dask's local threads."""
-    try:
-        from distributed import worker_client
+    from distributed import get_worker, worker_client
 
-        with worker_client():
-            yield
+    try:
+        get_worker()
     except ValueError:  # not running inside a worker
+        yield
+        return
+    with worker_client():
         yield
 
 

@@ -10,6 +10,7 @@ its own.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.dedup.cluster import (
     candidate_edges,
+    components_local,
     connected_components,
     keys_frame,
     survivors,
@@ -34,6 +36,7 @@ from tasks.dedup.minhash import MinHashConfig, MinHasher, normalise, shingle_has
 from tasks.dedup.signatures import SIGNATURE_SCHEMA, signature_table
 from tasks.report import StageReport, Tally
 
+log = logging.getLogger(__name__)
 __all__ = ["SIGNATURE_SCHEMA", "DedupConfig", "MinHashConfig", "MinHasher", "duplicate_rows",
            "find_duplicates", "normalise", "shingle_hashes", "signature_table"]
 
@@ -56,6 +59,10 @@ class DedupConfig(BaseModel):
                               "documents are deduped against every earlier run's survivors, "
                               "and this run's are appended as a new version")
     max_rounds: int = Field(100, ge=1, description="label-propagation rounds before giving up")
+    max_local_edges: int = Field(
+        5_000_000, ge=0, description="edge lists up to this size are clustered in memory "
+        "(scipy, seconds); larger ones by distributed label propagation, which never gathers "
+        "them on one machine")
 
 
 def _signatures(files: list[Path], columns: list[str]) -> dd.DataFrame:
@@ -81,7 +88,7 @@ def _without(frame: dd.DataFrame, ids: dd.DataFrame) -> dd.DataFrame:
 
 def _reason(frame: pd.DataFrame) -> pd.Series:
     same_text = frame.exact == frame.exact_s
-    same_url = frame.url.notna() & (frame.url == frame.url_s)
+    same_url = (frame.url != 0) & (frame.url == frame.url_s)
     return pd.Series(np.where(same_text, "exact", np.where(same_url, "url", "minhash")),
                      index=frame.index, dtype="string")
 
@@ -95,13 +102,20 @@ def find_duplicates(files: list[Path], cfg: DedupConfig, out_dir: Path,
     index = DedupIndex(Path(cfg.index)) if cfg.index else None
     columns = [*_ATTRS, "bands"] + ["shingles"] * verify
     docs = _with_index(_signatures(files, columns), index, columns)
-    parts = max(1, len(files))  # keep partition counts near the input's through the shuffles
-    docs = docs.repartition(npartitions=parts).persist()
+    # Not persisted: re-reading the signature files is cheap, and keeping them in memory would
+    # make a worker's memory grow with the corpus. Partition counts stay near the input's.
+    parts = max(1, len(files))
+    docs = docs.repartition(npartitions=parts)
+    scratch = out_dir.with_name(out_dir.name + ".scratch")
     keys = keys_frame(docs, exact=cfg.exact, url=cfg.url, minhash=cfg.minhash is not None)
-    edges = candidate_edges(keys)
+    edges = _checkpoint(candidate_edges(keys), scratch / "candidates")
     if verify:
-        edges = verify_edges(edges, docs[["id", "shingles"]], cfg.minhash.threshold)
-    comps = connected_components(edges.persist(), cfg.max_rounds)
+        edges = _checkpoint(verify_edges(edges, docs[["id", "shingles"]],
+                                         cfg.minhash.threshold), scratch / "verified")
+    if _rows(scratch / ("verified" if verify else "candidates")) <= cfg.max_local_edges:
+        comps = dd.from_pandas(components_local(edges.compute()), npartitions=parts)
+    else:
+        comps = connected_components(edges, scratch / "components", cfg.max_rounds)
     members = comps.merge(docs[[*_ATTRS, "prior"]], on="id")
     best = survivors(members, cfg.survivor)
     attrs = docs[["id", "exact", "url"]].rename(
@@ -113,6 +127,7 @@ def find_duplicates(files: list[Path], cfg: DedupConfig, out_dir: Path,
     shutil.rmtree(out_dir, ignore_errors=True)
     dups.repartition(npartitions=parts).to_parquet(
         str(out_dir), write_index=False, compression="zstd", partition_on=["shard"])
+    dups = _stored(out_dir)  # computed once; the report and the index read it back
     report = _report(docs, dups, comps, start)
     if index is not None:
         kept = _without(docs[~docs.prior], dups[["id"]])
@@ -123,6 +138,31 @@ def find_duplicates(files: list[Path], cfg: DedupConfig, out_dir: Path,
         report.extra["index_version"] = index.version
         report.extra["index_added"] = record["documents"] if record else 0
     return report
+
+
+def _checkpoint(frame: dd.DataFrame, path: Path) -> dd.DataFrame:
+    """Compute once into Parquet and continue from there (short task graphs, bounded memory)."""
+    start = time.perf_counter()
+    shutil.rmtree(path, ignore_errors=True)
+    frame.to_parquet(str(path), write_index=False)
+    log.info("dedup: %s in %.1f s", path.name, time.perf_counter() - start)
+    return dd.read_parquet(str(path))
+
+
+def _rows(path: Path) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in path.glob("*.parquet"))
+
+
+def _stored(out_dir: Path) -> dd.DataFrame:
+    columns = ["id", "source", "reason", "nbytes"]
+    files = sorted(out_dir.glob("shard=*/*.parquet"))
+    if not files:
+        return dd.from_pandas(pd.DataFrame({"id": pd.Series(dtype="string"),
+                                            "source": pd.Series(dtype="string"),
+                                            "reason": pd.Series(dtype="string"),
+                                            "nbytes": pd.Series(dtype="int64")}),
+                              npartitions=1)
+    return dd.read_parquet([str(f) for f in files], columns=columns)
 
 
 def _report(docs: dd.DataFrame, dups: dd.DataFrame, comps: dd.DataFrame, start: float

@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 import dask.dataframe as dd
 import numpy as np
@@ -39,7 +41,8 @@ def keys_frame(docs: dd.DataFrame, *, exact: bool, url: bool, minhash: bool) -> 
         parts.append(docs[["id", "exact"]].rename(columns={"exact": "key"})
                      .assign(kind=KIND_EXACT))
     if url:
-        parts.append(docs[["id", "url"]].dropna(subset=["url"]).rename(columns={"url": "key"})
+        with_url = docs[docs.url != 0]
+        parts.append(with_url[["id", "url"]].rename(columns={"url": "key"})
                      .assign(kind=KIND_URL))
     frame = dd.concat(parts) if len(parts) > 1 else parts[0]
     return frame.astype({"key": "int64", "kind": "int8"})
@@ -47,7 +50,8 @@ def keys_frame(docs: dd.DataFrame, *, exact: bool, url: bool, minhash: bool) -> 
 
 def candidate_edges(keys: dd.DataFrame) -> dd.DataFrame:
     """(src, dst, kind) with src the smallest id of a shared bucket, dst another member."""
-    anchors = keys.groupby(["kind", "key"]).id.min().rename("src").reset_index()
+    anchors = keys.groupby(["kind", "key"]).agg({"id": "min"}).reset_index()
+    anchors = anchors.rename(columns={"id": "src"})
     edges = keys.merge(anchors, on=["kind", "key"])
     edges = edges[edges.id != edges.src].rename(columns={"id": "dst"})
     return edges[["src", "dst", "kind"]].drop_duplicates()
@@ -76,21 +80,54 @@ def verify_edges(edges: dd.DataFrame, shingles: dd.DataFrame, threshold: float
     return dd.concat([sure, kept])
 
 
-def connected_components(edges: dd.DataFrame, max_rounds: int = 100) -> dd.DataFrame:
-    """(id, comp) for every node of the edge list; comp is the smallest id of its component."""
+def components_local(edges: pd.DataFrame) -> pd.DataFrame:
+    """The same (id, comp) as :func:`connected_components`, in memory with scipy's sparse
+    graph routines, for edge lists that fit on one machine."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    if edges.empty:
+        return pd.DataFrame({"id": pd.Series(dtype="string"), "comp": pd.Series(dtype="string")})
+    codes, ids = pd.factorize(pd.concat([edges.src, edges.dst], ignore_index=True))
+    n, m = len(ids), len(edges)
+    graph = coo_matrix((np.ones(m, dtype=np.int8), (codes[:m], codes[m:])), shape=(n, n))
+    _, labels = scipy_components(graph, directed=False)
+    frame = pd.DataFrame({"id": ids.astype("string"), "label": labels})
+    frame["comp"] = frame.groupby("label").id.transform("min")
+    return frame[["id", "comp"]]
+
+
+def _take_offer(frame: pd.DataFrame) -> pd.DataFrame:
+    better = frame.offer.notna() & (frame.offer < frame.comp)
+    return pd.DataFrame({"id": frame.id, "comp": frame.comp.where(~better, frame.offer),
+                         "changed": better.astype(bool)})
+
+
+def connected_components(edges: dd.DataFrame, scratch: Path, max_rounds: int = 100
+                         ) -> dd.DataFrame:
+    """(id, comp) for every node of the edge list (best read from Parquet); comp is the
+    smallest id of its component.
+
+    Each round's labels are written to ``scratch`` and read back: nothing is held in memory
+    between rounds (bounded worker memory), and nothing depends on persisted futures."""
+    shutil.rmtree(scratch, ignore_errors=True)
     pairs = dd.concat([edges[["src", "dst"]],
                        edges[["dst", "src"]].rename(columns={"dst": "src", "src": "dst"})])
-    pairs = pairs.persist()
-    labels = pairs[["src"]].drop_duplicates().rename(columns={"src": "id"})
-    labels = labels.assign(comp=labels.id).persist()
+    nodes = pairs[["src"]].drop_duplicates().rename(columns={"src": "id"})
+    nodes.assign(comp=nodes.id).to_parquet(str(scratch / "labels-000"), write_index=False)
+    labels = dd.read_parquet(str(scratch / "labels-000"))
     for rounds in range(1, max_rounds + 1):
         # every node takes the smallest label among itself and its neighbours
         offers = pairs.merge(labels.rename(columns={"id": "src"}), on="src")
-        offers = offers.groupby("dst").comp.min().rename("offer").reset_index()
-        merged = labels.merge(offers.rename(columns={"dst": "id"}), on="id", how="left")
-        merged = merged.assign(new=merged[["comp", "offer"]].min(axis=1))
-        changed = int((merged.new != merged.comp).sum().compute())
-        labels = merged[["id", "new"]].rename(columns={"new": "comp"}).persist()
+        offers = offers.groupby("dst").agg({"comp": "min"}).reset_index()
+        offers = offers.rename(columns={"dst": "id", "comp": "offer"})
+        merged = labels.merge(offers, on="id", how="left")
+        merged = merged.map_partitions(_take_offer, meta=_take_offer(merged._meta))
+        path = scratch / f"labels-{rounds:03d}"
+        merged.to_parquet(str(path), write_index=False)
+        stored_labels = dd.read_parquet(str(path))
+        changed = int(stored_labels.changed.sum().compute())
+        labels = stored_labels[["id", "comp"]]
         if changed == 0:
             log.info("connected components converged after %d rounds", rounds)
             return labels

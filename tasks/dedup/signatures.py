@@ -17,7 +17,8 @@ SIGNATURE_SCHEMA = pa.schema([
     ("location", pa.string()), ("chars", pa.int64()), ("nbytes", pa.int64()),
     ("created", pa.timestamp("us", tz="UTC")),
     ("exact", pa.int64()),  # hash of the normalised text
-    ("url", pa.int64()),  # hash of the normalised URL (web sources), null otherwise
+    ("url", pa.int64()),  # hash of the normalised URL (web sources), 0 otherwise: no nulls,
+    # so every partition keeps the int64 type through Dask's shuffles
     ("bands", pa.list_(pa.int64())),  # LSH band keys
     ("shingles", pa.list_(pa.uint32())),  # sorted shingle hashes, kept for verification
 ])
@@ -32,6 +33,7 @@ def signature_table(docs: Iterable[Document], shard: int, minhash: MinHashConfig
                     ) -> pa.Table:
     hasher = MinHasher(minhash) if minhash else None
     rows: dict[str, list] = {name: [] for name in SIGNATURE_SCHEMA.names}
+    # hash64 never returns 0 for a real URL in practice (1 in 2^64)
     for doc in docs:
         rows["id"].append(doc.id)
         rows["shard"].append(shard)
@@ -42,7 +44,7 @@ def signature_table(docs: Iterable[Document], shard: int, minhash: MinHashConfig
         rows["created"].append(doc.created)
         rows["exact"].append(hash64(normalise(doc.text).encode()))
         rows["url"].append(hash64(normalise_url(doc.url).encode())
-                           if doc.url and doc.source in URL_SOURCES else None)
+                           if doc.url and doc.source in URL_SOURCES else 0)
         if hasher is None:
             rows["bands"].append([])
             rows["shingles"].append([])

@@ -5,6 +5,7 @@ import random
 import numpy as np
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import pytest
 from datasketch import MinHash
 
 from infra.make_sample import Prose
@@ -105,14 +106,16 @@ def test_survivors_do_not_depend_on_shard_order_or_partitioning(tmp_path) -> Non
         k: v["survivor"] for k, v in second.items()}
 
 
-def test_chain_collapses_into_one_cluster(tmp_path) -> None:
+@pytest.mark.parametrize("local_edges", [5_000_000, 0], ids=["in-memory", "distributed"])
+def test_chain_collapses_into_one_cluster(tmp_path, local_edges: int) -> None:
     base = text(7).split()
     tail, head = ["x1", "x2", "x3", "x4", "x5", "x6"], ["y1", "y2", "y3", "y4", "y5", "y6"]
     a = " ".join(base)
     b = " ".join([*base[:-6], *tail])
     c = " ".join([*head, *base[6:-6], *tail])
     docs = [Document.new("commoncrawl", f"c#{i}", t) for i, t in enumerate((a, b, c))]
-    cfg = DedupConfig(minhash=MinHashConfig(threshold=0.7, verify=False), exact=False)
+    cfg = DedupConfig(minhash=MinHashConfig(threshold=0.7, verify=False), exact=False,
+                      max_local_edges=local_edges)
     report, dups = run(tmp_path, [docs], cfg)
     assert len(dups) == 2
     assert report.extra["cluster_sizes"] == {"3": 1}
