@@ -1,6 +1,6 @@
 """Runs inside the datatrove environment (see benchmarks/datatrove_quality.py): datatrove's four
 MinHash stages on a JSON-lines corpus with the given bands x rows, one task, one worker.
-Prints JSON: seconds per stage and every document's cluster id (or null)."""
+Prints JSON: seconds per stage, the cluster id of every clustered document, removed ids."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def main() -> None:
                                         output_folder=str(work / "remove"), config=cfg,
                                         save_cluster_id=True)],
         "filter": [JsonlReader(corpus, text_key="text", id_key="id"),
-                   MinhashDedupFilter(input_folder=str(work / "remove"), load_cluster_ids=True),
+                   MinhashDedupFilter(input_folder=str(work / "remove"), load_cluster_ids=True,
+                                      exclusion_writer=JsonlWriter(str(work / "removed"),
+                                                                   compression=None)),
                    JsonlWriter(str(work / "out"), compression=None)],
     }
     seconds = {}
@@ -48,12 +50,17 @@ def main() -> None:
         LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1,
                               logging_dir=str(work / "logs" / name)).run()
         seconds[name] = time.perf_counter() - start
-    kept = {}
-    for path in (work / "out").glob("*.jsonl"):
-        for line in path.open():
-            doc = json.loads(line)
-            kept[doc["id"]] = doc.get("metadata", {}).get("minhash_cluster_id")
-    print(json.dumps({"seconds": seconds, "kept": kept}))
+    clusters, removed = {}, []
+    for folder in ("out", "removed"):
+        for path in (work / folder).glob("*.jsonl"):
+            for line in path.open():
+                doc = json.loads(line)
+                cid = doc.get("metadata", {}).get("minhash_cluster_id", -1)
+                if cid != -1:
+                    clusters[doc["id"]] = cid
+                if folder == "removed":
+                    removed.append(doc["id"])
+    print(json.dumps({"seconds": seconds, "clusters": clusters, "removed": removed}))
 
 
 if __name__ == "__main__":

@@ -115,12 +115,8 @@ def run_datatrove(docs: list[Document], python: Path, bands: int, rows: int, tmp
                           str(path), str(bands), str(rows)], capture_output=True, text=True,
                          check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    kept = result["kept"]
-    removed = {d.id for d in docs} - set(kept)
-    cluster_of = {doc_id: f"c{cid}" for doc_id, cid in kept.items() if cid is not None}
-    # datatrove does not say which cluster a removed document belonged to: give it credit by
-    # putting it with its planted original when that one is clustered
-    return sum(result["seconds"].values()), cluster_of, removed
+    cluster_of = {doc_id: f"c{cid}" for doc_id, cid in result["clusters"].items()}
+    return sum(result["seconds"].values()), cluster_of, set(result["removed"])
 
 
 def rss_of_clustering(n: int, workers_mem: str, tmp: Path) -> float:
@@ -129,6 +125,7 @@ def rss_of_clustering(n: int, workers_mem: str, tmp: Path) -> float:
 
     docs, _ = corpus(n, seed=11)
     cfg = DedupConfig(exact=False, url=False)
+    tmp.mkdir(parents=True, exist_ok=True)
     files = []
     for k in range(8):
         path = tmp / f"sig-part-{k:05d}.parquet"

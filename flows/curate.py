@@ -13,7 +13,7 @@ from prefect import flow, unmapped
 
 from flows.config import RunConfig, save_config
 from flows.progress import wait_all
-from flows.tracking import publish_counts, tracked_run
+from flows.tracking import publish_counts, publish_dedup, tracked_run
 from tasks.curate import (
     STAGES,
     cache_key,
@@ -96,6 +96,7 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
             "mlflow_run_id": tracker.run_id, "webtext_urls": str(webtext) if webtext else None,
             "quality_classifier": model})
         publish_counts("curate", reports, tracker)
+        publish_dedup(dedup, tracker)
         if cfg.curate.dedup.index:
             tracker.set_tags({"dedup.index": cfg.curate.dedup.index,
                               "dedup.index_version": str(dedup.extra.get("index_version"))})

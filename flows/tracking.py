@@ -164,3 +164,20 @@ def publish_counts(flow: str, reports: Sequence[StageReport], tracker: Tracker) 
         create_table_artifact(rules, key=f"{flow}-rules",
                               description=f"Documents removed per rule ({flow})")
     tracker.log_reports(reports)
+
+
+def publish_dedup(report: StageReport, tracker: Tracker) -> None:
+    """Duplicate rate per source and the cluster-size histogram, as a Prefect table and as
+    MLflow metrics."""
+    rows = [{"source": source, "documents": c.docs_in, "duplicates": c.docs_dropped,
+             "rate": round(c.docs_dropped / c.docs_in, 4) if c.docs_in else 0.0,
+             **dict(c.dropped)} for source, c in report.sources.items()]
+    sizes = report.extra.get("cluster_sizes", {})
+    rows += [{"source": f"clusters of size {size}", "documents": int(size) * count,
+              "duplicates": (int(size) - 1) * count, "rate": None}
+             for size, count in sizes.items()]
+    create_table_artifact(rows, key="curate-dedup",
+                          description="Duplicate rate per source and cluster sizes")
+    metrics = {f"dedup.{r['source']}.duplicate_rate": r["rate"] for r in rows[:len(report.sources)]}
+    metrics |= {f"dedup.clusters.size_{size}": count for size, count in sizes.items()}
+    tracker.log_metrics(0, metrics)

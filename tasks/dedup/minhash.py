@@ -10,17 +10,14 @@ shingle hashes (a test checks it), so signatures interoperate with datasketch's 
 
 from __future__ import annotations
 
-import re
 import unicodedata
-import zlib
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from datasketch import MinHash, MinHashLSH
 from pydantic import BaseModel, ConfigDict, Field
 
-_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
-_SPACE = re.compile(r"\s+")
 _MASK32 = np.uint64(0xFFFFFFFF)
 _BLOCK = 4096  # shingles per matrix block: bounds memory on book-length documents
 # MurmurHash3 fmix32 constants (datasketch's pre-mix for the affine32 scheme)
@@ -49,10 +46,18 @@ class MinHashConfig(BaseModel):
         return lsh.b, lsh.r
 
 
+def _punctuation_table() -> dict[int, str]:
+    """Every Unicode punctuation and symbol character of the basic plane maps to a space."""
+    return {c: " " for c in range(0x10000)
+            if unicodedata.category(chr(c))[0] in "PS" and not chr(c).isalnum()}
+
+
+_TO_SPACE = _punctuation_table()
+
+
 def normalise(text: str) -> str:
     """Case-, punctuation- and whitespace-insensitive form used for hashing and shingling."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
+    return " ".join(unicodedata.normalize("NFKC", text).lower().translate(_TO_SPACE).split())
 
 
 def _rolling(units: np.ndarray, n: int) -> np.ndarray:
@@ -65,17 +70,17 @@ def _rolling(units: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def shingle_hashes(text: str, shingle: str = "word", ngram: int = 5) -> np.ndarray:
-    """Sorted unique 32-bit hashes of the document's shingles (the set MinHash estimates)."""
-    norm = normalise(text)
+def shingle_hashes(text: str, shingle: str = "word", ngram: int = 5, *,
+                   normalised: str | None = None) -> np.ndarray:
+    """Sorted unique 32-bit hashes of the document's shingles (the set MinHash estimates).
+    Pass ``normalised`` when the caller already has ``normalise(text)``."""
+    norm = normalise(text) if normalised is None else normalised
     if shingle == "char":
         units = np.frombuffer(norm.encode("utf-8"), dtype=np.uint8).astype(np.uint64)
     else:
-        ids: dict[str, int] = {}
-        words = norm.split()
-        units = np.fromiter(
-            (ids[w] if w in ids else ids.setdefault(w, zlib.crc32(w.encode())) for w in words),
-            dtype=np.uint64, count=len(words))
+        # pandas hashes a whole array of words in C (SipHash with a fixed key: stable across
+        # processes and runs, unlike Python's salted hash())
+        units = pd.util.hash_array(np.asarray(norm.split(), dtype=object), categorize=False)
     if len(units) == 0:
         return np.zeros(0, dtype=np.uint32)
     hashed = _rolling(units, min(ngram, len(units)))

@@ -42,14 +42,16 @@ def signature_table(docs: Iterable[Document], shard: int, minhash: MinHashConfig
         rows["chars"].append(len(doc.text))
         rows["nbytes"].append(doc.nbytes)
         rows["created"].append(doc.created)
-        rows["exact"].append(hash64(normalise(doc.text).encode()))
+        norm = normalise(doc.text)
+        rows["exact"].append(hash64(norm.encode()))
         rows["url"].append(hash64(normalise_url(doc.url).encode())
                            if doc.url and doc.source in URL_SOURCES else 0)
         if hasher is None:
             rows["bands"].append([])
             rows["shingles"].append([])
             continue
-        shingles = shingle_hashes(doc.text, hasher.cfg.shingle, hasher.cfg.ngram)
+        shingles = shingle_hashes(doc.text, hasher.cfg.shingle, hasher.cfg.ngram,
+                                  normalised=norm)
         rows["bands"].append(hasher.band_keys(hasher.signature(shingles)).tolist()
                              if len(shingles) else [])
         rows["shingles"].append(shingles if hasher.cfg.verify else [])
