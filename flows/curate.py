@@ -13,7 +13,7 @@ from prefect import flow, unmapped
 
 from flows.config import RunConfig, save_config
 from flows.progress import wait_all
-from flows.tracking import publish_counts, publish_dedup, tracked_run
+from flows.tracking import Tracker, publish_counts, publish_dedup, tracked_run
 from tasks.curate import (
     STAGES,
     cache_key,
@@ -28,6 +28,7 @@ from tasks.pii import resolve_ner_model
 from tasks.readers import Shard, plan_shards
 from tasks.report import StageReport
 from tasks.shards import Layout, prune_shards
+from tasks.toxicity import summarise_bias
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,25 @@ def _filter(batch: list[Shard], sources: list, cfg: RunConfig, root: Path
     return {p.index: r for p, r in zip(batch, reports, strict=True)}
 
 
+def publish(cfg: RunConfig, layout: Layout, reports: list[StageReport], tracker: Tracker, *,
+            webtext: Path | None, classifier: str | None) -> Path:
+    """The manifest, the Prefect artifacts and the MLflow record of one curation run."""
+    by_name = {r.stage: r for r in reports}
+    bias = summarise_bias(by_name["toxicity"].extra)
+    manifest = write_manifest(layout, reports, cfg.digest(), {
+        "mlflow_run_id": tracker.run_id, "webtext_urls": str(webtext) if webtext else None,
+        "quality_classifier": classifier, "bias": bias})
+    publish_counts("curate", reports, tracker)
+    publish_dedup(by_name["dedup"], tracker)
+    tracker.log_metrics(0, {f"bias.{source}.identity_attack_{k}": v
+                            for source, values in bias.items() for k, v in values.items()})
+    if cfg.curate.dedup.index:
+        tracker.set_tags({"dedup.index": cfg.curate.dedup.index, "dedup.index_version":
+                          str(by_name["dedup"].extra.get("index_version"))})
+    tracker.log_artifact(manifest)
+    return manifest
+
+
 @flow(name="curate", flow_run_name="curate-{cfg.output.name}", log_prints=False)
 def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
     """Curate every source into Parquet shards; returns the manifest path."""
@@ -92,14 +112,6 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
                     "dedup": [dedup],
                     **{s: [r[s] for r in scrubbed] for s in ("classifier", "pii", "toxicity")}}
         reports = [StageReport.merge(by_stage[s]) for s in STAGES]
-        manifest = write_manifest(layout, reports, cfg.digest(), {
-            "mlflow_run_id": tracker.run_id, "webtext_urls": str(webtext) if webtext else None,
-            "quality_classifier": model})
-        publish_counts("curate", reports, tracker)
-        publish_dedup(dedup, tracker)
-        if cfg.curate.dedup.index:
-            tracker.set_tags({"dedup.index": cfg.curate.dedup.index,
-                              "dedup.index_version": str(dedup.extra.get("index_version"))})
-        tracker.log_artifact(manifest)
+        manifest = publish(cfg, layout, reports, tracker, webtext=webtext, classifier=model)
     log.info("curated %d documents into %s", reports[-1].total.docs_out, layout.curated)
     return manifest
