@@ -11,7 +11,7 @@ from prefect import flow, unmapped
 from flows.config import RunConfig
 from flows.progress import wait_all
 from flows.tracking import tracked_run
-from tasks.dataset import pack_shard_task, write_dataset_manifest
+from tasks.dataset import build_plan_task, pack_shard_task, write_dataset_manifest
 from tasks.shards import Layout, list_shards, shard_number
 from tasks.tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer_task
 
@@ -40,14 +40,18 @@ def tokenize_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
         packs = wait_all(pack_shard_task.map(
             curated, [shard_number(p) for p in curated], unmapped(str(tok)),
             unmapped(cfg.dataset), unmapped(out)), f"tokenize {len(curated)} shards")
+        mixture = build_plan_task.submit(out, cfg.dataset).result()
         manifest = write_dataset_manifest(
             out, packs, seq_len=cfg.dataset.seq_len,
             vocab_size=load_tokenizer(str(tok)).get_vocab_size(), tokenizer=str(tok),
-            tokenizer_sha=tokenizer_hash(tok), curated_version=curated_version(layout))
+            tokenizer_sha=tokenizer_hash(tok), curated_version=curated_version(layout),
+            mixture=mixture)
         splits = manifest["splits"]
         tracker.log_metrics(0, {f"tokens.{split}": splits[split]["tokens"] for split in splits})
-        tracker.log_metrics(0, {f"tokens.train.{src}": n
-                                for src, n in splits["train"]["by_source"].items()})
+        tracker.log_metrics(0, {f"mixture.{src}.{k}": m[k] for src, m in mixture.items()
+                                for k in ("tokens", "share", "error")})
+        tracker.log_metrics(0, {f"decontaminated.{src}": n
+                                for src, n in manifest["contaminated"].items()})
         tracker.set_tags({"dataset.version": manifest["version"]})
         tracker.log_artifact(tok, "tokenizer")
         tracker.log_artifact(out / "manifest.json", "dataset")

@@ -108,6 +108,17 @@ class Tracker:
                     values[f"{report.stage}.{source}.dropped.{reason}"] = n
         self.log_metrics(0, values)
 
+    def log_dataset(self, name: str, uri: str, digest: str, context: str = "training") -> None:
+        """Record a dataset version as an MLflow input of this run (source and digest only;
+        nothing is loaded)."""
+        from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        dataset = MetaDataset(source=LocalArtifactDatasetSource(uri), name=name, digest=digest)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
+            dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
             self.client.log_artifacts(self.run_id, str(path), artifact_path)

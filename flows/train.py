@@ -24,6 +24,7 @@ def train_model(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
         tracker.log_params({f"train.{k}": v for k, v in cfg.train.model_dump().items()})
         tracker.set_tags({"dataset.version": dataset["version"],
                           "dataset.tokens_train": str(dataset["splits"]["train"]["tokens"])})
+        tracker.log_dataset("tokens", str(tokens), dataset["version"])
         with step_progress(cfg.train.steps, "train") as on_step:
             result = train_task(tokens, cfg.model, cfg.train, layout.root / "model",
                                 tracker.log_metrics, on_step)

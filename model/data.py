@@ -1,9 +1,12 @@
 """Packed token sequences read straight from the token shards (memory-mapped, never loaded).
 
-The shards of one split form one token stream; sequence ``i`` is the window
+A split is one token stream: the token files in order (:class:`TokenStream`), or the document
+segments of a mixture plan (:class:`PlanStream`). Sequence ``i`` is the window
 ``stream[i*L : i*L + L + 1]`` (inputs and shifted targets), so every token is used and windows
 cross document and shard boundaries like a packed dataset. The loader's order is a seeded
-permutation per epoch; its position is part of the training checkpoint.
+permutation of the windows per epoch, independent of the number of ranks; its position (epoch
+and sequences consumed, i.e. a segment and offset in the stream) is part of the checkpoint, so a
+resumed run continues exactly where it stopped, also on a different number of ranks.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 
@@ -37,10 +41,47 @@ class TokenStream:
         return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
+class PlanStream:
+    """The segments of a mixture plan (file, offset, length rows) viewed as one array."""
+
+    def __init__(self, root: Path, plan: Path, dtype: str) -> None:
+        table = pq.read_table(plan, columns=["file", "offset", "length"])
+        files = table.column("file").to_pylist()
+        names = sorted(set(files))
+        self.arrays = [np.memmap(root / n, dtype=np.dtype(dtype), mode="r")
+                       if (root / n).stat().st_size else np.empty(0, np.dtype(dtype))
+                       for n in names]
+        lookup = {n: i for i, n in enumerate(names)}
+        self.file_index = np.array([lookup[f] for f in files], dtype=np.int32)
+        self.offsets = table.column("offset").to_numpy()
+        self.ends = np.cumsum(table.column("length").to_numpy(), dtype=np.int64)
+        self.names = names
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def locate(self, position: int) -> tuple[str, int]:
+        """(token file, offset in it) of a stream position: the reader's place on disk."""
+        k = int(np.searchsorted(self.ends, position, side="right"))
+        base = int(self.ends[k - 1]) if k else 0
+        return self.names[self.file_index[k]], int(self.offsets[k]) + position - base
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = []
+        while start < stop:
+            k = int(np.searchsorted(self.ends, start, side="right"))
+            base = int(self.ends[k - 1]) if k else 0
+            take = min(stop, int(self.ends[k])) - start
+            first = int(self.offsets[k]) + start - base
+            out.append(np.asarray(self.arrays[self.file_index[k]][first:first + take]))
+            start += take
+        return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
 class PackedSequences:
     """Fixed-length windows (length ``seq_len + 1``) over a token stream."""
 
-    def __init__(self, stream: TokenStream, seq_len: int) -> None:
+    def __init__(self, stream: TokenStream | PlanStream, seq_len: int) -> None:
         self.stream, self.seq_len = stream, seq_len
 
     def __len__(self) -> int:
@@ -54,8 +95,10 @@ class PackedSequences:
 
 
 class SequenceLoader:
-    """Batches of (inputs, targets) in a seeded order; rank ``r`` of ``w`` takes its own slice
-    of every global batch. ``state_dict()`` is the exact position for resuming."""
+    """Batches of (inputs, targets). The windows of an epoch are visited in a seeded order
+    that does not depend on the number of ranks; a global batch is ``batch_size x world``
+    consecutive windows of that order and rank ``r`` takes its own ``batch_size`` of them.
+    ``state_dict()`` is the exact position: (epoch, windows consumed)."""
 
     def __init__(self, data: PackedSequences, batch_size: int, *, seed: int = 0,
                  rank: int = 0, world: int = 1, shuffle: bool = True) -> None:
@@ -65,30 +108,39 @@ class SequenceLoader:
                              "size or sequence length, or add data")
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.rank, self.world, self.shuffle = rank, world, shuffle
-        self.epoch, self.index = 0, 0  # index = global batches consumed in this epoch
+        self.epoch, self.consumed = 0, 0  # windows consumed by all ranks in this epoch
+        self._order: tuple[int, np.ndarray] | None = None
 
-    @property
-    def batches_per_epoch(self) -> int:
-        return len(self.data) // (self.batch_size * self.world)
-
-    def _order(self) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(len(self.data))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data))
+    def order(self) -> np.ndarray:
+        if self._order is None or self._order[0] != self.epoch:
+            order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data))
+                     if self.shuffle else np.arange(len(self.data)))
+            self._order = (self.epoch, order)
+        return self._order[1]
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "index": self.index}
+        return {"epoch": self.epoch, "consumed": self.consumed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+
+    def position(self) -> dict[str, object]:
+        """Where the next global batch starts, in windows and (for plans) on disk."""
+        place: dict[str, object] = dict(self.state_dict())
+        stream = self.data.stream
+        if isinstance(stream, PlanStream) and self.consumed < len(self.data):
+            start = int(self.order()[self.consumed]) * self.data.seq_len
+            place["file"], place["offset"] = stream.locate(start)
+        return place
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        step = self.batch_size * self.world
         while True:
-            order = self._order()
-            while self.index < self.batches_per_epoch:
-                g = self.index * self.batch_size * self.world + self.rank * self.batch_size
-                rows = np.stack([self.data[int(i)] for i in order[g:g + self.batch_size]])
-                self.index += 1
+            order = self.order()
+            while self.consumed + step <= len(self.data):
+                first = self.consumed + self.rank * self.batch_size
+                rows = np.stack([self.data[int(i)] for i in order[first:first + self.batch_size]])
+                self.consumed += step
                 batch = torch.from_numpy(rows.astype(np.int64))
                 yield batch[:, :-1], batch[:, 1:]
-            self.epoch, self.index = self.epoch + 1, 0
+            self.epoch, self.consumed = self.epoch + 1, 0

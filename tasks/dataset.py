@@ -1,12 +1,19 @@
-"""Training-ready token shards: tokenize curated shards, split by document id, pack.
+"""Training-ready token data: tokenize curated shards, split by document id, decontaminate,
+mix sources.
 
-Every curated shard becomes ``tokens/train/part-N.bin`` and ``tokens/val/part-N.bin``: the token
-ids of its documents, each followed by the end-of-document token, as a flat little-endian array
-(uint16 when the vocabulary fits, else uint32). Packing into fixed-length sequences is a view
-over the concatenated stream (``model.data``), so no token is lost and none is padding.
-
-``tokens/manifest.json`` records the dtype, token counts per shard, split and source, each
-file's SHA-256, the tokenizer hash and the curated-data version it was built from.
+1. :func:`pack_shard` (per curated shard, on Dask): every document becomes its token ids plus
+   the end-of-document token, appended to ``tokens/{train,val}/part-N.bin`` (flat little-endian
+   uint16/uint32); ``tokens/index/part-N.parquet`` records each document's split, source,
+   offset and length. Training documents overlapping an evaluation set are left out.
+2. :func:`build_plan` (global, on the index only): the source mixture. A source weighted 3.0
+   appears three times, one weighted 0.6 contributes the first 60% of its tokens in a
+   deterministic (document-id hash) order; ``tokens/plan-train.parquet`` lists the resulting
+   document segments in a shuffled, deterministic order. The trainer reads the plan as one
+   packed token stream (``model.data``): fixed-length sequences across document boundaries, no
+   padding, no token lost.
+3. ``tokens/manifest.json``: dtype, token counts per split and source, requested and achieved
+   mixture, decontamination counts, per-file SHA-256, the tokenizer hash and the curated-data
+   version; its digest is the dataset version.
 """
 
 from __future__ import annotations
@@ -19,15 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.schema import Document
-from tasks.shards import iter_documents, shard_name
+from tasks.decontaminate import DecontaminationConfig, overlaps
+from tasks.schema import Document, SourceKind
+from tasks.shards import iter_documents, list_shards, shard_name
 from tasks.tokenizer import EOT, load_tokenizer
 
 SPLITS = ("train", "val")
+INDEX_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("split", pa.string()),
+                          ("file", pa.string()), ("offset", pa.int64()), ("length", pa.int64()),
+                          ("nbytes", pa.int64())])
 
 
 class DatasetConfig(BaseModel):
@@ -37,7 +51,13 @@ class DatasetConfig(BaseModel):
     seq_len: int = Field(256, ge=8, description="tokens per training sequence")
     val_fraction: float = Field(0.05, ge=0, lt=1, description="share of documents held out, "
                                 "chosen by id so a document is never in both splits")
+    mixture: dict[SourceKind, float] = Field(
+        {}, description="source -> epochs of its tokens in training (e.g. wikipedia: 3.0, "
+        "commoncrawl: 0.6); sources not listed count once")
+    decontaminate: DecontaminationConfig | None = Field(
+        None, description="evaluation sets whose n-grams must not appear in training")
     encode_batch: int = Field(256, ge=1, description="documents tokenized per batch call")
+    seed: int = Field(0, description="order of the mixed training documents")
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -45,56 +65,90 @@ def split_of(doc_id: str, val_fraction: float) -> str:
     return "val" if int(doc_id[:8], 16) / 0x1_0000_0000 < val_fraction else "train"
 
 
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype("<u2") if vocab_size <= 65536 else np.dtype("<u4")
+
+
 @dataclass
 class ShardTokens:
     """What one curated shard contributed."""
 
     shard: int
-    files: dict[str, str] = field(default_factory=dict)  # split -> file name
-    tokens: dict[str, int] = field(default_factory=dict)  # split -> tokens
+    files: dict[str, str] = field(default_factory=dict)  # split -> file, relative
+    tokens: dict[str, int] = field(default_factory=dict)
     documents: dict[str, int] = field(default_factory=dict)
-    bytes: dict[str, int] = field(default_factory=dict)  # split -> UTF-8 bytes of text
+    bytes: dict[str, int] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
     by_source: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> source -> tok
+    contaminated: dict[str, int] = field(default_factory=dict)  # source -> documents left out
 
 
-def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype("<u2") if vocab_size <= 65536 else np.dtype("<u4")
+class _ShardWriter:
+    """Both splits' token files and the document index of one shard."""
 
+    def __init__(self, out: Path, shard: int, dtype: np.dtype) -> None:
+        self.out, self.dtype, self.result = out, dtype, ShardTokens(shard=shard)
+        name = shard_name(shard).replace(".parquet", ".bin")
+        self.handles, self.digests, self.offsets = {}, {}, Counter()
+        for split in SPLITS:
+            (out / split).mkdir(parents=True, exist_ok=True)
+            self.result.files[split] = f"{split}/{name}"
+            self.handles[split] = (out / split / f".{name}.tmp").open("wb")
+            self.digests[split] = hashlib.sha256()
+        self.rows: dict[str, list] = {n: [] for n in INDEX_SCHEMA.names}
+        self.counts = {k: Counter() for k in ("tokens", "documents", "bytes")}
+        self.by_source: dict[str, Counter[str]] = {s: Counter() for s in SPLITS}
 
-def _encode_batches(docs: list[Document], tokenizer_path: str) -> list[list[int]]:
-    tokenizer = load_tokenizer(tokenizer_path)
-    return [e.ids for e in tokenizer.encode_batch([d.text for d in docs])]
+    def add(self, doc: Document, split: str, ids: list[int], eot: int) -> None:
+        data = np.asarray([*ids, eot], dtype=self.dtype).tobytes()
+        self.handles[split].write(data)
+        self.digests[split].update(data)
+        n = len(ids) + 1
+        for name, value in (("id", doc.id), ("source", doc.source), ("split", split),
+                            ("file", self.result.files[split]), ("offset", self.offsets[split]),
+                            ("length", n), ("nbytes", doc.nbytes)):
+            self.rows[name].append(value)
+        self.offsets[split] += n
+        self.counts["tokens"][split] += n
+        self.counts["documents"][split] += 1
+        self.counts["bytes"][split] += doc.nbytes
+        self.by_source[split][doc.source] += n
+
+    def close(self) -> ShardTokens:
+        r = self.result
+        for split in SPLITS:
+            self.handles[split].close()
+            name = Path(r.files[split]).name
+            (self.out / split / f".{name}.tmp").replace(self.out / r.files[split])
+            r.tokens[split] = self.counts["tokens"][split]
+            r.documents[split] = self.counts["documents"][split]
+            r.bytes[split] = self.counts["bytes"][split]
+            r.sha256[split] = self.digests[split].hexdigest()
+            r.by_source[split] = dict(self.by_source[split])
+        index = self.out / "index" / shard_name(r.shard)
+        index.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(self.rows, schema=INDEX_SCHEMA), index.with_suffix(".tmp"))
+        index.with_suffix(".tmp").replace(index)
+        return r
 
 
 def pack_shard(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfig,
                out: Path) -> ShardTokens:
-    """Tokenize one curated shard into its train and val token files (written atomically)."""
+    """Tokenize one curated shard into its train and val token files and document index."""
     tokenizer = load_tokenizer(tokenizer_path)
     eot = tokenizer.token_to_id(EOT)
-    dtype = token_dtype(tokenizer.get_vocab_size())
-    result = ShardTokens(shard=shard)
-    handles = {}
-    for split in SPLITS:
-        (out / split).mkdir(parents=True, exist_ok=True)
-        name = shard_name(shard).replace(".parquet", ".bin")
-        result.files[split] = f"{split}/{name}"
-        handles[split] = (out / split / f".{name}.tmp").open("wb")
-    digests = {s: hashlib.sha256() for s in SPLITS}
-    counts: dict[str, Counter[str]] = {s: Counter() for s in ("tokens", "documents", "bytes")}
-    by_source: dict[str, Counter[str]] = {s: Counter() for s in SPLITS}
+    writer = _ShardWriter(out, shard, token_dtype(tokenizer.get_vocab_size()))
+    contaminated: Counter[str] = Counter()
     batch: list[Document] = []
 
     def flush() -> None:
-        for doc, ids in zip(batch, _encode_batches(batch, tokenizer_path), strict=True):
+        encoded = tokenizer.encode_batch([d.text for d in batch])
+        for doc, enc in zip(batch, encoded, strict=True):
             split = split_of(doc.id, cfg.val_fraction)
-            data = np.asarray([*ids, eot], dtype=dtype).tobytes()
-            handles[split].write(data)
-            digests[split].update(data)
-            counts["tokens"][split] += len(ids) + 1
-            counts["documents"][split] += 1
-            counts["bytes"][split] += doc.nbytes
-            by_source[split][doc.source] += len(ids) + 1
+            if split == "train" and cfg.decontaminate and overlaps(doc.text, cfg.decontaminate):
+                contaminated[doc.source] += 1
+                continue
+            writer.add(doc, split, enc.ids, eot)
         batch.clear()
 
     for doc in iter_documents(curated):
@@ -102,20 +156,68 @@ def pack_shard(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfi
         if len(batch) >= cfg.encode_batch:
             flush()
     flush()
-    for split in SPLITS:
-        handles[split].close()
-        (out / split / f".{Path(result.files[split]).name}.tmp").replace(out / result.files[split])
-        result.tokens[split] = counts["tokens"][split]
-        result.documents[split] = counts["documents"][split]
-        result.bytes[split] = counts["bytes"][split]
-        result.sha256[split] = digests[split].hexdigest()
-        result.by_source[split] = dict(by_source[split])
+    result = writer.close()
+    result.contaminated = dict(contaminated)
     return result
+
+
+def _order(ids: pd.Series, salt: str) -> np.ndarray:
+    """A deterministic pseudo-random order of documents (by hash of id and salt)."""
+    keys = pd.util.hash_array((ids + salt).to_numpy(dtype=object), categorize=False)
+    return np.argsort(keys, kind="stable")
+
+
+def build_plan(out: Path, cfg: DatasetConfig) -> dict[str, Any]:
+    """Write ``plan-train.parquet`` and ``plan-val.parquet``; return the mixture report."""
+    index = pd.concat([pq.read_table(p).to_pandas() for p in list_shards(out / "index")],
+                      ignore_index=True)
+    mixture: dict[str, Any] = {}
+    for split in SPLITS:
+        docs = index[index.split == split]
+        parts = []
+        for source, group in docs.groupby("source", sort=True):
+            weight = cfg.mixture.get(source, 1.0) if split == "train" else 1.0
+            chosen, achieved = _weighted(group, weight, f"{cfg.seed}:{source}")
+            parts.append(chosen)
+            if split == "train":
+                available = int(group.length.sum())
+                mixture[source] = {"weight": weight, "available_tokens": available,
+                                   "target_tokens": round(weight * available),
+                                   "tokens": achieved}
+        plan = pd.concat(parts, ignore_index=True) if parts else index.iloc[:0].assign(repeat=0)
+        plan = plan.iloc[_order(plan.id + ":" + plan["repeat"].astype(str), str(cfg.seed))]
+        pq.write_table(pa.Table.from_pandas(
+            plan[["id", "source", "file", "offset", "length", "repeat"]], preserve_index=False),
+            out / f"plan-{split}.parquet")
+    total = sum(m["tokens"] for m in mixture.values()) or 1
+    for m in mixture.values():
+        m["share"] = round(m["tokens"] / total, 4)
+        m["error"] = round(m["tokens"] / m["target_tokens"] - 1, 4) if m["target_tokens"] else 0.0
+    return mixture
+
+
+def _weighted(group: pd.DataFrame, weight: float, salt: str) -> tuple[pd.DataFrame, int]:
+    """Whole copies for the integer part of ``weight``; for the fraction, documents in hash
+    order until the token target is met as closely as one document allows."""
+    full = int(weight)
+    copies = [group.assign(repeat=r) for r in range(full)]
+    fraction = weight - full
+    if fraction > 0:
+        ordered = group.iloc[_order(group.id, salt)]
+        cumulative = ordered.length.cumsum().to_numpy()
+        target = fraction * int(group.length.sum())
+        k = int(np.searchsorted(cumulative, target))  # first prefix reaching the target
+        if k > 0 and k < len(cumulative) and \
+                abs(cumulative[k - 1] - target) <= abs(cumulative[k] - target):
+            k -= 1  # the shorter prefix is closer
+        copies.append(ordered.iloc[:k + 1].assign(repeat=full))
+    chosen = pd.concat(copies, ignore_index=True) if copies else group.iloc[:0].assign(repeat=0)
+    return chosen, int(chosen.length.sum())
 
 
 def write_dataset_manifest(out: Path, shards: list[ShardTokens], *, seq_len: int,
                            vocab_size: int, tokenizer: str, tokenizer_sha: str,
-                           curated_version: str) -> dict[str, Any]:
+                           curated_version: str, mixture: dict[str, Any]) -> dict[str, Any]:
     shards = sorted(shards, key=lambda s: s.shard)
     totals = {split: {"tokens": sum(s.tokens[split] for s in shards),
                       "documents": sum(s.documents[split] for s in shards),
@@ -124,7 +226,7 @@ def write_dataset_manifest(out: Path, shards: list[ShardTokens], *, seq_len: int
                                             Counter()))}
               for split in SPLITS}
     manifest: dict[str, Any] = {
-        "format": "lmforge-packed-tokens-v1",
+        "format": "lmforge-packed-tokens-v2",
         "dtype": token_dtype(vocab_size).str,
         "seq_len": seq_len,
         "vocab_size": vocab_size,
@@ -132,6 +234,9 @@ def write_dataset_manifest(out: Path, shards: list[ShardTokens], *, seq_len: int
         "tokenizer_sha256": tokenizer_sha,
         "curated_version": curated_version,
         "splits": totals,
+        "mixture": mixture,
+        "plans": {split: f"plan-{split}.parquet" for split in SPLITS},
+        "contaminated": dict(sum((Counter(s.contaminated) for s in shards), Counter())),
         "shards": [asdict(s) for s in shards],
     }
     body = json.dumps(manifest, indent=1, sort_keys=True)
@@ -151,3 +256,8 @@ def split_files(manifest: dict[str, Any], root: Path, split: str) -> list[Path]:
 def pack_shard_task(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfig,
                     out: Path) -> ShardTokens:
     return pack_shard(curated, shard, tokenizer_path, cfg, out)
+
+
+@task(name="build-mixture", cache_policy=NO_CACHE)
+def build_plan_task(out: Path, cfg: DatasetConfig) -> dict[str, Any]:
+    return build_plan(out, cfg)

@@ -13,11 +13,10 @@ from prefect.cache_policies import NO_CACHE
 
 from model.checkpoint import load_model
 from model.config import ModelConfig
-from model.data import PackedSequences, SequenceLoader, TokenStream
+from model.data import PackedSequences, PlanStream, SequenceLoader
 from model.evaluate import evaluate_lm
 from model.gpt import GPT
 from model.trainer import LogMetrics, TrainConfig, TrainResult, fit, resolve_device
-from tasks.dataset import split_files
 
 
 def load_dataset_manifest(tokens_dir: Path) -> dict[str, Any]:
@@ -28,7 +27,8 @@ def load_dataset_manifest(tokens_dir: Path) -> dict[str, Any]:
 
 
 def sequences(tokens_dir: Path, manifest: dict[str, Any], split: str) -> PackedSequences:
-    stream = TokenStream(split_files(manifest, tokens_dir, split), manifest["dtype"])
+    """The split's packed sequences: the mixture plan's document segments as one stream."""
+    stream = PlanStream(tokens_dir, tokens_dir / manifest["plans"][split], manifest["dtype"])
     return PackedSequences(stream, manifest["seq_len"])
 
 

@@ -32,18 +32,31 @@ def test_windows_overlap_by_one_and_use_every_token(stream) -> None:
 
 def test_resume_gives_the_same_batches(stream) -> None:
     data = PackedSequences(stream, seq_len=4)
-    full = SequenceLoader(data, 2, seed=3)
-    it = iter(full)
+    it = iter(SequenceLoader(data, 2, seed=3))
     batches = [next(it)[0].tolist() for _ in range(10)]  # crosses an epoch boundary
-    resumed = SequenceLoader(data, 2, seed=3)
-    it = iter(resumed)
+    first = SequenceLoader(data, 2, seed=3)
+    it = iter(first)
     for _ in range(4):
         next(it)
-    state = resumed.state_dict()
     again = SequenceLoader(data, 2, seed=3)
-    again.load_state_dict(state)
+    again.load_state_dict(first.state_dict())
     it = iter(again)
     assert [next(it)[0].tolist() for _ in range(6)] == batches[4:]
+
+
+def test_resume_on_a_different_number_of_ranks_continues_the_same_stream(stream) -> None:
+    """2 ranks read 2 global batches; resumed on 1 rank, the stream goes on where they were."""
+    data = PackedSequences(stream, seq_len=2)
+    single = iter(SequenceLoader(data, 2, seed=1))
+    reference = [row for _ in range(4) for row in next(single)[0].tolist()]
+    ranks = [SequenceLoader(data, 1, seed=1, rank=r, world=2) for r in range(2)]
+    its = [iter(r) for r in ranks]
+    seen = [row for _ in range(2) for it in its for row in next(it)[0].tolist()]
+    assert seen == reference[:4]
+    resumed = SequenceLoader(data, 2, seed=1)
+    resumed.load_state_dict(ranks[0].state_dict())
+    it = iter(resumed)
+    assert [row for _ in range(2) for row in next(it)[0].tolist()] == reference[4:8]
 
 
 def test_ranks_read_disjoint_sequences(stream) -> None:

@@ -1,12 +1,24 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from tasks.dataset import DatasetConfig, pack_shard, split_of, write_dataset_manifest
+from infra.make_sample import Prose
+from model.data import PackedSequences, PlanStream, SequenceLoader
+from tasks.dataset import (
+    DatasetConfig,
+    build_plan,
+    pack_shard,
+    split_of,
+    write_dataset_manifest,
+)
+from tasks.decontaminate import DecontaminationConfig, overlaps
 from tasks.schema import Document
-from tasks.shards import DocumentWriter
+from tasks.shards import DocumentWriter, iter_documents
 from tasks.tokenizer import EOT, TokenizerConfig, load_tokenizer, train_tokenizer
 from tests.tasks.test_curate import curate
 
@@ -28,12 +40,20 @@ def corpus(tmp_path_factory):
     return root, curated, tok
 
 
+def pack(curated, tok, cfg, out):
+    results = [pack_shard(p, i, str(tok), cfg, out) for i, p in enumerate(curated)]
+    mixture = build_plan(out, cfg)
+    manifest = write_dataset_manifest(out, results, seq_len=cfg.seq_len, vocab_size=1024,
+                                      tokenizer=str(tok), tokenizer_sha="x", curated_version="y",
+                                      mixture=mixture)
+    return results, manifest
+
+
 def test_tokenizer_round_trips_every_source(corpus) -> None:
     _, _, tok = corpus
     tokenizer = load_tokenizer(str(tok))
     for source, text in SAMPLES.items():
-        ids = tokenizer.encode(text).ids
-        assert tokenizer.decode(ids) == text, source
+        assert tokenizer.decode(tokenizer.encode(text).ids) == text, source
     assert tokenizer.get_vocab_size() == 1024
     assert tokenizer.token_to_id(EOT) == 0 and tokenizer.token_to_id("<extra_id_0>") is not None
 
@@ -47,29 +67,78 @@ def test_tokenizer_loads_in_transformers(corpus) -> None:
 def test_packing_loses_no_token_and_split_is_disjoint(corpus, tmp_path) -> None:
     _, curated, tok = corpus
     cfg = DatasetConfig(seq_len=64, val_fraction=0.2)
+    _, manifest = pack(curated, tok, cfg, tmp_path)
     tokenizer = load_tokenizer(str(tok))
-    results = [pack_shard(p, i, str(tok), cfg, tmp_path) for i, p in enumerate(curated)]
-    manifest = write_dataset_manifest(tmp_path, results, seq_len=64, vocab_size=1024,
-                                      tokenizer=str(tok), tokenizer_sha="x", curated_version="y")
-    from tasks.shards import iter_documents
-
-    expected = {"train": 0, "val": 0}
-    seen = {"train": set(), "val": set()}
+    expected, seen = {"train": 0, "val": 0}, {"train": set(), "val": set()}
     for path in curated:
         for doc in iter_documents(path):
             split = split_of(doc.id, 0.2)
             expected[split] += len(tokenizer.encode(doc.text).ids) + 1
             seen[split].add(doc.id)
-    assert not seen["train"] & seen["val"]
-    assert seen["val"]  # the held-out split is not empty
+    assert not seen["train"] & seen["val"] and seen["val"]
     for split in ("train", "val"):
-        on_disk = sum(np.fromfile(tmp_path / s["files"][split], dtype="<u2").size
-                      for s in manifest["shards"])
-        assert on_disk == expected[split] == manifest["splits"][split]["tokens"]
-    eot = tokenizer.token_to_id(EOT)
-    biggest = max(results, key=lambda r: r.tokens["train"])
-    tokens = np.fromfile(tmp_path / biggest.files["train"], dtype="<u2")
-    assert tokens[-1] == eot and (tokens == eot).sum() == biggest.documents["train"]
+        stream = PlanStream(tmp_path, tmp_path / manifest["plans"][split], manifest["dtype"])
+        assert len(stream) == expected[split] == manifest["splits"][split]["tokens"]
+        plan = pq.read_table(tmp_path / manifest["plans"][split]).to_pandas()
+        assert set(plan.id) == seen[split]
+        # the stream is made of whole documents, each ending with the end-of-text token
+        assert (stream.read(0, len(stream)) == 0).sum() == len(plan)
+
+
+def test_mixture_weights_are_met_within_one_percent(tmp_path) -> None:
+    prose = Prose(3)
+    with DocumentWriter(tmp_path / "part-00000.parquet") as out:
+        for i in range(400):
+            out.write(Document.new("wikipedia", f"w#{i}", " ".join(prose.article("Arvel", 2))))
+            out.write(Document.new("commoncrawl", f"c#{i}", prose.paragraph(
+                __import__("infra.make_sample").make_sample.CHAT, 3)))
+    tok = train_tokenizer([tmp_path / "part-00000.parquet"], TokenizerConfig(vocab_size=512),
+                          tmp_path / "tok.json")
+    cfg = DatasetConfig(seq_len=32, val_fraction=0.0, mixture={"wikipedia": 3.0,
+                                                               "commoncrawl": 0.6})
+    _, manifest = pack([tmp_path / "part-00000.parquet"], tok, cfg, tmp_path / "out")
+    mix = manifest["mixture"]
+    assert mix["wikipedia"]["tokens"] == 3 * mix["wikipedia"]["available_tokens"]
+    assert abs(mix["commoncrawl"]["error"]) < 0.01
+    plan = pq.read_table(tmp_path / "out" / manifest["plans"]["train"]).to_pandas()
+    assert plan[plan.source == "wikipedia"].groupby("id").size().eq(3).all()
+    assert sorted(plan.id.head(20)) != sorted(plan.sort_values("id").id.head(20))  # mixed
+
+
+def test_decontamination_removes_a_planted_test_passage(tmp_path) -> None:
+    passage = ("the quick brown ferryman carried seven baskets of pears across the wide "
+               "river before the bells of the chapel rang at noon")
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text(json.dumps({"question": "Who carried pears?", "context": passage}) + "\n")
+    cfg = DecontaminationConfig(paths=[str(evals)])
+    leaked = Document.new("commoncrawl", "c#1", "Some intro. " + passage.upper() + " More.")
+    clean = Document.new("commoncrawl", "c#2", " ".join(Prose(1).article("Arvel", 2)))
+    assert overlaps(leaked.text, cfg) and not overlaps(clean.text, cfg)
+    with DocumentWriter(tmp_path / "part-00000.parquet") as out:
+        out.write(leaked)
+        out.write(clean)
+    tok = train_tokenizer([tmp_path / "part-00000.parquet"], TokenizerConfig(vocab_size=300),
+                          tmp_path / "tok.json")
+    result = pack_shard(tmp_path / "part-00000.parquet", 0, str(tok),
+                        DatasetConfig(val_fraction=0.0, decontaminate=cfg), tmp_path / "o")
+    assert result.contaminated == {"commoncrawl": 1} and result.documents["train"] == 1
+
+
+def test_training_reader_resumes_and_reports_its_place_on_disk(corpus, tmp_path) -> None:
+    _, curated, tok = corpus
+    cfg = DatasetConfig(seq_len=16, val_fraction=0.1)
+    _, manifest = pack(curated, tok, cfg, tmp_path)
+    data = PackedSequences(PlanStream(tmp_path, tmp_path / manifest["plans"]["train"],
+                                      manifest["dtype"]), 16)
+    loader = SequenceLoader(data, 4, seed=2)
+    it = iter(loader)
+    for _ in range(3):
+        next(it)
+    place = loader.position()
+    assert place["consumed"] == 12 and place["file"].startswith("train/part-")
+    resumed = SequenceLoader(data, 4, seed=2)
+    resumed.load_state_dict(loader.state_dict())
+    assert np.array_equal(next(iter(resumed))[0], next(it)[0])
 
 
 def test_split_is_deterministic_by_id() -> None:

@@ -64,7 +64,7 @@ def test_missing_named_model_fails_with_instructions() -> None:
 
 
 def test_auto_without_model_warns_once(caplog, monkeypatch) -> None:
-    import tasks.pii as pii
+    from tasks import pii
 
     monkeypatch.setattr(pii, "AUTO_MODELS", ("no_such_model_installed",))
     pii._warn_once.cache_clear()
