@@ -33,8 +33,8 @@ def wait_all(futures: list[PrefectFuture[R]], label: str) -> list[R]:
 
 @contextmanager
 def step_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A callback ``on_step(step)`` that advances a progress bar on a terminal."""
+    """A callback ``on_step(done)`` that moves a progress bar on a terminal to ``done``."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), disable=not sys.stderr.isatty()) as progress:
         bar = progress.add_task(label, total=total)
-        yield lambda step: progress.update(bar, completed=step + 1)
+        yield lambda done: progress.update(bar, completed=done)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.context import FlowRunContext
@@ -111,19 +112,56 @@ class Tracker:
     def log_dataset(self, name: str, uri: str, digest: str, context: str = "training") -> None:
         """Record a dataset version as an MLflow input of this run (source and digest only;
         nothing is loaded)."""
-        from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
         from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
         from mlflow.entities import DatasetInput, InputTag
 
         dataset = MetaDataset(source=LocalArtifactDatasetSource(uri), name=name, digest=digest)
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(
             dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
 
+    def register_model(self, name: str, files: Sequence[Path], alias: str) -> str:
+        """Log ``files`` as the run's ``model`` artifact, register it as a new version of
+        ``name`` and point ``alias`` at that version; returns the version."""
+        for path in files:
+            self.log_artifact(path, "model")
+        source = f"{self.client.get_run(self.run_id).info.artifact_uri}/model"
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = self.client.create_model_version(name, source, run_id=self.run_id,
+                                                   await_creation_for=0)
+        self.client.set_registered_model_alias(name, alias, version.version)
+        self.set_tags({"lmforge.registered_model": f"{name}/{version.version}@{alias}"})
+        return str(version.version)
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
             self.client.log_artifacts(self.run_id, str(path), artifact_path)
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+@contextmanager
+def system_metrics(run_id: str, interval: float = 10.0) -> Iterator[None]:
+    """MLflow's system metrics (CPU, memory, disk, network, GPU when present) sampled into the
+    run as ``system/*`` while the block runs; a resumed run continues their steps."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=True,
+                                   tracking_uri=tracking_uri())
+    first = monitor._logging_step
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+        if monitor._logging_step == first:  # shorter than one interval: log one sample
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
 
 
 def _experiment(client: MlflowClient, name: str) -> str:
@@ -139,20 +177,27 @@ def _experiment(client: MlflowClient, name: str) -> str:
 
 @contextmanager
 def tracked_run(name: str, experiment: str, parent_run_id: str | None = None,
-                tags: Mapping[str, str] | None = None) -> Iterator[Tracker]:
+                tags: Mapping[str, str] | None = None,
+                resume_run_id: str | None = None) -> Iterator[Tracker]:
     """An MLflow run (nested under ``parent_run_id``) tagged with the Prefect flow run; marked
-    FAILED if the block raises. Also leaves a link artifact to it in the Prefect run."""
+    FAILED if the block raises. Also leaves a link artifact to it in the Prefect run. With
+    ``resume_run_id`` (an interrupted run), that run is reopened instead of a new one."""
     client = MlflowClient(tracking_uri())
     experiment_id = _experiment(client, experiment)
     flow_run_id, flow_run_url = prefect_flow_run()
+    resumed = _reopen(client, resume_run_id) if resume_run_id else None
     run_tags = {"mlflow.runName": name, "lmforge.stage": name, **(tags or {})}
     if parent_run_id:
         run_tags["mlflow.parentRunId"] = parent_run_id
     if flow_run_id:
         run_tags["prefect.flow_run_id"] = flow_run_id
         run_tags["prefect.flow_run_url"] = flow_run_url or ""
-    run = client.create_run(experiment_id, run_name=name, tags=run_tags)
-    tracker = Tracker(client, run.info.run_id, experiment_id)
+    if resumed is not None:
+        tracker = Tracker(client, resumed.info.run_id, resumed.info.experiment_id)
+        tracker.set_tags({k: v for k, v in run_tags.items() if k.startswith("prefect.")})
+    else:
+        run = client.create_run(experiment_id, run_name=name, tags=run_tags)
+        tracker = Tracker(client, run.info.run_id, experiment_id)
     if flow_run_id:
         create_link_artifact(tracker.url, link_text=f"MLflow run: {name}",
                              key=f"mlflow-{name}".lower().replace("_", "-"),
@@ -163,6 +208,19 @@ def tracked_run(name: str, experiment: str, parent_run_id: str | None = None,
         client.set_terminated(tracker.run_id, status="FAILED")
         raise
     client.set_terminated(tracker.run_id, status="FINISHED")
+
+
+def _reopen(client: MlflowClient, run_id: str) -> Any:
+    """The run, set back to RUNNING; None when it is gone (deleted, another store)."""
+    try:
+        run = client.get_run(run_id)
+    except Exception:
+        log.warning("MLflow run %s of the checkpoint is gone; starting a new run", run_id)
+        return None
+    if run.info.lifecycle_stage != "active":
+        return None
+    client.update_run(run_id, status="RUNNING")
+    return run
 
 
 def publish_counts(flow: str, reports: Sequence[StageReport], tracker: Tracker) -> None:

@@ -1,34 +1,136 @@
-"""The train flow: train the configured model on the token shards, tracked in MLflow."""
+"""The train flow: train the configured model on the token shards, in this process or on
+``torchrun`` ranks, tracked in one MLflow run.
+
+* one process (``train.launch`` at its default): the ``train-model`` task trains in-process;
+* several processes or nodes: the ``launch-torchrun`` task starts ``torchrun`` with
+  :mod:`flows.train_worker`, streams its output and fails (marking the MLflow run FAILED) when
+  any rank fails. Rank 0 logs to the same MLflow run by id.
+
+A rerun continues from the newest complete checkpoint and reattaches to its MLflow run; the
+final model is logged and registered with an alias.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections import deque
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
-from flows.config import RunConfig
+from flows.config import RunConfig, save_config
 from flows.progress import step_progress
-from flows.tracking import tracked_run
+from flows.tracking import system_metrics, tracked_run, tracking_uri
+from flows.train_worker import PROGRESS
+from model.distributed import LaunchConfig
+from model.trainer import TrainResult
 from tasks.shards import Layout
-from tasks.training import load_dataset_manifest, train_task
+from tasks.training import load_dataset_manifest, resumable_run_id, train_task
+
+log = logging.getLogger(__name__)
+
+
+
+def torchrun_command(launch: LaunchConfig, worker_args: list[str]) -> list[str]:
+    """``python -m torch.distributed.run`` for one node of the launch."""
+    cmd = [sys.executable, "-m", "torch.distributed.run",
+           f"--nproc-per-node={launch.nproc_per_node}", f"--nnodes={launch.nnodes}",
+           f"--max-restarts={launch.max_restarts}"]
+    host, _, port = launch.rdzv_endpoint.rpartition(":")
+    if launch.nnodes == 1 and port == "0":
+        cmd.append("--standalone")  # a free local port, no shared endpoint needed
+    else:
+        if port == "0":
+            raise ValueError("train.launch.rdzv_endpoint needs a fixed host:port reachable "
+                             "from every node when nnodes > 1")
+        cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={host}:{port}",
+                f"--rdzv-id={launch.rdzv_id}", f"--node-rank={launch.node_rank}"]
+    return [*cmd, "-m", "flows.train_worker", *worker_args]
+
+
+@task(name="launch-torchrun", cache_policy=NO_CACHE)
+def launch_task(cfg: RunConfig, run_id: str, out_dir: Path) -> TrainResult:
+    """Run the ranks of this node under torchrun; returns rank 0's result."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = save_config(cfg, out_dir / "launch-config.yaml")
+    result = out_dir / "result.json"
+    result.unlink(missing_ok=True)
+    cmd = torchrun_command(cfg.train.launch, ["--config", str(config), "--run-id", run_id,
+                                              "--result", str(result)])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "PYTHONUNBUFFERED": "1"}
+    log.info("launching %s", " ".join(cmd))
+    tail: deque[str] = deque(maxlen=40)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env) as proc, step_progress(cfg.train.steps, "train") as on_step:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(PROGRESS):
+                on_step(int(line[len(PROGRESS):]))
+                continue
+            tail.append(line.rstrip())
+            log.info("%s", line.rstrip())
+        code = proc.wait()
+    if code != 0 or not result.exists():
+        raise RuntimeError(f"torchrun exited with code {code}; last output:\n"
+                           + "\n".join(tail))
+    data = json.loads(result.read_text())
+    return TrainResult(**{**data, "checkpoint": Path(data["checkpoint"]),
+                          "model_path": Path(data["model_path"])})
 
 
 @flow(name="train", flow_run_name="train-{cfg.output.name}")
 def train_model(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
-    """Returns the final checkpoint path."""
+    """Returns the consolidated model (``model/model.pt``)."""
     layout = Layout(cfg.output.resolve())
     tokens = layout.root / "tokens"
     dataset = load_dataset_manifest(tokens)
-    with tracked_run("train", cfg.tracking.experiment, parent_run_id) as tracker:
-        tracker.log_config(cfg.model)
-        tracker.log_params({f"train.{k}": v for k, v in cfg.train.model_dump().items()})
-        tracker.set_tags({"dataset.version": dataset["version"],
-                          "dataset.tokens_train": str(dataset["splits"]["train"]["tokens"])})
-        tracker.log_dataset("tokens", str(tokens), dataset["version"])
-        with step_progress(cfg.train.steps, "train") as on_step:
-            result = train_task(tokens, cfg.model, cfg.train, layout.root / "model",
-                                tracker.log_metrics, on_step)
-        tracker.log_metrics(cfg.train.steps, {"train/seconds": result.seconds,
-                                              "train/final_loss": result.train_loss})
-        tracker.log_artifact(result.checkpoint, "model")
-    return result.checkpoint
+    out_dir = layout.root / "model"
+    if cfg.train.resume == "never":
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    previous = resumable_run_id(out_dir) if cfg.train.resume == "auto" else None
+    with tracked_run("train", cfg.tracking.experiment, parent_run_id,
+                     resume_run_id=previous) as tracker:
+        if tracker.run_id != previous:
+            tracker.log_config(cfg.model)
+            tracker.log_params({f"train.{k}": v for k, v in _flat(cfg.train.model_dump(
+                mode="json")).items()})
+            tracker.set_tags({"dataset.version": dataset["version"],
+                              "dataset.tokens_train": str(dataset["splits"]["train"]["tokens"])})
+            tracker.log_dataset("tokens", str(tokens), dataset["version"])
+        else:
+            tracker.set_tags({"lmforge.resumed": "true"})
+        if cfg.train.launch.world == 1:
+            with system_metrics(tracker.run_id), \
+                    step_progress(cfg.train.steps, "train") as on_step:
+                result = train_task(tokens, cfg.model, cfg.train, out_dir, tracker.log_metrics,
+                                    tracker.run_id, on_step)
+        else:
+            result = launch_task(cfg, tracker.run_id, out_dir)
+        tracker.log_metrics(result.steps, {"train/seconds": result.seconds,
+                                           "train/final_loss": result.train_loss,
+                                           "train/avg_tokens_per_s": result.tokens_per_s})
+        tags = {"checkpoint.uri": result.checkpoint.as_uri(),
+                "checkpoint.step": str(result.steps)}
+        if result.resumed_from is not None:
+            tags["lmforge.resumed_from_step"] = str(result.resumed_from)
+        tracker.set_tags(tags)
+        name = cfg.train.register_as or f"lmforge-{cfg.output.name}"
+        tracker.register_model(name, [result.model_path, Path(dataset["tokenizer"])],
+                               cfg.train.alias)
+    return result.model_path
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

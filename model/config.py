@@ -20,8 +20,15 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     flavor: Literal["debug", "125m", "350m", "1b", "custom"] = Field(
         "debug", description="named size; 'custom' uses n_layer/n_head/n_embd as given")
-    arch: Literal["causal"] = Field("causal", description="decoder-only GPT")
-    n_layer: int = Field(0, ge=0, description="transformer blocks (0 = from flavor)")
+    arch: Literal["causal", "prefix", "encoder_decoder"] = Field(
+        "causal", description="causal decoder (GPT), prefix decoder (bidirectional over the "
+        "prefix, causal after: GLM/PaLM prefix-LM), or encoder-decoder (T5)")
+    position: Literal["learned", "sinusoidal", "rotary"] = Field(
+        "learned", description="absolute learned (GPT-2), fixed sinusoidal (Vaswani et al.), "
+        "or rotary (RoPE, Su et al.) positions")
+    n_layer: int = Field(0, ge=0, description="decoder blocks (0 = from flavor)")
+    n_encoder_layer: int = Field(0, ge=0, description="encoder blocks of encoder_decoder "
+                                 "(0 = n_layer)")
     n_head: int = Field(0, ge=0, description="attention heads (0 = from flavor)")
     n_embd: int = Field(0, ge=0, description="model width (0 = from flavor)")
     block_size: int = Field(256, ge=8, description="longest sequence the model sees")
@@ -29,6 +36,7 @@ class ModelConfig(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on attention and MLP outputs")
     bias: bool = Field(False, description="bias in Linear and LayerNorm (GPT-2 had them)")
     tie_weights: bool = Field(True, description="share token embedding and output weights")
+    rope_base: float = Field(10_000.0, gt=0, description="rotary frequency base")
 
     @model_validator(mode="after")
     def _fill_flavor(self) -> ModelConfig:
@@ -36,10 +44,14 @@ class ModelConfig(BaseModel):
             for key, value in FLAVORS[self.flavor].items():
                 if getattr(self, key) == 0:
                     object.__setattr__(self, key, value)
+        if self.n_encoder_layer == 0:
+            object.__setattr__(self, "n_encoder_layer", self.n_layer)
         problems = [f"{k} must be > 0 for flavor 'custom'" for k in ("n_layer", "n_head", "n_embd")
                     if getattr(self, k) == 0]
         if not problems and self.n_embd % self.n_head:
             problems.append(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if not problems and self.position == "rotary" and (self.n_embd // self.n_head) % 2:
+            problems.append("rotary positions need an even head size (n_embd / n_head)")
         if problems:
             raise ValueError("; ".join(problems))
         return self

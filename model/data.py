@@ -95,7 +95,7 @@ class PackedSequences:
 
 
 class SequenceLoader:
-    """Batches of (inputs, targets). The windows of an epoch are visited in a seeded order
+    """Batches of token windows. The windows of an epoch are visited in a seeded order
     that does not depend on the number of ranks; a global batch is ``batch_size x world``
     consecutive windows of that order and rank ``r`` takes its own ``batch_size`` of them.
     ``state_dict()`` is the exact position: (epoch, windows consumed)."""
@@ -133,7 +133,9 @@ class SequenceLoader:
             place["file"], place["offset"] = stream.locate(start)
         return place
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """(batch_size, seq_len + 1) windows: inputs and shifted targets, split by the
+        objective (``model.objectives.make_batch``)."""
         step = self.batch_size * self.world
         while True:
             order = self.order()
@@ -141,6 +143,5 @@ class SequenceLoader:
                 first = self.consumed + self.rank * self.batch_size
                 rows = np.stack([self.data[int(i)] for i in order[first:first + self.batch_size]])
                 self.consumed += step
-                batch = torch.from_numpy(rows.astype(np.int64))
-                yield batch[:, :-1], batch[:, 1:]
+                yield torch.from_numpy(rows.astype(np.int64))
             self.epoch, self.consumed = self.epoch + 1, 0

@@ -1,11 +1,153 @@
-"""Training objectives, kept outside the model."""
+"""Training objectives (survey §2.3), kept outside the models.
+
+* ``lm``: next-token prediction. For a prefix decoder, each row gets a random prefix that is
+  read bidirectionally; the loss covers the tokens after it (PaLM/GLM prefix-LM).
+* ``denoise``: T5 span corruption (Raffel et al. 2020, §3.1.4): 15% of the tokens, in spans of
+  mean length 3, are replaced by sentinels; the target is each sentinel followed by its span.
+  Fixed input/target lengths follow from the window length, so batches need no padding.
+  An encoder-decoder reads the corrupted input with its encoder; a prefix decoder reads it as
+  its prefix and predicts the target after it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+IGNORE = -100
+
+
+class ObjectiveConfig(BaseModel):
+    """What the model learns to predict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["lm", "denoise"] = Field("lm", description="next token, or span corruption")
+    noise_density: float = Field(0.15, gt=0, lt=1, description="share of tokens corrupted")
+    mean_span: float = Field(3.0, ge=1, description="mean length of a corrupted span")
+    max_prefix: float = Field(0.5, gt=0, lt=1, description="prefix-LM: longest prefix as a "
+                              "share of the sequence")
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    pad: int
+    eot: int
+    sentinels: tuple[int, ...]
+
+
+@dataclass
+class Batch:
+    """Model inputs and the targets the loss is taken against (IGNORE where not scored)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    decoder_inputs: torch.Tensor | None = None
+    prefix_len: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        move = (lambda t: t.to(device, non_blocking=True) if t is not None else None)  # noqa: E731
+        return Batch(move(self.inputs), move(self.targets), move(self.decoder_inputs),
+                     move(self.prefix_len))
+
+    @property
+    def tokens(self) -> int:
+        return int((self.targets != IGNORE).sum())
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy; logits (B, T, V), targets (B, T)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction=reduction)
+    """Cross-entropy; logits (B, T, V), targets (B, T) with IGNORE where not scored."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                           ignore_index=IGNORE, reduction=reduction)
+
+
+def span_mask(length: int, density: float, mean_span: float, rng: np.random.Generator
+              ) -> np.ndarray:
+    """Boolean noise mask with exactly round(length * density) noise tokens in
+    round(noise / mean_span) spans, alternating with non-noise runs (T5's random segmentation)."""
+    noise = max(1, min(length - 1, round(length * density)))
+    spans = max(1, min(noise, round(noise / mean_span)))
+
+    def segment(total: int, parts: int) -> np.ndarray:
+        cuts = np.sort(rng.choice(np.arange(1, total), parts - 1, replace=False)) \
+            if parts > 1 else np.array([], dtype=int)
+        return np.diff(np.concatenate([[0], cuts, [total]]))
+
+    noise_runs, keep_runs = segment(noise, spans), segment(length - noise, spans)
+    mask = np.zeros(length, dtype=bool)
+    pos = 0
+    for keep, drop in zip(keep_runs, noise_runs, strict=True):
+        pos += keep
+        mask[pos:pos + drop] = True
+        pos += drop
+    return mask
+
+
+def corrupt(row: np.ndarray, mask: np.ndarray, sentinels: tuple[int, ...], eot: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(input with a sentinel per span, target of sentinel + span per span, then eot)."""
+    starts = mask & ~np.concatenate([[False], mask[:-1]])
+    span_id = np.cumsum(starts) - 1
+    if span_id.max() >= len(sentinels):
+        raise ValueError(f"{span_id.max() + 1} spans but only {len(sentinels)} sentinel "
+                         "tokens; train the tokenizer with more sentinels or lower noise")
+    sentinel = np.array(sentinels, dtype=row.dtype)[np.clip(span_id, 0, None)]
+    inputs = np.where(starts, sentinel, row)[~mask | starts]
+    noise = row[mask]
+    span_starts = np.flatnonzero(starts[mask])  # where each span begins among the noise
+    targets = np.insert(noise, span_starts, sentinel[starts])
+    return inputs, np.concatenate([targets, np.array([eot], dtype=row.dtype)])
+
+
+def denoise_lengths(length: int, objective: ObjectiveConfig) -> tuple[int, int]:
+    """(input, target) lengths span corruption produces from ``length`` tokens."""
+    noise = max(1, min(length - 1, round(length * objective.noise_density)))
+    spans = max(1, min(noise, round(noise / objective.mean_span)))
+    return length - noise + spans, noise + spans + 1
+
+
+def make_batch(window: torch.Tensor, arch: str, objective: ObjectiveConfig,
+               special: SpecialTokens | None, rng: np.random.Generator) -> Batch:
+    """Turn (B, L+1) token windows into the batch the architecture and objective need."""
+    if objective.kind == "lm":
+        inputs, targets = window[:, :-1], window[:, 1:].clone()
+        if arch != "prefix":
+            return Batch(inputs, targets)
+        length = inputs.shape[1]
+        prefix = torch.from_numpy(rng.integers(1, max(2, int(length * objective.max_prefix)),
+                                               size=inputs.shape[0]))
+        positions = torch.arange(length)[None, :]
+        targets[positions + 1 < prefix[:, None]] = IGNORE  # predictions inside the prefix
+        return Batch(inputs, targets, prefix_len=prefix)
+    if special is None:
+        raise ValueError("the denoise objective needs the tokenizer's sentinel tokens")
+    rows = window[:, :-1].numpy()
+    pairs = [corrupt(r, span_mask(len(r), objective.noise_density, objective.mean_span, rng),
+                     special.sentinels, special.eot) for r in rows]
+    src = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.int64))
+    tgt = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+    if arch == "encoder_decoder":
+        start = torch.full((tgt.shape[0], 1), special.pad, dtype=torch.long)
+        return Batch(src, tgt, decoder_inputs=torch.cat([start, tgt[:, :-1]], dim=1))
+    # prefix decoder: [corrupted input | target]; predict the target after the prefix
+    seq = torch.cat([src, tgt], dim=1)
+    targets = torch.full_like(seq, IGNORE)
+    targets[:, src.shape[1] - 1:-1] = tgt
+    prefix = torch.full((seq.shape[0],), src.shape[1], dtype=torch.long)
+    return Batch(seq, targets, prefix_len=prefix)
+
+
+def forward_loss(model: nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:
+    """Loss over the scored tokens (mean, or sum for evaluation), whatever the architecture."""
+    if batch.decoder_inputs is not None:
+        logits = model(batch.inputs, batch.decoder_inputs)
+    elif batch.prefix_len is not None:
+        logits = model(batch.inputs, prefix_len=batch.prefix_len)
+    else:
+        logits = model(batch.inputs)
+    return lm_loss(logits, batch.targets, reduction)

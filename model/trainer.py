@@ -1,49 +1,91 @@
-"""The training loop: AdamW, warmup + cosine schedule, gradient accumulation and clipping,
-periodic evaluation and checkpoints. Metrics leave through a ``log_metrics(step, values)``
-callback; the loop itself knows nothing of MLflow or Prefect.
+"""The training loop, DeepSpeed-style: one config picks ZeRO stage, precision, offload, activation
+checkpointing, accumulation and clipping; the same code runs on 1 CPU process, on gloo ranks,
+and on NCCL GPUs under torchrun.
+
+Per step: ``gradient_accumulation_steps`` micro-batches (gradient sync only on the last one),
+unscale (fp16), clip the global norm, AdamW step, warmup + cosine learning rate. Every
+``eval_every`` steps a distributed evaluation, every ``checkpoint_every`` steps a sharded
+checkpoint; at the end a consolidated ``model.pt``. Metrics leave through a
+``log_metrics(step, values)`` callback called on rank 0 only: the loop knows nothing of MLflow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import resource
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+from torch.distributed.optim import ZeroRedundancyOptimizer
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel
 
-from model.checkpoint import save_checkpoint
+from model.checkpoint import CheckpointManager, Restored, export_checkpoint
 from model.config import ModelConfig
 from model.data import PackedSequences, SequenceLoader
-from model.evaluate import evaluate_lm
-from model.objectives import lm_loss
+from model.distributed import LaunchConfig, Runtime, all_sum, build_mesh
+from model.layers import Block
+from model.objectives import (
+    Batch,
+    ObjectiveConfig,
+    SpecialTokens,
+    forward_loss,
+    lm_loss,
+    make_batch,
+)
+from model.parallel import DeepSpeedConfig, ParallelDims, parallelize
+from model.parallel.pipeline import build_schedule, split_stages
+from model.transformer import DecoderLM, build_model, count_params
 
 LogMetrics = Callable[[int, Mapping[str, float]], None]
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+MiB = 2**20
+EVAL_KEY = 2**40  # seeds evaluation draws apart from any training step
 
 
 class TrainConfig(BaseModel):
-    """Optimisation settings of one training run."""
+    """Optimisation, objective, parallelism and checkpointing of one training run."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     steps: int = Field(200, ge=1, description="optimizer steps")
-    batch_size: int = Field(16, ge=1, description="sequences per micro-batch per rank")
-    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    batch_size: int = Field(16, ge=1, description="sequences per micro-batch per data-parallel "
+                            "rank (DeepSpeed's train_micro_batch_size_per_gpu)")
     lr: float = Field(3e-3, gt=0, description="peak learning rate")
     min_lr: float = Field(3e-4, ge=0, description="learning rate at the end of the cosine decay")
     warmup_steps: int = Field(20, ge=0, description="linear warmup steps")
     weight_decay: float = Field(0.1, ge=0, description="AdamW decay on matrices only")
     beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1")
     beta2: float = Field(0.95, gt=0, lt=1, description="AdamW beta2")
-    grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null = off")
     eval_every: int = Field(50, ge=1, description="evaluate every N steps (and at the end)")
-    eval_batches: int = Field(8, ge=1, description="validation batches per evaluation")
+    eval_batches: int = Field(8, ge=1, description="validation batches per rank per evaluation")
     log_every: int = Field(10, ge=1, description="log training metrics every N steps")
-    seed: int = Field(1337, description="seed of initialisation and data order")
+    checkpoint_every: int = Field(0, ge=0, description="sharded checkpoint every N steps "
+                                  "(0 = only at the end)")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (newest first)")
+    resume: Literal["auto", "never"] = Field("auto", description="auto = continue from the "
+                                             "newest complete checkpoint of the output folder")
+    seed: int = Field(1337, description="seed of initialisation, data order and corruption")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if present")
+    peak_flops: float = Field(0.0, ge=0, description="peak FLOP/s of one device for MFU "
+                              "(e.g. 989e12 for H100 bf16 dense); 0 = do not report MFU")
+    compile: bool = Field(False, description="torch.compile each transformer block")
+    register_as: str | None = Field(None, description="MLflow registered-model name of the "
+                                    "final model (default lmforge-<output name>)")
+    alias: str = Field("candidate", description="alias set on the registered version")
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig,
+                                       description="what the model learns")
+    deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig,
+                                       description="ZeRO, precision, accumulation, clipping")
+    launch: LaunchConfig = Field(default_factory=LaunchConfig, description="processes/nodes")
 
 
 def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
@@ -56,21 +98,45 @@ def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def flops_per_token(model_cfg: ModelConfig, n_params: int, seq_len: int) -> float:
+    """Training FLOPs per token: 6N for the matrices plus attention scores (PaLM, App. B)."""
+    layers = model_cfg.n_layer + (model_cfg.n_encoder_layer
+                                  if model_cfg.arch == "encoder_decoder" else 0)
+    return 6 * n_params + 12 * layers * model_cfg.n_embd * seq_len
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices (Linear, Embedding), none on biases and norms."""
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def local_bytes(tensors: Iterator[torch.Tensor | None]) -> int:
+    """Bytes this rank stores for the tensors (its shard of a DTensor)."""
+    total = 0
+    for t in tensors:
+        if t is not None:
+            local = t.to_local() if isinstance(t, DTensor) else t
+            total += local.numel() * local.element_size()
+    return total
+
+
+def total_grad_norm(params: list[nn.Parameter], pipeline: bool) -> torch.Tensor:
+    """Global L2 norm of the gradients, whatever holds them: plain tensors, DTensor shards
+    (FSDP, tensor parallel; reduced by DTensor), or pipeline stages (summed over ranks)."""
+    sharded = [p.grad for p in params if p.grad is not None and isinstance(p.grad, DTensor)]
+    plain = [p.grad for p in params if p.grad is not None and not isinstance(p.grad, DTensor)]
+    sq = torch.zeros((), dtype=torch.float32,
+                     device=(plain or [g.to_local() for g in sharded])[0].device)
+    if plain:
+        sq = sq + torch.nn.utils.get_total_norm(plain).float() ** 2
+    if sharded:
+        norm = torch.nn.utils.get_total_norm(sharded)
+        sq = sq + (norm.full_tensor() if isinstance(norm, DTensor) else norm).float() ** 2
+    if pipeline:  # each stage holds different parameters
+        dist.all_reduce(sq)
+    return sq.sqrt()
 
 
 @dataclass(frozen=True)
@@ -80,62 +146,362 @@ class TrainResult:
     train_loss: float
     val_loss: float
     checkpoint: Path
+    model_path: Path
     seconds: float
+    tokens_per_s: float
+    resumed_from: int | None
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
-               batches: Iterator[tuple[torch.Tensor, torch.Tensor]], cfg: TrainConfig,
-               device: torch.device) -> tuple[float, float, int]:
-    """One optimizer step over ``grad_accum`` micro-batches: (loss, grad norm, tokens)."""
-    optimizer.zero_grad(set_to_none=True)
-    total, tokens = 0.0, 0
-    for _ in range(cfg.grad_accum):
-        x, y = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = lm_loss(model(x), y) / cfg.grad_accum
-        loss.backward()
-        total += float(loss.detach())
-        tokens += y.numel()
-    params = [p for p in model.parameters() if p.grad is not None]
-    max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
-    norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    optimizer.step()
-    return total, norm, tokens
+class Trainer:
+    """Builds the parallel model, optimizer and data position, then trains. Every rank
+    constructs one; rank 0 reports."""
 
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, runtime: Runtime, *,
+                 train: PackedSequences, val: PackedSequences | None,
+                 out_dir: Path, special: SpecialTokens | None = None,
+                 log_metrics: LogMetrics | None = None, run_id: str | None = None) -> None:
+        self.model_cfg, self.cfg, self.runtime = model_cfg, cfg, runtime
+        self.ds, self.val, self.special, self.run_id = cfg.deepspeed, val, special, run_id
+        self.log = log_metrics if runtime.main else None
+        self.out_dir = out_dir
+        self.dims = ParallelDims(runtime.world, self.ds.tensor_parallel.size,
+                                 self.ds.pipeline.stages)
+        self._check_supported()
+        self.mesh = build_mesh(runtime, self.dims)
+        self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
+        self.dp = self.dims.dp
+        device = runtime.device
 
-def fit(model: nn.Module, model_cfg: ModelConfig, loader: SequenceLoader, val: PackedSequences,
-        cfg: TrainConfig, *, out_dir: Path, log_metrics: LogMetrics,
-        on_step: Callable[[int], None] | None = None) -> TrainResult:
-    """Train for ``cfg.steps`` steps; returns the final checkpoint and losses."""
-    device = resolve_device(cfg.device)
-    model.to(device).train()
-    optimizer = build_optimizer(model, cfg)
-    batches = iter(loader)
-    start, tokens_seen, train_loss, val_loss = time.perf_counter(), 0, float("nan"), float("nan")
-    for step in range(cfg.steps):
-        lr = lr_at(step, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
-                   total_steps=cfg.steps)
-        for group in optimizer.param_groups:
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        full = build_model(model_cfg)
+        self.n_params = count_params(full)
+        self.schedule: Any = None
+        if self.dims.pp_enabled:
+            assert isinstance(full, DecoderLM)
+            self.model: nn.Module = split_stages(full, runtime.rank, self.dims.pp).to(device)
+            self.stage_first = runtime.rank == 0
+            self.stage_last = runtime.rank == self.dims.pp - 1
+            if self.ds.activation_checkpointing.enabled:
+                for block in self.model.modules():
+                    if isinstance(block, Block):
+                        block.checkpointing = True
+        else:
+            full = full.to(device)
+            if cfg.compile:
+                for block in (m for m in full.modules() if isinstance(m, Block)):
+                    block.compile()  # in place: parameter names (and checkpoints) unchanged
+            self.model = parallelize(full, cfg=self.ds, dims=self.dims, device=device,
+                                     mesh=self.mesh, n_head=model_cfg.n_head)
+        self.inner = self.model.module if isinstance(self.model, DistributedDataParallel) \
+            else self.model
+        self.names = {p: n for n, p in self.inner.named_parameters()}
+        self.params = list(self.names)
+        self.optimizer = self._optimizer()
+        precision = self.ds.precision
+        self.fsdp = self.ds.zero_optimization.stage >= 2
+        # FSDP casts parameters itself (MixedPrecisionPolicy); DDP/single use autocast
+        self.autocast_dtype = AUTOCAST.get(precision) if not self.fsdp else None
+        self.scaler = torch.amp.GradScaler(device.type, init_scale=2.0
+                                           ** self.ds.fp16.initial_scale_power) \
+            if precision == "fp16" else None
+        if self.dims.pp_enabled:
+            self.schedule = build_schedule(
+                self.model, stage=runtime.rank, stages=self.dims.pp, device=device,
+                group=dist.group.WORLD, microbatches=self.ds.pipeline.microbatches,
+                schedule=self.ds.pipeline.schedule,
+                loss_fn=lm_loss)
+
+        self.loader = SequenceLoader(train, cfg.batch_size, seed=cfg.seed, rank=self.dp_rank,
+                                     world=self.dp)
+        self.seq_len = train.seq_len
+        self.checkpoints = CheckpointManager(out_dir / "checkpoints", keep=cfg.keep_checkpoints)
+        self.step, self.tokens_seen = 0, 0
+        self.resumed_from: int | None = None
+        self._restored: Path | None = None
+        self._live_params = 0
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _check_supported(self) -> None:
+        arch, ds = self.model_cfg.arch, self.ds
+        kind = self.cfg.objective.kind
+        if arch == "causal" and kind == "denoise":
+            raise ValueError("objective 'denoise' needs model.arch 'prefix' or 'encoder_decoder' "
+                             "(a causal decoder cannot read the corrupted input both ways)")
+        if arch == "encoder_decoder" and kind == "lm":
+            raise ValueError("model.arch 'encoder_decoder' trains with objective 'denoise' "
+                             "(T5 span corruption)")
+        if self.dims.pp_enabled:
+            if arch != "causal" or self.cfg.objective.kind != "lm":
+                raise ValueError("pipeline.stages > 1 supports arch 'causal' with objective "
+                                 "'lm' (one tensor flows between stages)")
+            if self.model_cfg.tie_weights:
+                raise ValueError("pipeline.stages > 1 needs model.tie_weights: false (the "
+                                 "embedding and the output layer live on different stages)")
+            if self.dims.pp != self.runtime.world:
+                raise ValueError(f"pipeline.stages={self.dims.pp} must equal the number of "
+                                 f"ranks ({self.runtime.world}) here")
+            if self.cfg.batch_size % ds.pipeline.microbatches:
+                raise ValueError(f"batch_size={self.cfg.batch_size} must be divisible by "
+                                 f"pipeline.microbatches={ds.pipeline.microbatches}")
+        if self.dims.tp_enabled and self.dims.dp_enabled and ds.zero_optimization.stage == 0:
+            raise ValueError("tensor_parallel with several data-parallel groups needs "
+                             "zero_optimization.stage 2 or 3 (FSDP2 over the dp dimension)")
+        offload = "cpu" in (ds.zero_optimization.offload_optimizer.device,
+                            ds.zero_optimization.offload_param.device)
+        if offload and self.runtime.world == 1:
+            raise ValueError("offload_* needs FSDP2, i.e. at least 2 ranks with "
+                             "zero_optimization.stage 2 or 3")
+        if ds.zero_optimization.stage >= 2 and self.runtime.world == 1:
+            raise ValueError("zero_optimization.stage 2/3 shards over ranks: launch at least 2 "
+                             "processes (train.launch.nproc_per_node) or use stage 0")
+        if ds.precision == "fp16" and (ds.zero_optimization.stage >= 2
+                                       or self.dims.pp_enabled):
+            raise ValueError("fp16 loss scaling is not supported with FSDP2 or pipeline stages "
+                             "here; use bf16 (no loss scaling needed)")
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        groups = param_groups(self.inner, cfg.weight_decay)
+        kwargs = {"lr": cfg.lr, "betas": (cfg.beta1, cfg.beta2)}
+        if self.ds.zero_optimization.stage == 1 and self.dims.dp_enabled:
+            # ZeRO-1: each rank keeps AdamW state only for its partition of the parameters
+            zero = ZeroRedundancyOptimizer(groups[0]["params"], optimizer_class=torch.optim.AdamW,
+                                           weight_decay=cfg.weight_decay, **kwargs)
+            zero.add_param_group(groups[1])
+            return zero
+        if self.dims.tp_enabled and not self.ds.zero_optimization.stage >= 2:
+            # tensor-parallel (DTensor) and replicated (plain) parameters side by side: the
+            # multi-tensor kernels need one kind, so step parameter by parameter
+            return torch.optim.AdamW(groups, foreach=False, **kwargs)
+        fused = self.runtime.device.type == "cuda"
+        return torch.optim.AdamW(groups, fused=fused, **kwargs)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        return {"tokens_seen": self.tokens_seen, "loader": self.loader.state_dict(),
+                "position": self.loader.position(), "mlflow_run_id": self.run_id,
+                "world": self.runtime.world, "dims": {"dp": self.dp, "tp": self.dims.tp,
+                                                       "pp": self.dims.pp},
+                "scheduler": {"kind": "warmup_cosine", "lr": self.cfg.lr,
+                              "min_lr": self.cfg.min_lr, "warmup_steps": self.cfg.warmup_steps,
+                              "total_steps": self.cfg.steps, "last_lr": self.lr()},
+                "model_config": self.model_cfg.model_dump(mode="json"),
+                "train_config": self.cfg.model_dump(mode="json")}
+
+    def save(self) -> Path:
+        return self.checkpoints.save(self.step, model=self.inner, optimizer=self.optimizer,
+                                     names=self.names, meta=self.meta())
+
+    def resume(self, path: Path | None = None) -> Restored | None:
+        """Load ``path`` (default: the newest complete checkpoint) into every rank."""
+        path = path or self.checkpoints.latest()
+        if path is None:
+            return None
+        restored = self.checkpoints.load(path, model=self.inner, optimizer=self.optimizer,
+                                         names=self.names)
+        self.step, self.tokens_seen = restored.step, int(restored.meta["tokens_seen"])
+        self.loader.load_state_dict(restored.meta["loader"])
+        self.resumed_from, self._restored = restored.step, restored.path
+        return restored
+
+    def lr(self, step: int | None = None) -> float:
+        return lr_at(self.step if step is None else step, lr=self.cfg.lr, min_lr=self.cfg.min_lr,
+                     warmup_steps=self.cfg.warmup_steps, total_steps=self.cfg.steps)
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def _batch(self, window: torch.Tensor, key: tuple[int, ...]) -> Batch:
+        # corruption / prefix lengths are a pure function of (seed, step, micro, rank): a
+        # resumed run draws exactly what the uninterrupted run would have
+        rng = np.random.default_rng([self.cfg.seed, *key, self.dp_rank])
+        return make_batch(window, self.model_cfg.arch, self.cfg.objective, self.special,
+                          rng).to(self.runtime.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.runtime.device.type, dtype=self.autocast_dtype)
+
+    def _sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Gradient reduction only on the last micro-batch of a step."""
+        if isinstance(self.model, DistributedDataParallel) and not last:
+            return self.model.no_sync()
+        if self.fsdp:
+            self.model.set_requires_gradient_sync(last)  # type: ignore[operator]
+        return contextlib.nullcontext()
+
+    def train_step(self, batches: Iterator[torch.Tensor]) -> dict[str, float]:
+        """One optimizer step; returns this rank's loss, the grad norm and the tokens read."""
+        accum = self.ds.gradient_accumulation_steps
+        lr = self.lr()
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        t0 = time.perf_counter()
-        train_loss, grad_norm, tokens = train_step(model, optimizer, batches, cfg, device)
-        tokens_seen += tokens
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            log_metrics(step, {"train/loss": train_loss, "train/lr": lr,
-                               "train/grad_norm": grad_norm,
-                               "train/tokens_per_s": tokens / (time.perf_counter() - t0),
-                               "train/tokens_seen": float(tokens_seen)})
-        if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
-            metrics = evaluate_lm(model, val, batch_size=cfg.batch_size,
-                                  max_batches=cfg.eval_batches, device=str(device))
-            val_loss = metrics["loss"]
-            log_metrics(step, {"val/loss": val_loss, "val/perplexity": metrics["perplexity"]})
-        if on_step is not None:
-            on_step(step)
-    checkpoint = save_checkpoint(out_dir / "model.pt", model=model, model_cfg=model_cfg,
-                                 step=cfg.steps, tokens_seen=tokens_seen, optimizer=optimizer,
-                                 extra={"train_config": cfg.model_dump(),
-                                        "loader": loader.state_dict()})
-    return TrainResult(steps=cfg.steps, tokens_seen=tokens_seen, train_loss=train_loss,
-                       val_loss=val_loss, checkpoint=checkpoint,
-                       seconds=time.perf_counter() - start)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, tokens = 0.0, 0
+        for micro in range(accum):
+            batch = self._batch(next(batches), (self.step, micro))
+            tokens += batch.inputs.numel() + (batch.decoder_inputs.numel()
+                                              if batch.decoder_inputs is not None else 0)
+            if self.schedule is not None:
+                loss_sum += self._pipeline_step(batch) / accum
+                continue
+            with self._sync(micro == accum - 1), self._autocast():
+                loss = forward_loss(self.model, batch) / accum
+            if micro == 0:  # parameters held between forward and backward (ZeRO-2 vs -3)
+                self._live_params = max(self._live_params,
+                                        local_bytes(iter(self.inner.parameters())))
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            loss_sum += float(loss.detach())
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        norm = total_grad_norm(self.params, pipeline=self.schedule is not None)
+        if self.ds.gradient_clipping is not None:
+            # DTensor and plain gradients (tensor parallel) cannot share one foreach kernel
+            for kind in (True, False):
+                group = [p for p in self.params if isinstance(p, DTensor) is kind]
+                if group:
+                    torch.nn.utils.clip_grads_with_norm_(group, self.ds.gradient_clipping, norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.step += 1
+        return {"loss": loss_sum, "grad_norm": float(norm), "lr": lr, "tokens": float(tokens)}
+
+    def _pipeline_step(self, batch: Batch) -> float:
+        losses: list[torch.Tensor] = []
+        with self._autocast():
+            if self.stage_first:
+                self.schedule.step(batch.inputs, target=batch.targets if self.stage_last
+                                   else None, losses=losses)
+            elif self.stage_last:
+                self.schedule.step(target=batch.targets, losses=losses)
+            else:
+                self.schedule.step()
+        local = float(torch.stack(losses).mean()) if losses else 0.0
+        return all_sum([local], self.runtime)[0]  # only the last stage has a loss
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss over the first ``eval_batches x batch_size`` windows per data-parallel
+        rank (the same windows every time), reduced over ranks."""
+        if self.val is None:
+            return {}
+        bs = self.cfg.batch_size
+        per_rank = min(len(self.val) // self.dp, self.cfg.eval_batches * bs)
+        if per_rank == 0:
+            raise ValueError("the validation split is shorter than one sequence per rank")
+        self.model.eval()
+        nats, count = 0.0, 0.0
+        for b, start in enumerate(range(0, per_rank, bs)):
+            idx = [i * self.dp + self.dp_rank for i in range(start, min(per_rank, start + bs))]
+            window = torch.from_numpy(np.stack([self.val[i] for i in idx]).astype(np.int64))
+            batch = self._batch(window, (EVAL_KEY, b))  # same draws at every evaluation
+            if self.schedule is not None:
+                losses: list[torch.Tensor] = []
+                if self.stage_first:
+                    self.schedule.eval(batch.inputs, target=batch.targets if self.stage_last
+                                       else None, losses=losses)
+                else:
+                    self.schedule.eval(target=batch.targets, losses=losses)
+                if losses:
+                    nats += float(torch.stack(losses).mean()) * batch.tokens
+                    count += batch.tokens
+                continue
+            with self._autocast():
+                nats += float(forward_loss(self.model, batch, reduction="sum"))
+            count += batch.tokens
+        self.model.train()
+        nats, count = all_sum([nats, count], self.runtime)  # tensor-parallel copies cancel out
+        loss = nats / count
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def memory(self) -> dict[str, float]:
+        """Per-rank MiB of parameters, gradients and optimizer state (this rank's shards at
+        rest), the parameters held between forward and backward (gathered ones under ZeRO-2),
+        and peak memory, gathered to every rank as ``memory/rank<R>/<kind>_mb``."""
+        local = getattr(self.optimizer, "optim", self.optimizer)
+        opt = local_bytes(v for s in local.state.values() for v in s.values()
+                          if torch.is_tensor(v))
+        if self.runtime.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.runtime.device)
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        mine = [local_bytes(iter(self.params)) / MiB,
+                local_bytes(p.grad for p in self.params) / MiB, opt / MiB,
+                self._live_params / MiB, peak / MiB]
+        kinds = ("params", "grads", "optimizer", "params_in_step", "peak")
+        slots = [0.0] * (len(kinds) * self.runtime.world)
+        slots[self.runtime.rank * len(kinds):(self.runtime.rank + 1) * len(kinds)] = mine
+        every = all_sum(slots, self.runtime)
+        return {f"memory/rank{r}/{k}_mb": every[r * len(kinds) + i]
+                for r in range(self.runtime.world) for i, k in enumerate(kinds)}
+
+    def _report(self, values: Mapping[str, float]) -> None:
+        if self.log is not None:
+            self.log(self.step, values)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def fit(self, on_step: Callable[[int], None] | None = None) -> TrainResult:
+        cfg = self.cfg
+        start, window_tokens, timed = time.perf_counter(), 0.0, 0.0
+        fpt = flops_per_token(self.model_cfg, self.n_params, self.seq_len)
+        batches = iter(self.loader)
+        train_loss, val_loss, last_saved = float("nan"), float("nan"), None
+        self.model.train()
+        while self.step < cfg.steps:
+            t0 = time.perf_counter()
+            out = self.train_step(batches)
+            dt = time.perf_counter() - t0
+            self.tokens_seen += int(out["tokens"] * self.dp)
+            window_tokens += out["tokens"] * self.dp
+            timed += dt
+            step = self.step  # steps done
+            if step % cfg.log_every == 0 or step in (cfg.steps, 1):
+                loss, = all_sum([out["loss"] / self.dp / self.dims.tp], self.runtime) \
+                    if self.schedule is None else [out["loss"]]
+                train_loss = loss
+                tps = window_tokens / timed
+                values = {"train/loss": loss, "train/lr": out["lr"],
+                          "train/grad_norm": out["grad_norm"], "train/tokens_per_s": tps,
+                          "train/tokens_seen": float(self.tokens_seen)}
+                if cfg.peak_flops:
+                    values["train/mfu"] = tps / self.runtime.world * fpt / cfg.peak_flops
+                if self.scaler is not None:
+                    values["train/loss_scale"] = float(self.scaler.get_scale())
+                values |= self.memory()
+                self._report(values)
+                window_tokens, timed = 0.0, 0.0
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                metrics = self.evaluate()
+                if metrics:
+                    val_loss = metrics["loss"]
+                    self._report({f"val/{k}": v for k, v in metrics.items()})
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                last_saved = self.save()
+                self._report({"checkpoint/step": float(step)})
+            if on_step is not None:
+                on_step(step)
+        if last_saved is None and self.resumed_from == self.step:
+            last_saved = self._restored  # resumed a finished run: nothing new to save
+        checkpoint = last_saved if last_saved is not None and last_saved.name.endswith(
+            f"{self.step:07d}") else self.save()
+        model_path = self.out_dir / "model.pt"
+        if self.runtime.main:
+            export_checkpoint(checkpoint, self.model_cfg, model_path)
+        if self.runtime.distributed:
+            dist.barrier()
+        seconds = time.perf_counter() - start
+        return TrainResult(steps=self.step, tokens_seen=self.tokens_seen,
+                           train_loss=train_loss, val_loss=val_loss, checkpoint=checkpoint,
+                           model_path=model_path, seconds=seconds,
+                           tokens_per_s=self.tokens_seen / seconds if seconds else 0.0,
+                           resumed_from=self.resumed_from)

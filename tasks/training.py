@@ -1,22 +1,25 @@
-"""Glue between token shards and the trainer: build loaders from the dataset manifest, train,
-evaluate. Plain functions first; thin Prefect task wrappers at the end."""
+"""Glue between token shards and the trainer: read the dataset manifest, size the model for it,
+train on this rank, evaluate a model. Plain functions first; thin Prefect task wrappers at the
+end. Every rank of a torchrun launch calls :func:`train` with its own ``Runtime``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from model.checkpoint import load_model
+from model.checkpoint import META, CheckpointManager, load_model
 from model.config import ModelConfig
-from model.data import PackedSequences, PlanStream, SequenceLoader
+from model.data import PackedSequences, PlanStream
+from model.distributed import Runtime, init_runtime, resolve_device
 from model.evaluate import evaluate_lm
-from model.gpt import GPT
-from model.trainer import LogMetrics, TrainConfig, TrainResult, fit, resolve_device
+from model.objectives import ObjectiveConfig, SpecialTokens, denoise_lengths
+from model.trainer import LogMetrics, TrainConfig, Trainer, TrainResult
+from tasks.tokenizer import EOT, PAD, load_tokenizer
 
 
 def load_dataset_manifest(tokens_dir: Path) -> dict[str, Any]:
@@ -32,36 +35,73 @@ def sequences(tokens_dir: Path, manifest: dict[str, Any], split: str) -> PackedS
     return PackedSequences(stream, manifest["seq_len"])
 
 
+def special_token_ids(tokenizer_path: str) -> SpecialTokens:
+    """Padding, end-of-document and the ``<extra_id_N>`` sentinels of the dataset's tokenizer."""
+    tok = load_tokenizer(tokenizer_path)
+    sentinels = []
+    while (i := tok.token_to_id(f"<extra_id_{len(sentinels)}>")) is not None:
+        sentinels.append(i)
+    pad, eot = tok.token_to_id(PAD), tok.token_to_id(EOT)
+    if pad is None or eot is None:
+        raise ValueError(f"tokenizer {tokenizer_path} lacks {PAD} or {EOT}")
+    return SpecialTokens(pad=pad, eot=eot, sentinels=tuple(sentinels))
+
+
+def sized_model(model_cfg: ModelConfig, objective: ObjectiveConfig,
+                manifest: dict[str, Any]) -> ModelConfig:
+    """The model config with the tokenizer's vocabulary and a block long enough for the
+    objective's sequences (span corruption lengthens a prefix decoder's input)."""
+    seq = int(manifest["seq_len"])
+    need = seq
+    if objective.kind == "denoise":
+        src, tgt = denoise_lengths(seq, objective)
+        need = max(src, tgt) if model_cfg.arch == "encoder_decoder" else src + tgt
+    return model_cfg.model_copy(update={"vocab_size": int(manifest["vocab_size"]),
+                                        "block_size": max(model_cfg.block_size, need)})
+
+
+def resumable_run_id(out_dir: Path) -> str | None:
+    """The MLflow run of the newest complete checkpoint, which a resumed run reattaches to."""
+    latest = CheckpointManager(out_dir / "checkpoints").latest()
+    if latest is None:
+        return None
+    return json.loads((latest / META).read_text()).get("mlflow_run_id")
+
+
 def train(tokens_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: Path,
-          log_metrics: LogMetrics, on_step: Any = None) -> TrainResult:
-    """Train a fresh model on the token dataset; returns the final checkpoint."""
+          runtime: Runtime, *, log_metrics: LogMetrics | None = None,
+          run_id: str | None = None, on_step: Callable[[int], None] | None = None
+          ) -> TrainResult:
+    """This rank's share of training; continues from the newest checkpoint when asked to."""
     manifest = load_dataset_manifest(tokens_dir)
-    model_cfg = model_cfg.model_copy(update={"vocab_size": manifest["vocab_size"],
-                                             "block_size": max(model_cfg.block_size,
-                                                               manifest["seq_len"])})
-    torch.manual_seed(cfg.seed)
-    model = GPT(model_cfg)
-    loader = SequenceLoader(sequences(tokens_dir, manifest, "train"), cfg.batch_size,
-                            seed=cfg.seed)
-    return fit(model, model_cfg, loader, sequences(tokens_dir, manifest, "val"), cfg,
-               out_dir=out_dir, log_metrics=log_metrics, on_step=on_step)
+    sized = sized_model(model_cfg, cfg.objective, manifest)
+    trainer = Trainer(sized, cfg, runtime, train=sequences(tokens_dir, manifest, "train"),
+                      val=sequences(tokens_dir, manifest, "val"), out_dir=out_dir,
+                      special=special_token_ids(manifest["tokenizer"]),
+                      log_metrics=log_metrics, run_id=run_id)
+    if cfg.resume == "auto":
+        trainer.resume()
+    return trainer.fit(on_step)
 
 
 def evaluate(checkpoint: Path, tokens_dir: Path, *, batch_size: int,
              max_batches: int | None, device: str = "auto") -> dict[str, float]:
-    """Held-out loss, perplexity and bits per byte of a checkpoint."""
+    """Held-out loss, perplexity and bits per byte of a consolidated model."""
     manifest = load_dataset_manifest(tokens_dir)
     dev = resolve_device(device)
     model = load_model(checkpoint).to(dev)
     return evaluate_lm(model, sequences(tokens_dir, manifest, "val"), batch_size=batch_size,
                        max_batches=max_batches, text_bytes=manifest["splits"]["val"]["bytes"],
-                       device=str(dev))
+                       device=str(dev), special=special_token_ids(manifest["tokenizer"]))
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
 def train_task(tokens_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: Path,
-               log_metrics: LogMetrics, on_step: Any = None) -> TrainResult:
-    return train(tokens_dir, model_cfg, cfg, out_dir, log_metrics, on_step)
+               log_metrics: LogMetrics, run_id: str | None = None,
+               on_step: Callable[[int], None] | None = None) -> TrainResult:
+    """Single-process training inside the flow's process."""
+    return train(tokens_dir, model_cfg, cfg, out_dir, init_runtime(cfg.device),
+                 log_metrics=log_metrics, run_id=run_id, on_step=on_step)
 
 
 @task(name="evaluate-model", cache_policy=NO_CACHE)

@@ -7,31 +7,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from uuid import UUID
 
 import pyarrow.dataset as ds
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows.config import RunConfig, load_config
-from flows.launch import Endpoints, platform
-
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(services_up, tmp_path_factory) -> tuple[RunConfig, dict, UUID, Endpoints]:
-    from flows.pipeline import run_pipeline
-
-    out = tmp_path_factory.mktemp("e2e") / "run"
-    base = load_config(output=out)
-    cfg = RunConfig.model_validate({
-        **base.model_dump(), "train": {**base.train.model_dump(), "steps": 40, "eval_every": 20},
-        "tracking": {"experiment": "e2e"}, "dask": {"n_workers": 2, "dashboard_address": ":0"}})
-    with platform() as endpoints:
-        state = run_pipeline(cfg, return_state=True)
-        assert state.is_completed(), state.message
-        return cfg, state.result(), state.state_details.flow_run_id, endpoints
 
 
 def test_outputs_exist_and_follow_the_contract(pipeline_run) -> None:
@@ -71,7 +52,7 @@ def test_prefect_api_has_the_runs_and_artifacts(pipeline_run) -> None:
 
 
 def test_mlflow_has_parent_and_nested_stage_runs(pipeline_run) -> None:
-    _, result, flow_run_id, endpoints = pipeline_run
+    cfg, result, flow_run_id, endpoints = pipeline_run
     assert endpoints.mlflow_uri.startswith("http://127.0.0.1")  # the tracking server
     client = MlflowClient(endpoints.mlflow_uri)
     parent = client.get_run(result["mlflow_run_id"])
@@ -92,4 +73,8 @@ def test_mlflow_has_parent_and_nested_stage_runs(pipeline_run) -> None:
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "manifest.json" in artifacts
     assert {a.path for a in client.list_artifacts(by_name["train"].info.run_id, "model")} == {
-        "model/model.pt"}
+        "model/model.pt", "model/tokenizer.json"}
+    version = client.get_model_version_by_alias(f"lmforge-{cfg.output.name}", "candidate")
+    assert version.run_id == by_name["train"].info.run_id
+    system = [k for k in by_name["train"].data.metrics if k.startswith("system/")]
+    assert system, "MLflow system metrics were not recorded"

@@ -33,7 +33,7 @@ def test_windows_overlap_by_one_and_use_every_token(stream) -> None:
 def test_resume_gives_the_same_batches(stream) -> None:
     data = PackedSequences(stream, seq_len=4)
     it = iter(SequenceLoader(data, 2, seed=3))
-    batches = [next(it)[0].tolist() for _ in range(10)]  # crosses an epoch boundary
+    batches = [next(it).tolist() for _ in range(10)]  # crosses an epoch boundary
     first = SequenceLoader(data, 2, seed=3)
     it = iter(first)
     for _ in range(4):
@@ -41,22 +41,22 @@ def test_resume_gives_the_same_batches(stream) -> None:
     again = SequenceLoader(data, 2, seed=3)
     again.load_state_dict(first.state_dict())
     it = iter(again)
-    assert [next(it)[0].tolist() for _ in range(6)] == batches[4:]
+    assert [next(it).tolist() for _ in range(6)] == batches[4:]
 
 
 def test_resume_on_a_different_number_of_ranks_continues_the_same_stream(stream) -> None:
     """2 ranks read 2 global batches; resumed on 1 rank, the stream goes on where they were."""
     data = PackedSequences(stream, seq_len=2)
     single = iter(SequenceLoader(data, 2, seed=1))
-    reference = [row for _ in range(4) for row in next(single)[0].tolist()]
+    reference = [row for _ in range(4) for row in next(single).tolist()]
     ranks = [SequenceLoader(data, 1, seed=1, rank=r, world=2) for r in range(2)]
     its = [iter(r) for r in ranks]
-    seen = [row for _ in range(2) for it in its for row in next(it)[0].tolist()]
+    seen = [row for _ in range(2) for it in its for row in next(it).tolist()]
     assert seen == reference[:4]
     resumed = SequenceLoader(data, 2, seed=1)
     resumed.load_state_dict(ranks[0].state_dict())
     it = iter(resumed)
-    assert [row for _ in range(2) for row in next(it)[0].tolist()] == reference[4:8]
+    assert [row for _ in range(2) for row in next(it).tolist()] == reference[4:8]
 
 
 def test_ranks_read_disjoint_sequences(stream) -> None:
@@ -65,7 +65,7 @@ def test_ranks_read_disjoint_sequences(stream) -> None:
     for rank in range(2):
         it = iter(SequenceLoader(data, 2, seed=0, rank=rank, world=2))
         for _ in range(4):
-            x, _ = next(it)
+            x = next(it)
             seen.append({tuple(r) for r in x.tolist()})
     rank0, rank1 = set().union(*seen[:4]), set().union(*seen[4:])
     assert not rank0 & rank1

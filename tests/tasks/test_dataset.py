@@ -138,7 +138,7 @@ def test_training_reader_resumes_and_reports_its_place_on_disk(corpus, tmp_path)
     assert place["consumed"] == 12 and place["file"].startswith("train/part-")
     resumed = SequenceLoader(data, 4, seed=2)
     resumed.load_state_dict(loader.state_dict())
-    assert np.array_equal(next(iter(resumed))[0], next(it)[0])
+    assert np.array_equal(next(iter(resumed)), next(it))
 
 
 def test_split_is_deterministic_by_id() -> None:

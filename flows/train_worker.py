@@ -1,0 +1,58 @@
+"""One rank of a torchrun launch (``python -m flows.train_worker``): train, rank 0 reports to
+the MLflow run by id and writes the result for the launcher."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from flows.config import load_config
+from flows.tracking import Tracker, system_metrics, tracking_uri
+from model.distributed import init_runtime, shutdown
+from tasks.shards import Layout
+from tasks.training import train
+
+PROGRESS = "@@lmforge-step "  # the launcher (flows.train) reads these lines
+
+
+def _progress(done: int) -> None:
+    sys.stdout.write(f"{PROGRESS}{done}\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True, help="resolved RunConfig YAML")
+    parser.add_argument("--run-id", required=True, help="MLflow run to log into")
+    parser.add_argument("--result", type=Path, required=True, help="rank 0 writes JSON here")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    runtime = init_runtime(cfg.train.device, cfg.train.launch.backend)
+    tracker = None
+    if runtime.main:
+        client = MlflowClient(tracking_uri())
+        run = client.get_run(args.run_id)
+        tracker = Tracker(client, args.run_id, run.info.experiment_id)
+    root = Layout(cfg.output.resolve()).root
+    monitor = system_metrics(args.run_id) if runtime.main else contextlib.nullcontext()
+    with monitor:
+        result = train(root / "tokens", cfg.model, cfg.train, root / "model", runtime,
+                       log_metrics=tracker.log_metrics if tracker else None, run_id=args.run_id,
+                       on_step=_progress if runtime.main else None)
+    if runtime.main:
+        body = {k: str(v) if isinstance(v, Path) else v
+                for k, v in dataclasses.asdict(result).items()}
+        tmp = args.result.with_name(args.result.name + ".tmp")
+        tmp.write_text(json.dumps(body))
+        tmp.replace(args.result)
+    shutdown(runtime)
+
+
+if __name__ == "__main__":
+    main()

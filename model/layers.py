@@ -1,0 +1,124 @@
+"""Transformer building blocks, bottom-up: positions → attention → MLP → blocks.
+
+Attention always goes through ``scaled_dot_product_attention`` (FlashAttention or
+memory-efficient kernels on GPU); masks are either the causal fast path or an explicit boolean
+mask (prefix-LM, padding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from model.config import ModelConfig
+
+
+def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
+    """Vaswani et al. 2017, §3.5: sin on even, cos on odd channels. (length, dim)"""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10_000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)
+    return table
+
+
+def rotary_tables(length: int, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of RoPE's rotation angles, each (length, head_dim / 2)."""
+    inv = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs of (B, nh, T, hs) by position-dependent angles."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    cos, sin = cos[: x.shape[-2]].to(x.dtype), sin[: x.shape[-2]].to(x.dtype)
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return out.flatten(-2)
+
+
+def prefix_mask(prefix_len: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, 1, T, T) boolean mask: full attention inside each row's prefix, causal after it."""
+    i = torch.arange(length, device=prefix_len.device)[:, None]
+    j = torch.arange(length, device=prefix_len.device)[None, :]
+    p = prefix_len[:, None, None]
+    allowed = (j <= i) | ((i < p) & (j < p))
+    return allowed[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, *, cross: bool = False) -> None:
+        super().__init__()
+        self.head_dim, self.cross = cfg.n_embd // cfg.n_head, cross
+        # separate projections: tensor parallelism shards each one by heads
+        self.q = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.k = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = cfg.dropout
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        B, T, _ = t.shape  # the width is local under tensor parallelism
+        return t.view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
+                causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                memory: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        source = memory if self.cross else x
+        q, k, v = self._heads(self.q(x)), self._heads(self.k(source)), self._heads(self.v(source))
+        if rope is not None and not self.cross:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+            dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.down = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(F.gelu(self.up(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm block: self-attention, optional cross-attention (decoder of encoder-decoder),
+    MLP, each a residual branch."""
+
+    def __init__(self, cfg: ModelConfig, *, cross: bool = False) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = Attention(cfg)
+        self.ln_x = nn.LayerNorm(cfg.n_embd, bias=cfg.bias) if cross else None
+        self.cross = Attention(cfg, cross=True) if cross else None
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+        self.checkpointing = False  # set by model.parallel.apply_activation_checkpointing
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
+                causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                memory: torch.Tensor | None = None,
+                memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            # keep only the block's input; recompute its activations in backward
+            return checkpoint(self._forward, x, mask, causal, rope, memory, memory_mask,
+                              use_reentrant=False)
+        return self._forward(x, mask, causal, rope, memory, memory_mask)
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,
+                 rope: tuple[torch.Tensor, torch.Tensor] | None, memory: torch.Tensor | None,
+                 memory_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask=mask, causal=causal, rope=rope)
+        if self.cross is not None and self.ln_x is not None:
+            x = x + self.cross(self.ln_x(x), mask=memory_mask, memory=memory)
+        return x + self.mlp(self.ln_2(x))

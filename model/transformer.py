@@ -1,0 +1,131 @@
+"""The three architectures of the survey (§2.2): causal decoder (GPT), prefix decoder
+(GLM/PaLM prefix-LM) and encoder-decoder (T5). Layers live in ``ModuleDict``s keyed by index,
+so parameter names survive checkpoints and pipeline splits; losses live in ``model.objectives``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from model.config import ModelConfig
+from model.layers import Block, prefix_mask, rotary_tables, sinusoidal_table
+
+
+class Embeddings(nn.Module):
+    """Token embedding plus absolute positions (learned or sinusoidal); rotary positions are
+    applied inside attention instead, from the tables kept here."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.position = cfg.position
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.position == "learned" else None
+        self.register_buffer("table", sinusoidal_table(cfg.block_size, cfg.n_embd),
+                             persistent=False)
+        cos, sin = rotary_tables(cfg.block_size, cfg.n_embd // cfg.n_head, cfg.rope_base)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def rope(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return (self.cos, self.sin) if self.position == "rotary" else None
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.tok(idx)  # (B, T, C)
+        if self.pos is not None:
+            x = x + self.pos(torch.arange(idx.shape[1], device=idx.device))
+        elif self.position == "sinusoidal":
+            x = x + self.table[: idx.shape[1]].to(x.dtype)
+        return self.drop(x)
+
+
+def _init(model: nn.Module, n_layer: int) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    for name, p in model.named_parameters():  # GPT-2: residual projections / sqrt(2 n_layer)
+        if name.endswith(("proj.weight", "down.weight")):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+
+class DecoderLM(nn.Module):
+    """Causal decoder; with ``arch='prefix'`` the first ``prefix_len`` tokens of each row attend
+    to each other in both directions."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.vocab_size <= 0:
+            raise ValueError("ModelConfig.vocab_size must be set (from the tokenizer)")
+        self.cfg = cfg
+        self.embed = Embeddings(cfg)
+        self.layers = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.n_layer)})
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        _init(self, cfg.n_layer)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.embed.tok.weight
+
+    def forward(self, idx: torch.Tensor, prefix_len: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        _, T = idx.shape
+        if self.cfg.block_size < T:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.cfg.block_size}")
+        mask = prefix_mask(prefix_len, T) if prefix_len is not None else None
+        x = self.embed(idx)  # (B, T, C)
+        for block in self.layers.values():
+            x = block(x, mask=mask, causal=True, rope=self.embed.rope())
+        return self.lm_head(self.ln_f(x))  # (B, T, vocab)
+
+
+class EncoderDecoderLM(nn.Module):
+    """T5-style: a bidirectional encoder over the (corrupted) input, a causal decoder with
+    cross-attention over the encoder's output. Embeddings are shared."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.vocab_size <= 0:
+            raise ValueError("ModelConfig.vocab_size must be set (from the tokenizer)")
+        self.cfg = cfg
+        self.embed = Embeddings(cfg)
+        self.encoder = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.n_encoder_layer)})
+        self.ln_enc = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.layers = nn.ModuleDict({str(i): Block(cfg, cross=True)
+                                     for i in range(cfg.n_layer)})
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        _init(self, cfg.n_layer + cfg.n_encoder_layer)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.embed.tok.weight
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        keys = src_mask[:, None, None, :] if src_mask is not None else None  # (B, 1, 1, S)
+        h = self.embed(src)  # (B, S, C)
+        for block in self.encoder.values():
+            h = block(h, mask=keys, rope=self.embed.rope())
+        return self.ln_enc(h)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor,
+                src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        memory = self.encode(src, src_mask)
+        keys = src_mask[:, None, None, :] if src_mask is not None else None
+        x = self.embed(tgt)  # (B, T, C)
+        for block in self.layers.values():
+            x = block(x, causal=True, rope=self.embed.rope(), memory=memory, memory_mask=keys)
+        return self.lm_head(self.ln_f(x))  # (B, T, vocab)
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    return EncoderDecoderLM(cfg) if cfg.arch == "encoder_decoder" else DecoderLM(cfg)
+
+
+def count_params(model: nn.Module, non_embedding: bool = True) -> int:
+    n = sum(p.numel() for p in model.parameters())
+    pos = getattr(getattr(model, "embed", None), "pos", None)
+    return n - pos.weight.numel() if non_embedding and pos is not None else n

@@ -1,0 +1,99 @@
+"""The train flow launching torchrun: 2 gloo ranks, rank 0 reporting into one MLflow run that a
+rerun reattaches to; a crashing launch marks its run FAILED."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from flows.config import RunConfig
+from flows.launch import platform
+from flows.train import torchrun_command
+from model.checkpoint import load_model
+from model.distributed import LaunchConfig
+
+pytestmark = pytest.mark.e2e
+
+
+def config(base: RunConfig, out: Path, **train) -> RunConfig:
+    return RunConfig.model_validate({
+        **base.model_dump(), "output": out, "tracking": {"experiment": "train-flow"},
+        "train": {**base.train.model_dump(), "steps": 6, "batch_size": 4, "log_every": 1,
+                  "eval_every": 3, "eval_batches": 1, "checkpoint_every": 3,
+                  "launch": {"nproc_per_node": 2},
+                  "deepspeed": {"zero_optimization": {"stage": 2}}, **train}})
+
+
+def tokens_copy(pipeline_run, out: Path) -> None:
+    src = pipeline_run[0].output
+    shutil.copytree(src / "tokens", out / "tokens")
+
+
+def runs(client: MlflowClient, out: Path) -> list:
+    experiment = client.get_experiment_by_name("train-flow")
+    return [r for r in client.search_runs([experiment.experiment_id])
+            if r.data.tags.get("lmforge.stage") == "train"
+            and r.data.params.get("train.launch.nproc_per_node") == "2"
+            and r.data.tags.get("checkpoint.uri", "").startswith(out.as_uri())]
+
+
+def test_torchrun_launch_reports_and_resumes_into_one_run(pipeline_run, tmp_path) -> None:
+    from flows.train import train_model
+
+    out = tmp_path / "dist"
+    tokens_copy(pipeline_run, out)
+    with platform() as endpoints:
+        client = MlflowClient(endpoints.mlflow_uri)
+        model_path = train_model(config(pipeline_run[0], out))
+        first = runs(client, out)
+        assert len(first) == 1 and first[0].info.status == "FINISHED"
+        run_id = first[0].info.run_id
+        metrics = first[0].data.metrics
+        assert {"memory/rank0/optimizer_mb", "memory/rank1/optimizer_mb"} <= set(metrics)
+        assert metrics["train/tokens_per_s"] > 0 and "val/loss" in metrics
+        model = load_model(model_path)
+        assert model(torch.zeros(1, 8, dtype=torch.long)).shape[-1] == model.cfg.vocab_size
+
+        # a longer rerun continues from step 6 in the same MLflow run
+        train_model(config(pipeline_run[0], out, steps=8))
+        again = runs(client, out)
+        assert [r.info.run_id for r in again] == [run_id]
+        assert again[0].data.tags["lmforge.resumed_from_step"] == "6"
+        steps = [m.step for m in client.get_metric_history(run_id, "train/loss")]
+        assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
+        versions = client.search_model_versions(f"name='lmforge-{out.name}'")
+        assert len(versions) == 2  # one registered version per finished training
+        assert client.get_model_version_by_alias(f"lmforge-{out.name}", "candidate").version \
+            == max(v.version for v in versions)
+
+
+def test_a_crashing_launch_marks_the_run_failed(pipeline_run, tmp_path) -> None:
+    from flows.train import train_model
+
+    out = tmp_path / "crash"
+    tokens_copy(pipeline_run, out)
+    with platform() as endpoints:
+        state = train_model(config(pipeline_run[0], out, device="cuda"), return_state=True)
+        assert state.is_failed()
+        assert "torchrun exited with code" in str(state.result(raise_on_failure=False))
+        client = MlflowClient(endpoints.mlflow_uri)
+        experiment = client.get_experiment_by_name("train-flow")
+        crashed = [r for r in client.search_runs([experiment.experiment_id])
+                   if r.data.params.get("train.device") == "cuda"]
+        assert [r.info.status for r in crashed] == ["FAILED"]
+
+
+def test_torchrun_command_for_one_and_many_nodes() -> None:
+    one = torchrun_command(LaunchConfig(nproc_per_node=4), ["--x"])
+    assert "--standalone" in one and "--nproc-per-node=4" in one
+    assert one[-3:] == ["-m", "flows.train_worker", "--x"]
+    many = torchrun_command(LaunchConfig(nproc_per_node=8, nnodes=2, node_rank=1,
+                                         rdzv_endpoint="10.0.0.1:29500", rdzv_id="job"), [])
+    assert {"--nnodes=2", "--node-rank=1", "--rdzv-endpoint=10.0.0.1:29500",
+            "--rdzv-id=job", "--rdzv-backend=c10d"} <= set(many)
+    with pytest.raises(ValueError, match="fixed host:port"):
+        torchrun_command(LaunchConfig(nnodes=2), [])
