@@ -159,7 +159,7 @@ def test_deepspeed_config_validation() -> None:
     with pytest.raises(ValueError, match="stage 2 or 3"):
         TrainConfig(deepspeed={"zero_optimization": {"stage": 1,
                                                      "offload_optimizer": {"device": "cpu"}}})
-    with pytest.raises(ValueError, match="offload_param needs zero_optimization.stage 3"):
+    with pytest.raises(ValueError, match=r"offload_param needs zero_optimization\.stage 3"):
         TrainConfig(deepspeed={"zero_optimization": {"stage": 2,
                                                      "offload_param": {"device": "cpu"}}})
 

@@ -21,8 +21,8 @@ def test_output_shape_tied_weights_and_stable_names() -> None:
     assert isinstance(model, DecoderLM)
     assert model(torch.randint(0, V, (3, 16))).shape == (3, 16, V)
     assert model.lm_head.weight is model.embed.tok.weight
-    assert not build_model(cfg(tie_weights=False)).lm_head.weight is \
-        build_model(cfg(tie_weights=False)).embed.tok.weight
+    untied = build_model(cfg(tie_weights=False))
+    assert untied.lm_head.weight is not untied.embed.tok.weight
     assert list(model.layers.keys()) == ["0", "1"]
 
 
