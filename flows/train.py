@@ -93,6 +93,10 @@ def train_model(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
     out_dir = layout.root / "model"
     if cfg.train.resume == "never":
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    if cfg.train.launch.node_rank > 0:
+        # another node of a multi-node launch: its ranks join node 0's rendezvous; global
+        # rank 0 (on node 0) reports into node 0's MLflow run
+        return launch_task(cfg, "", out_dir).model_path
     previous = resumable_run_id(out_dir) if cfg.train.resume == "auto" else None
     with tracked_run("train", cfg.tracking.experiment, parent_run_id,
                      resume_run_id=previous) as tracker:
@@ -121,8 +125,11 @@ def train_model(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
             tags["lmforge.resumed_from_step"] = str(result.resumed_from)
         tracker.set_tags(tags)
         name = cfg.train.register_as or f"lmforge-{cfg.output.name}"
-        tracker.register_model(name, [result.model_path, Path(dataset["tokenizer"])],
-                               cfg.train.alias)
+        registered = tracker.client.get_run(tracker.run_id).data.tags.get(
+            "lmforge.registered_model")
+        if result.resumed_from != result.steps or registered is None:  # something new
+            tracker.register_model(name, [result.model_path, Path(dataset["tokenizer"])],
+                                   cfg.train.alias)
     return result.model_path
 
 

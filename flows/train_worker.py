@@ -29,23 +29,24 @@ def _progress(done: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="resolved RunConfig YAML")
-    parser.add_argument("--run-id", required=True, help="MLflow run to log into")
+    parser.add_argument("--run-id", default="", help="MLflow run rank 0 logs into")
     parser.add_argument("--result", type=Path, required=True, help="rank 0 writes JSON here")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     runtime = init_runtime(cfg.train.device, cfg.train.launch.backend)
     tracker = None
-    if runtime.main:
+    if runtime.main and args.run_id:
         client = MlflowClient(tracking_uri())
         run = client.get_run(args.run_id)
         tracker = Tracker(client, args.run_id, run.info.experiment_id)
     root = Layout(cfg.output.resolve()).root
-    monitor = system_metrics(args.run_id) if runtime.main else contextlib.nullcontext()
+    monitor = system_metrics(args.run_id) if tracker else contextlib.nullcontext()
     with monitor:
         result = train(root / "tokens", cfg.model, cfg.train, root / "model", runtime,
-                       log_metrics=tracker.log_metrics if tracker else None, run_id=args.run_id,
-                       on_step=_progress if runtime.main else None)
-    if runtime.main:
+                       log_metrics=tracker.log_metrics if tracker else None,
+                       run_id=args.run_id or None,
+                       on_step=_progress if runtime.local_rank == 0 else None)
+    if runtime.local_rank == 0:  # each node's launcher reads its own node's copy
         body = {k: str(v) if isinstance(v, Path) else v
                 for k, v in dataclasses.asdict(result).items()}
         tmp = args.result.with_name(args.result.name + ".tmp")

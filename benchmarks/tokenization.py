@@ -1,6 +1,6 @@
 """Tokenization throughput: lmforge's Dask packing against a single-process loop.
 
-    python benchmarks/tokenize.py [--mb 60] [--workers 2] [--shards 8]
+    python benchmarks/tokenization.py [--mb 60] [--workers 2] [--shards 8]
 
 Both tokenize the same curated shards with the same trained byte-level BPE: lmforge with
 ``pack_shard`` mapped over the shards on a Dask LocalCluster (batched encoding, split, index,
@@ -9,12 +9,6 @@ flat file. Prints tokens/s for each and the ratio.
 """
 
 from __future__ import annotations
-
-import sys
-
-# This file's folder would shadow the standard library's ``tokenize`` module: put the repository
-# root in its place before anything imports it.
-sys.path[0] = __file__.rsplit("/", 2)[0]
 
 import argparse
 import tempfile
