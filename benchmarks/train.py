@@ -28,7 +28,9 @@ import torch
 from model.config import ModelConfig
 from model.data import PackedSequences, TokenStream
 from model.distributed import Runtime, init_runtime, shutdown
-from model.trainer import TrainConfig, Trainer, lr_at
+from model.optim import lr_at
+from model.train_config import TrainConfig
+from model.trainer import Trainer
 from model.transformer import build_model
 
 MODEL = {"flavor": "custom", "n_layer": 4, "n_head": 4, "n_embd": 256, "block_size": 256,
@@ -182,7 +184,7 @@ def main() -> None:
         print(f"   lmforge Trainer        {o:10,.0f} tokens/s   ratio {o / b:.3f} "
               f"({(o / b - 1) * 100:+.1f}%)")
         if args.peak_flops:
-            from model.trainer import flops_per_token
+            from model.optim import flops_per_token
             from model.transformer import count_params
 
             fpt = flops_per_token(model_cfg, count_params(build_model(model_cfg)), SEQ)

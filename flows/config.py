@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from infra.cluster import DaskConfig
 from infra.settings import DEFAULT_CONFIG
 from model.config import ModelConfig
-from model.trainer import TrainConfig
+from model.train_config import TrainConfig
 from tasks.curate import CurateConfig
 from tasks.dataset import DatasetConfig
 from tasks.readers import Source

@@ -29,7 +29,7 @@ from flows.progress import step_progress
 from flows.tracking import system_metrics, tracked_run, tracking_uri
 from flows.train_worker import PROGRESS
 from model.distributed import LaunchConfig
-from model.trainer import TrainResult
+from model.train_config import TrainResult
 from tasks.shards import Layout
 from tasks.training import load_dataset_manifest, resumable_run_id, train_task
 

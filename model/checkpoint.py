@@ -187,18 +187,33 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in state.items()}
 
 
-def export_checkpoint(checkpoint: Path, model_cfg: ModelConfig, out: Path) -> Path:
-    """Consolidate a (sharded) checkpoint into one ``model.pt`` loadable without torch.distributed:
-    read by one process, whatever parallelism wrote it (pipeline stages included)."""
+def _consolidated(checkpoint: Path, model_cfg: ModelConfig) -> nn.Module:
     from model.transformer import build_model
 
     model = build_model(model_cfg)
     state = {"model": model.state_dict()}
     dcp.load(state, checkpoint_id=checkpoint, no_dist=True)
     model.load_state_dict(state["model"])
+    return model
+
+
+def export_checkpoint(checkpoint: Path, model_cfg: ModelConfig, out: Path) -> Path:
+    """Consolidate a (sharded) checkpoint into one ``model.pt`` loadable without torch.distributed:
+    read by one process, whatever parallelism wrote it (pipeline stages included)."""
     meta = json.loads((checkpoint / META).read_text())
-    return save_model(out, model, model_cfg, step=int(meta["step"]),
-                      tokens_seen=int(meta.get("tokens_seen", 0)))
+    return save_model(out, _consolidated(checkpoint, model_cfg), model_cfg,
+                      step=int(meta["step"]), tokens_seen=int(meta.get("tokens_seen", 0)))
+
+
+def load_any(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """A model in eval mode from ``model.pt`` or a sharded checkpoint folder, with its step,
+    tokens seen and (checkpoints only) the MLflow run that trained it."""
+    if path.is_dir():
+        meta = json.loads((path / META).read_text())
+        cfg = ModelConfig.model_validate(meta["model_config"])
+        return _consolidated(path, cfg).eval(), meta
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return _from_state(state), {"step": state.get("step"), "tokens_seen": state.get("tokens_seen")}
 
 
 def save_model(out: Path, model: nn.Module | dict[str, torch.Tensor], model_cfg: ModelConfig,
@@ -215,9 +230,12 @@ def save_model(out: Path, model: nn.Module | dict[str, torch.Tensor], model_cfg:
 
 def load_model(path: Path) -> nn.Module:
     """The consolidated model of ``save_model``/``export_checkpoint``, in eval mode."""
+    return _from_state(torch.load(path, map_location="cpu", weights_only=False))
+
+
+def _from_state(state: dict[str, Any]) -> nn.Module:
     from model.transformer import build_model
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
     model = build_model(ModelConfig.model_validate(state["model_config"]))
     model.load_state_dict(state["model"])
     return model.eval()

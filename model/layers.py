@@ -34,10 +34,12 @@ def rotary_tables(length: int, head_dim: int, base: float) -> tuple[torch.Tensor
     return angles.cos(), angles.sin()
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs of (B, nh, T, hs) by position-dependent angles."""
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int = 0
+                 ) -> torch.Tensor:
+    """Rotate channel pairs of (B, nh, T, hs) at positions ``start..start+T``."""
     x1, x2 = x[..., 0::2], x[..., 1::2]
-    cos, sin = cos[: x.shape[-2]].to(x.dtype), sin[: x.shape[-2]].to(x.dtype)
+    stop = start + x.shape[-2]
+    cos, sin = cos[start:stop].to(x.dtype), sin[start:stop].to(x.dtype)
     out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return out.flatten(-2)
 
@@ -68,12 +70,27 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
                 causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                memory: torch.Tensor | None = None) -> torch.Tensor:
+                memory: torch.Tensor | None = None, cache: dict[str, torch.Tensor] | None = None,
+                start: int = 0) -> torch.Tensor:
+        """``cache`` (generation): keys and values of earlier positions, extended in place;
+        ``x`` then holds positions ``start..start+T`` only."""
         B, T, _ = x.shape
-        source = memory if self.cross else x
-        q, k, v = self._heads(self.q(x)), self._heads(self.k(source)), self._heads(self.v(source))
-        if rope is not None and not self.cross:
-            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        q = self._heads(self.q(x))
+        if self.cross and cache is not None and "k" in cache:
+            k, v = cache["k"], cache["v"]  # the encoder output does not change
+        else:
+            source = memory if self.cross else x
+            k, v = self._heads(self.k(source)), self._heads(self.v(source))
+            if rope is not None and not self.cross:
+                q, k = apply_rotary(q, *rope, start), apply_rotary(k, *rope, start)
+            if cache is not None and not self.cross and "k" in cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            if cache is not None:
+                cache["k"], cache["v"] = k, v
+        if cache is not None and not self.cross and start > 0:
+            # new queries see every cached position and the new ones causally
+            i = torch.arange(T, device=x.device)[:, None] + start
+            mask, causal = torch.arange(k.shape[2], device=x.device)[None, :] <= i, False
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal and mask is None,
             dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
@@ -108,7 +125,16 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
                 causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 memory: torch.Tensor | None = None,
-                memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+                memory_mask: torch.Tensor | None = None,
+                cache: dict[str, dict[str, torch.Tensor]] | None = None,
+                start: int = 0) -> torch.Tensor:
+        if cache is not None:  # incremental decoding (no training, no checkpointing)
+            x = x + self.attn(self.ln_1(x), mask=mask, causal=causal, rope=rope,
+                              cache=cache.setdefault("self", {}), start=start)
+            if self.cross is not None and self.ln_x is not None:
+                x = x + self.cross(self.ln_x(x), mask=memory_mask, memory=memory,
+                                   cache=cache.setdefault("cross", {}))
+            return x + self.mlp(self.ln_2(x))
         if self.checkpointing and self.training and torch.is_grad_enabled():
             # keep only the block's input; recompute its activations in backward
             return checkpoint(self._forward, x, mask, causal, rope, memory, memory_mask,

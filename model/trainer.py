@@ -16,14 +16,12 @@ import math
 import resource
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.distributed.tensor import DTensor
@@ -32,124 +30,24 @@ from torch.nn.parallel import DistributedDataParallel
 from model.checkpoint import CheckpointManager, Restored, export_checkpoint
 from model.config import ModelConfig
 from model.data import PackedSequences, SequenceLoader
-from model.distributed import LaunchConfig, Runtime, all_sum, build_mesh
+from model.distributed import Runtime, all_sum, build_mesh
 from model.layers import Block
 from model.objectives import (
     Batch,
-    ObjectiveConfig,
     SpecialTokens,
     forward_loss,
     lm_loss,
     make_batch,
 )
-from model.parallel import DeepSpeedConfig, ParallelDims, parallelize
+from model.optim import flops_per_token, local_bytes, lr_at, param_groups, total_grad_norm
+from model.parallel import ParallelDims, parallelize
 from model.parallel.pipeline import build_schedule, split_stages
+from model.train_config import LogMetrics, TrainConfig, TrainResult, check_supported
 from model.transformer import DecoderLM, build_model, count_params
 
-LogMetrics = Callable[[int, Mapping[str, float]], None]
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MiB = 2**20
 EVAL_KEY = 2**40  # seeds evaluation draws apart from any training step
-
-
-class TrainConfig(BaseModel):
-    """Optimisation, objective, parallelism and checkpointing of one training run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    steps: int = Field(200, ge=1, description="optimizer steps")
-    batch_size: int = Field(16, ge=1, description="sequences per micro-batch per data-parallel "
-                            "rank (DeepSpeed's train_micro_batch_size_per_gpu)")
-    lr: float = Field(3e-3, gt=0, description="peak learning rate")
-    min_lr: float = Field(3e-4, ge=0, description="learning rate at the end of the cosine decay")
-    warmup_steps: int = Field(20, ge=0, description="linear warmup steps")
-    weight_decay: float = Field(0.1, ge=0, description="AdamW decay on matrices only")
-    beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1")
-    beta2: float = Field(0.95, gt=0, lt=1, description="AdamW beta2")
-    eval_every: int = Field(50, ge=1, description="evaluate every N steps (and at the end)")
-    eval_batches: int = Field(8, ge=1, description="validation batches per rank per evaluation")
-    log_every: int = Field(10, ge=1, description="log training metrics every N steps")
-    checkpoint_every: int = Field(0, ge=0, description="sharded checkpoint every N steps "
-                                  "(0 = only at the end)")
-    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (newest first)")
-    resume: Literal["auto", "never"] = Field("auto", description="auto = continue from the "
-                                             "newest complete checkpoint of the output folder")
-    seed: int = Field(1337, description="seed of initialisation, data order and corruption")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if present")
-    peak_flops: float = Field(0.0, ge=0, description="peak FLOP/s of one device for MFU "
-                              "(e.g. 989e12 for H100 bf16 dense); 0 = do not report MFU")
-    compile: bool = Field(False, description="torch.compile each transformer block")
-    register_as: str | None = Field(None, description="MLflow registered-model name of the "
-                                    "final model (default lmforge-<output name>)")
-    alias: str = Field("candidate", description="alias set on the registered version")
-    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig,
-                                       description="what the model learns")
-    deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig,
-                                       description="ZeRO, precision, accumulation, clipping")
-    launch: LaunchConfig = Field(default_factory=LaunchConfig, description="processes/nodes")
-
-
-def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
-    """Linear warmup to ``lr``, then cosine decay to ``min_lr`` at ``total_steps``."""
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    if step >= total_steps:
-        return min_lr
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
-
-
-def flops_per_token(model_cfg: ModelConfig, n_params: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6N for the matrices plus attention scores (PaLM, App. B)."""
-    layers = model_cfg.n_layer + (model_cfg.n_encoder_layer
-                                  if model_cfg.arch == "encoder_decoder" else 0)
-    return 6 * n_params + 12 * layers * model_cfg.n_embd * seq_len
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices (Linear, Embedding), none on biases and norms."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-
-def local_bytes(tensors: Iterator[torch.Tensor | None]) -> int:
-    """Bytes this rank stores for the tensors (its shard of a DTensor)."""
-    total = 0
-    for t in tensors:
-        if t is not None:
-            local = t.to_local() if isinstance(t, DTensor) else t
-            total += local.numel() * local.element_size()
-    return total
-
-
-def total_grad_norm(params: list[nn.Parameter], pipeline: bool) -> torch.Tensor:
-    """Global L2 norm of the gradients, whatever holds them: plain tensors, DTensor shards
-    (FSDP, tensor parallel; reduced by DTensor), or pipeline stages (summed over ranks)."""
-    sharded = [p.grad for p in params if p.grad is not None and isinstance(p.grad, DTensor)]
-    plain = [p.grad for p in params if p.grad is not None and not isinstance(p.grad, DTensor)]
-    sq = torch.zeros((), dtype=torch.float32,
-                     device=(plain or [g.to_local() for g in sharded])[0].device)
-    if plain:
-        sq = sq + torch.nn.utils.get_total_norm(plain).float() ** 2
-    if sharded:
-        norm = torch.nn.utils.get_total_norm(sharded)
-        sq = sq + (norm.full_tensor() if isinstance(norm, DTensor) else norm).float() ** 2
-    if pipeline:  # each stage holds different parameters
-        dist.all_reduce(sq)
-    return sq.sqrt()
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    steps: int
-    tokens_seen: int
-    train_loss: float
-    val_loss: float
-    checkpoint: Path
-    model_path: Path
-    seconds: float
-    tokens_per_s: float
-    resumed_from: int | None
 
 
 class Trainer:
@@ -166,7 +64,7 @@ class Trainer:
         self.out_dir = out_dir
         self.dims = ParallelDims(runtime.world, self.ds.tensor_parallel.size,
                                  self.ds.pipeline.stages)
-        self._check_supported()
+        check_supported(model_cfg, cfg, self.dims, runtime.world)
         self.mesh = build_mesh(runtime, self.dims)
         self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
         self.dp = self.dims.dp
@@ -221,44 +119,6 @@ class Trainer:
         self._live_params = 0
 
     # -- set-up -------------------------------------------------------------------------------
-
-    def _check_supported(self) -> None:
-        arch, ds = self.model_cfg.arch, self.ds
-        kind = self.cfg.objective.kind
-        if arch == "causal" and kind == "denoise":
-            raise ValueError("objective 'denoise' needs model.arch 'prefix' or 'encoder_decoder' "
-                             "(a causal decoder cannot read the corrupted input both ways)")
-        if arch == "encoder_decoder" and kind == "lm":
-            raise ValueError("model.arch 'encoder_decoder' trains with objective 'denoise' "
-                             "(T5 span corruption)")
-        if self.dims.pp_enabled:
-            if arch != "causal" or self.cfg.objective.kind != "lm":
-                raise ValueError("pipeline.stages > 1 supports arch 'causal' with objective "
-                                 "'lm' (one tensor flows between stages)")
-            if self.model_cfg.tie_weights:
-                raise ValueError("pipeline.stages > 1 needs model.tie_weights: false (the "
-                                 "embedding and the output layer live on different stages)")
-            if self.dims.pp != self.runtime.world:
-                raise ValueError(f"pipeline.stages={self.dims.pp} must equal the number of "
-                                 f"ranks ({self.runtime.world}) here")
-            if self.cfg.batch_size % ds.pipeline.microbatches:
-                raise ValueError(f"batch_size={self.cfg.batch_size} must be divisible by "
-                                 f"pipeline.microbatches={ds.pipeline.microbatches}")
-        if self.dims.tp_enabled and self.dims.dp_enabled and ds.zero_optimization.stage == 0:
-            raise ValueError("tensor_parallel with several data-parallel groups needs "
-                             "zero_optimization.stage 2 or 3 (FSDP2 over the dp dimension)")
-        offload = "cpu" in (ds.zero_optimization.offload_optimizer.device,
-                            ds.zero_optimization.offload_param.device)
-        if offload and self.runtime.world == 1:
-            raise ValueError("offload_* needs FSDP2, i.e. at least 2 ranks with "
-                             "zero_optimization.stage 2 or 3")
-        if ds.zero_optimization.stage >= 2 and self.runtime.world == 1:
-            raise ValueError("zero_optimization.stage 2/3 shards over ranks: launch at least 2 "
-                             "processes (train.launch.nproc_per_node) or use stage 0")
-        if ds.precision == "fp16" and (ds.zero_optimization.stage >= 2
-                                       or self.dims.pp_enabled):
-            raise ValueError("fp16 loss scaling is not supported with FSDP2 or pipeline stages "
-                             "here; use bf16 (no loss scaling needed)")
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg

@@ -6,6 +6,7 @@ so parameter names survive checkpoints and pipeline splits; losses live in ``mod
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,12 +34,13 @@ class Embeddings(nn.Module):
     def rope(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         return (self.cos, self.sin) if self.position == "rotary" else None
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         x = self.tok(idx)  # (B, T, C)
+        stop = start + idx.shape[1]
         if self.pos is not None:
-            x = x + self.pos(torch.arange(idx.shape[1], device=idx.device))
+            x = x + self.pos(torch.arange(start, stop, device=idx.device))
         elif self.position == "sinusoidal":
-            x = x + self.table[: idx.shape[1]].to(x.dtype)
+            x = x + self.table[start:stop].to(x.dtype)
         return self.drop(x)
 
 
@@ -72,15 +74,19 @@ class DecoderLM(nn.Module):
         if cfg.tie_weights:
             self.lm_head.weight = self.embed.tok.weight
 
-    def forward(self, idx: torch.Tensor, prefix_len: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, prefix_len: torch.Tensor | None = None, *,
+                cache: list[dict[str, Any]] | None = None, start: int = 0) -> torch.Tensor:
+        """Logits of every position; with ``cache`` (one dict per layer, see ``model.generate``)
+        ``idx`` holds positions ``start..`` only and the cache grows by them."""
         _, T = idx.shape
-        if self.cfg.block_size < T:
-            raise ValueError(f"sequence length {T} exceeds block_size {self.cfg.block_size}")
-        mask = prefix_mask(prefix_len, T) if prefix_len is not None else None
-        x = self.embed(idx)  # (B, T, C)
-        for block in self.layers.values():
-            x = block(x, mask=mask, causal=True, rope=self.embed.rope())
+        if self.cfg.block_size < start + T:
+            raise ValueError(f"sequence length {start + T} exceeds block_size "
+                             f"{self.cfg.block_size}")
+        mask = prefix_mask(prefix_len, T) if prefix_len is not None and start == 0 else None
+        x = self.embed(idx, start)  # (B, T, C)
+        for i, block in enumerate(self.layers.values()):
+            x = block(x, mask=mask, causal=True, rope=self.embed.rope(),
+                      cache=cache[i] if cache is not None else None, start=start)
         return self.lm_head(self.ln_f(x))  # (B, T, vocab)
 
 
@@ -113,11 +119,17 @@ class EncoderDecoderLM(nn.Module):
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor,
                 src_mask: torch.Tensor | None = None) -> torch.Tensor:
-        memory = self.encode(src, src_mask)
+        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+
+    def decode(self, tgt: torch.Tensor, memory: torch.Tensor,
+               src_mask: torch.Tensor | None = None, *,
+               cache: list[dict[str, Any]] | None = None, start: int = 0) -> torch.Tensor:
+        """Decoder logits over the encoder output ``memory``; ``cache`` as in ``DecoderLM``."""
         keys = src_mask[:, None, None, :] if src_mask is not None else None
-        x = self.embed(tgt)  # (B, T, C)
-        for block in self.layers.values():
-            x = block(x, causal=True, rope=self.embed.rope(), memory=memory, memory_mask=keys)
+        x = self.embed(tgt, start)  # (B, T, C)
+        for i, block in enumerate(self.layers.values()):
+            x = block(x, causal=True, rope=self.embed.rope(), memory=memory, memory_mask=keys,
+                      cache=cache[i] if cache is not None else None, start=start)
         return self.lm_head(self.ln_f(x))  # (B, T, vocab)
 
 

@@ -206,10 +206,16 @@ class ToxicSpanRemover(DocRewriter):
         return Rewrite(text, {"spans_removed": len(cut)})
 
 
-def build_toxicity_steps(cfg: ToxicityConfig, sources: list[str]) -> list[DocFilter | DocRewriter]:
+def scorers_for(cfg: ToxicityConfig) -> list[Scorer]:
+    """The configured heads: profanity-check always, detoxify when configured."""
     scorers: list[Scorer] = [profanity_scorer()]
     if cfg.detoxify is not None:
         scorers.append(detoxify_scorer(cfg.detoxify))
+    return scorers
+
+
+def build_toxicity_steps(cfg: ToxicityConfig, sources: list[str]) -> list[DocFilter | DocRewriter]:
+    scorers = scorers_for(cfg)
     by_source = {s: cfg.thresholds_for(s) for s in sources}
     if cfg.mode == "drop-spans":
         return [ToxicSpanRemover(thresholds=by_source, default=cfg.thresholds, scorers=scorers,

@@ -18,7 +18,8 @@ from model.data import PackedSequences, PlanStream
 from model.distributed import Runtime, init_runtime, resolve_device
 from model.evaluate import evaluate_lm
 from model.objectives import ObjectiveConfig, SpecialTokens, denoise_lengths
-from model.trainer import LogMetrics, TrainConfig, Trainer, TrainResult
+from model.train_config import LogMetrics, TrainConfig, TrainResult
+from model.trainer import Trainer
 from tasks.tokenizer import EOT, PAD, load_tokenizer
 
 

@@ -17,7 +17,8 @@ from model.config import ModelConfig
 from model.data import PackedSequences, TokenStream
 from model.distributed import init_runtime, shutdown
 from model.objectives import SpecialTokens
-from model.trainer import TrainConfig, Trainer
+from model.train_config import TrainConfig
+from model.trainer import Trainer
 
 
 def run_job(job: dict, runtime) -> dict:

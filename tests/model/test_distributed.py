@@ -17,7 +17,8 @@ from model.config import ModelConfig
 from model.data import PackedSequences, TokenStream
 from model.distributed import Runtime
 from model.objectives import SpecialTokens
-from model.trainer import TrainConfig, Trainer
+from model.train_config import TrainConfig
+from model.trainer import Trainer
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 MODEL = {"flavor": "custom", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 40,

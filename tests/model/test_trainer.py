@@ -14,7 +14,9 @@ from model.data import PackedSequences, TokenStream
 from model.distributed import Runtime
 from model.evaluate import evaluate_lm
 from model.objectives import SpecialTokens
-from model.trainer import TrainConfig, Trainer, lr_at
+from model.optim import lr_at
+from model.train_config import TrainConfig
+from model.trainer import Trainer
 from model.transformer import build_model
 
 CPU = Runtime(rank=0, world=1, local_rank=0, device=torch.device("cpu"))

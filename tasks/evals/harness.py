@@ -1,0 +1,139 @@
+"""Run one benchmark task on a model: build the (k-shot) prompts, score choices by
+log-likelihood or generate answers, and return metrics plus one prediction row per item.
+
+Every context starts with the end-of-text token, as every training document does. Few-shot
+examples are drawn per item from a generator seeded by (task seed, item id), so the prompts
+do not depend on item order, batch size or which items a ``limit`` keeps.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from tokenizers import Tokenizer
+from torch import nn
+
+from model.generate import Sampling, generate
+from model.objectives import SpecialTokens
+from model.score import Request, loglikelihood
+from tasks.evals.config import MULTIPLE_CHOICE, TaskConfig
+from tasks.evals.formats import Choice, Generation, read_items
+from tasks.evals.metrics import bleu, choose, exact_match, extract_answer, rouge, token_f1
+
+COT_TRIGGER = " Let's think step by step."  # Kojima et al. 2022, zero-shot chain of thought
+DELIMITER = " "  # between a query and its answer
+
+
+@dataclass(frozen=True)
+class LM:
+    """A model with what is needed to feed it text."""
+
+    model: nn.Module
+    tokenizer: Tokenizer
+    special: SpecialTokens
+    batch_size: int = 16
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def context(self, text: str) -> tuple[int, ...]:
+        return (self.special.eot, *self.encode(text))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode([i for i in ids if i != self.special.eot])
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    metrics: dict[str, float]
+    predictions: list[dict[str, Any]]
+
+
+def _shots(item_id: str, pool: list[Any], k: int, seed: int, same_file: bool) -> list[Any]:
+    candidates = [p for p in pool if p.id != item_id] if same_file else pool
+    if k > len(candidates):
+        raise ValueError(f"{k}-shot needs {k} examples but the few-shot pool has "
+                         f"{len(candidates)}")
+    return random.Random(f"{seed}:{item_id}").sample(candidates, k)
+
+
+def choice_prompt(item: Choice, shots: list[Choice]) -> str:
+    examples = [s.query + DELIMITER + s.choices[s.gold] for s in shots]
+    head = [item.description] if item.description else []
+    return "\n\n".join(head + examples + [item.query])
+
+
+def generation_prompt(item: Generation, shots: list[Generation], cot: bool) -> str:
+    prompt = "\n\n".join([s.example for s in shots] + [item.prompt])
+    return prompt + COT_TRIGGER if cot else prompt
+
+
+def run_multiple_choice(lm: LM, items: list[Choice], pool: list[Choice],
+                        cfg: TaskConfig) -> TaskResult:
+    same = cfg.fewshot_path is None
+    prompts = [choice_prompt(it, _shots(it.id, pool, cfg.shots, cfg.seed, same)) for it in items]
+    requests = [Request(lm.context(p), tuple(lm.encode(DELIMITER + c)))
+                for p, it in zip(prompts, items, strict=True) for c in it.choices]
+    scores = iter(loglikelihood(lm.model, requests, batch_size=lm.batch_size,
+                                pad=lm.special.pad))
+    rows, acc, acc_norm = [], 0, 0
+    for it in items:
+        logprobs = [next(scores).logprob for _ in it.choices]
+        raw, norm = choose(logprobs, [DELIMITER + c for c in it.choices])
+        acc += raw == it.gold
+        acc_norm += norm == it.gold
+        rows.append({"id": it.id, "gold": it.gold, "pred": raw, "pred_norm": norm,
+                     "correct": raw == it.gold, "logprobs": [round(x, 4) for x in logprobs]})
+    n = max(1, len(items))
+    return TaskResult({"acc": acc / n, "acc_norm": acc_norm / n, "items": float(len(items))},
+                      rows)
+
+
+@lru_cache(maxsize=4)
+def _newline_tokens(tokenizer: Tokenizer, marker: str) -> frozenset[int]:
+    return frozenset(i for i in range(tokenizer.get_vocab_size())
+                     if marker in tokenizer.decode([i]))
+
+
+def run_generation(lm: LM, items: list[Generation], pool: list[Generation], fmt: str,
+                   cfg: TaskConfig) -> TaskResult:
+    # answers end at a line break; reasoning (chain of thought) at a blank line
+    marker = "\n\n" if cfg.chain_of_thought else "\n"
+    stop = _newline_tokens(lm.tokenizer, marker) | {lm.special.eot}
+    sampling = Sampling(max_new_tokens=cfg.max_new_tokens, stop=frozenset(stop))
+    rows, preds, refs = [], [], []
+    for it in items:
+        shots = _shots(it.id, pool, cfg.shots, cfg.seed, cfg.fewshot_path is None)
+        prompt = generation_prompt(it, shots, cfg.chain_of_thought)
+        text = lm.decode(generate(lm.model, list(lm.context(prompt)), sampling,
+                                  decoder_start=lm.special.pad)).split(marker)[0]
+        answer = extract_answer(text, cfg.chain_of_thought)
+        preds.append(answer)
+        refs.append(it.references)
+        rows.append({"id": it.id, "generation": text, "answer": answer,
+                     "references": list(it.references),
+                     "exact_match": exact_match(answer, it.references),
+                     "f1": token_f1(answer, it.references)})
+    n = max(1, len(items))
+    metrics = {"exact_match": sum(r["exact_match"] for r in rows) / n,
+               "f1": sum(r["f1"] for r in rows) / n, "items": float(len(items))}
+    if fmt == "generate" and items:
+        metrics["bleu"] = bleu(preds, refs)
+        for row, pred, ref in zip(rows, preds, refs, strict=True):
+            row.update(rouge(pred, ref))
+        for kind in ("rouge1", "rouge2", "rougeL"):
+            metrics[kind] = sum(r[kind] for r in rows) / n
+    return TaskResult(metrics, rows)
+
+
+def run_task(lm: LM, cfg: TaskConfig) -> TaskResult:
+    """Score one task; paths in ``cfg`` must already be absolute or relative to the cwd."""
+    items = read_items(cfg.format, cfg.path)
+    pool = read_items(cfg.format, cfg.fewshot_path) if cfg.fewshot_path else items
+    items = items[:cfg.limit] if cfg.limit else items
+    if cfg.format in MULTIPLE_CHOICE:
+        return run_multiple_choice(lm, items, pool, cfg)  # type: ignore[arg-type]
+    return run_generation(lm, items, pool, cfg.format, cfg)  # type: ignore[arg-type]

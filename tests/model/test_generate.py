@@ -1,0 +1,73 @@
+"""Generation with a KV cache equals recomputing the whole sequence; sampling options behave."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.config import ModelConfig
+from model.generate import Sampling, generate, pick
+from model.transformer import build_model
+
+
+def _model(arch: str, position: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    cfg = ModelConfig(flavor="custom", n_layer=2, n_head=2, n_embd=32, vocab_size=50,
+                      block_size=64, arch=arch, position=position)  # type: ignore[arg-type]
+    return build_model(cfg).eval()
+
+
+@pytest.mark.parametrize("arch", ["causal", "prefix", "encoder_decoder"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rotary"])
+def test_cached_greedy_equals_recomputed(arch: str, position: str) -> None:
+    model = _model(arch, position)
+    prompt = [3, 7, 11, 5, 9]
+    s = Sampling(max_new_tokens=20)
+    cached = generate(model, prompt, s, use_cache=True)
+    plain = generate(model, prompt, s, use_cache=False)
+    assert len(cached) == 20
+    assert cached == plain
+
+
+def test_cached_logits_match_full_forward() -> None:
+    model = _model("causal", "rotary")
+    seq = torch.tensor([[1, 4, 9, 16, 25, 36, 49, 2]])
+    full = model(seq)
+    cache: list[dict] = [{} for _ in model.layers]
+    first = model(seq[:, :5], cache=cache)
+    rest = model(seq[:, 5:], cache=cache, start=5)  # several new tokens at once
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_stop_token_ends_generation_and_prompt_keeps_room() -> None:
+    model = _model("causal", "learned")
+    first = generate(model, [1, 2, 3], Sampling(max_new_tokens=5))
+    stopped = generate(model, [1, 2, 3], Sampling(max_new_tokens=5, stop=frozenset({first[2]})))
+    assert stopped == first[:first.index(first[2]) + 1]
+    long_prompt = list(range(1, 50)) * 3  # longer than the block: the tail is kept
+    assert len(generate(model, long_prompt, Sampling(max_new_tokens=10))) == 10
+    with pytest.raises(ValueError, match="no room"):
+        generate(model, [1], Sampling(max_new_tokens=64))
+
+
+def test_sampling_filters() -> None:
+    logits = torch.tensor([0.0, 5.0, 4.9, -3.0, 1.0])
+    g = torch.Generator().manual_seed(0)
+    assert pick(logits, Sampling(), g) == 1
+    assert pick(logits, Sampling(temperature=1.0, top_k=1), g) == 1
+    draws = {pick(logits, Sampling(temperature=1.0, top_k=2), g) for _ in range(200)}
+    assert draws == {1, 2}
+    # nucleus: tokens 1 and 2 hold ~98% of the mass; top_p=0.9 keeps exactly them
+    draws = {pick(logits, Sampling(temperature=1.0, top_p=0.9), g) for _ in range(200)}
+    assert draws == {1, 2}
+    draws = {pick(logits, Sampling(temperature=1.0, top_p=0.4), g) for _ in range(50)}
+    assert draws == {1}
+    wide = {pick(logits, Sampling(temperature=5.0), g) for _ in range(400)}
+    assert len(wide) == 5
+
+
+def test_seeded_sampling_is_reproducible() -> None:
+    model = _model("prefix", "rotary")
+    s = Sampling(max_new_tokens=15, temperature=1.0, top_p=0.95, seed=7)
+    assert generate(model, [4, 5, 6], s) == generate(model, [4, 5, 6], s)
+    assert generate(model, [4, 5, 6], s) == generate(model, [4, 5, 6], s, use_cache=False)
