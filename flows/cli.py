@@ -141,14 +141,16 @@ def train(config: ConfigOpt = None, output: OutputOpt = None,
 
 @app.command()
 def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
-             checkpoint: Annotated[Path | None, typer.Option(help="default: DIR/model/model.pt")]
+             checkpoint: Annotated[Path | None, typer.Option(
+                 help="one model.pt or checkpoint folder (default: DIR/model)")]
              = None,
              verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Evaluate a checkpoint on the held-out split."""
+    """Evaluate the trained model (and its checkpoints with evaluate.checkpoints: all):
+    held-out perplexity per source, the configured tasks, the security probes."""
     _setup_logging(verbose)
     from flows.evaluate import evaluate_model
 
-    metrics = _run_flow(evaluate_model, _load(config, output), checkpoint)
+    metrics = _run_flow(evaluate_model, _load(config, output), checkpoint, dask=True)
     for key, value in metrics.items():
         out.print(f"{key:>16}: {value:.4f}")
 

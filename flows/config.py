@@ -20,16 +20,9 @@ from model.config import ModelConfig
 from model.train_config import TrainConfig
 from tasks.curate import CurateConfig
 from tasks.dataset import DatasetConfig
+from tasks.evals.config import EvaluateConfig
 from tasks.readers import Source
 from tasks.tokenizer import TokenizerConfig
-
-
-class EvaluateConfig(BaseModel):
-    """Held-out evaluation of the trained model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    batch_size: int = Field(16, ge=1, description="sequences per evaluation batch")
-    max_batches: int | None = Field(None, ge=1, description="cap on batches; null = whole split")
 
 
 class TrackingConfig(BaseModel):
@@ -125,13 +118,26 @@ def format_errors(err: ValidationError, origin: str) -> str:
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Relative local source paths are relative to the config file's folder."""
+    """Relative local paths (sources, evaluation sets, probes) are relative to the config
+    file's folder."""
+    def fix(p: Any) -> Any:
+        if not isinstance(p, str) or "://" in p or Path(p).is_absolute():
+            return p
+        return str(base / p)
+
+    def fix_keys(section: Any, keys: tuple[str, ...]) -> None:
+        if isinstance(section, dict):
+            for key in (k for k in keys if k in section):
+                value = section[key]
+                section[key] = [fix(v) for v in value] if isinstance(value, list) else fix(value)
+
     for source in data.get("sources") or []:
-        if isinstance(source, dict) and isinstance(source.get("paths"), list):
-            source["paths"] = [
-                p if ("://" in str(p) or Path(str(p)).is_absolute()) else str(base / str(p))
-                for p in source["paths"]
-            ]
+        fix_keys(source, ("paths",))
+    fix_keys((data.get("dataset") or {}).get("decontaminate"), ("paths",))
+    evaluate = data.get("evaluate") or {}
+    for task in evaluate.get("tasks") or []:
+        fix_keys(task, ("path", "fewshot_path"))
+    fix_keys(evaluate.get("security"), ("toxicity_prompts", "pii_prompts", "bias_pairs"))
     return data
 
 

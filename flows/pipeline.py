@@ -32,8 +32,10 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             runner = DaskTaskRunner(address=dask.address)
             manifest = curate_corpus.with_options(task_runner=runner)(cfg, tracker.run_id)
             tokens = tokenize_corpus.with_options(task_runner=runner)(cfg, tracker.run_id)
-        checkpoint = train_model(cfg, tracker.run_id)
-        metrics = evaluate_model(cfg, checkpoint, tracker.run_id)
+            # training launches its own processes (torchrun); the idle workers wait for the
+            # evaluation, which fans out over the model and its checkpoints
+            checkpoint = train_model(cfg, tracker.run_id)
+            metrics = evaluate_model.with_options(task_runner=runner)(cfg, None, tracker.run_id)
         tracker.log_metrics(0, {f"eval/{k}": v for k, v in metrics.items()})
         tracker.log_artifact(manifest)
     return {"manifest": str(manifest), "tokens": str(tokens), "checkpoint": str(checkpoint),

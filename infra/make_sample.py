@@ -26,6 +26,8 @@ import zstandard
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from infra.sample_evals import make_evals
+
 OUT = Path(__file__).parent / "sample"
 EPOCH = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -728,6 +730,7 @@ def build(out: Path = OUT) -> Path:
     make_webtext(make_reddit(Prose(3), out), Prose(5), out)
     make_books(Prose(4), out)
     make_code(out)
+    make_evals(out / "eval")
     return out
 
 

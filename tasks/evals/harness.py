@@ -53,7 +53,8 @@ class TaskResult:
 
 
 def _shots(item_id: str, pool: list[Any], k: int, seed: int, same_file: bool) -> list[Any]:
-    candidates = [p for p in pool if p.id != item_id] if same_file else pool
+    candidates = sorted((p for p in pool if not same_file or p.id != item_id),
+                        key=lambda p: p.id)  # the draw does not depend on file order
     if k > len(candidates):
         raise ValueError(f"{k}-shot needs {k} examples but the few-shot pool has "
                          f"{len(candidates)}")

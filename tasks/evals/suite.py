@@ -87,7 +87,8 @@ def source_groups(tokens_dir: Path, manifest: dict[str, Any], stream: PlanStream
     sized = plan.merge(index.drop_duplicates("id"), on="id", how="left")
     per = sized.groupby("source")[["nbytes", "length"]].sum()
     return Groups(stream.ends, plan.source.map({n: i for i, n in enumerate(names)}).to_numpy(),
-                  names, {s: float(r.nbytes / r.length) for s, r in per.iterrows() if r.length})
+                  names, {str(s): float(r["nbytes"] / r["length"])  # not r.nbytes: a pandas
+                          for s, r in per.iterrows() if r["length"]})  # attribute
 
 
 def heldout(lm: LM, tokens_dir: Path, manifest: dict[str, Any], cfg: EvaluateConfig,

@@ -1,0 +1,98 @@
+"""Tasks scored on a model trained on planted patterns: it must get them right, an untrained
+model must not, and batch size must not change a score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks.evals.config import TaskConfig
+from tasks.evals.harness import LM, choice_prompt, run_task
+from tasks.evals.formats import read_items
+from tests.tasks.evals.conftest import ANTONYMS, PASSAGE, QA
+
+
+def _antonym_task(tmp_path: Path) -> Path:
+    words = list(ANTONYMS.values())
+    rows = []
+    for i, (a, b) in enumerate(ANTONYMS.items()):
+        others = [w for w in words if w != b][i % 5:i % 5 + 3]
+        choices = others[:i % 4] + [b] + others[i % 4:]
+        rows.append({"id": f"q{i}", "query": f"The opposite of {a} is", "choices": choices,
+                     "gold": choices.index(b)})
+    path = tmp_path / "antonyms.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_planted_multiple_choice_pattern_is_scored_correctly(trained_lm: LM, untrained_lm: LM,
+                                                            tmp_path: Path) -> None:
+    cfg = TaskConfig(name="antonyms", format="mc", path=_antonym_task(tmp_path))
+    trained = run_task(trained_lm, cfg)
+    assert trained.metrics["acc"] == 1.0 and trained.metrics["items"] == 8
+    assert all(row["correct"] for row in trained.predictions)
+    assert run_task(untrained_lm, cfg).metrics["acc"] < 0.75
+
+
+def test_scores_do_not_depend_on_batch_size(trained_lm: LM, tmp_path: Path) -> None:
+    cfg = TaskConfig(name="antonyms", format="mc", path=_antonym_task(tmp_path), shots=2)
+    base = run_task(trained_lm, cfg)
+    for size in (1, 3):
+        other = run_task(LM(trained_lm.model, trained_lm.tokenizer, trained_lm.special, size), cfg)
+        assert other.metrics == base.metrics
+        for a, b in zip(other.predictions, base.predictions, strict=True):
+            assert a["pred"] == b["pred"] and a["logprobs"] == pytest.approx(b["logprobs"],
+                                                                             abs=2e-3)
+
+
+def test_few_shot_prompts_are_seeded_and_exclude_the_item(tmp_path: Path) -> None:
+    path = _antonym_task(tmp_path)
+    items = read_items("mc", path)
+    cfg = TaskConfig(name="a", format="mc", path=path, shots=3, seed=7)
+    from tasks.evals.harness import _shots
+
+    one = _shots(items[0].id, items, 3, cfg.seed, True)
+    assert one == _shots(items[0].id, list(reversed(items)), 3, cfg.seed, True)
+    assert items[0] not in one and len(one) == 3
+    prompt = choice_prompt(items[0], one)
+    assert prompt.count("The opposite of") == 4 and prompt.endswith(items[0].query)
+    assert any(_shots(items[0].id, items, 3, seed, True) != one for seed in range(8, 12))
+    with pytest.raises(ValueError, match="few-shot pool"):
+        _shots(items[0].id, items[:2], 3, 0, True)
+
+
+def test_open_qa_generation_exact_match(trained_lm: LM, untrained_lm: LM,
+                                        tmp_path: Path) -> None:
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": [a]}) + "\n"
+                            for q, a in QA.items()))
+    cfg = TaskConfig(name="qa", format="qa", path=path, max_new_tokens=8)
+    result = run_task(trained_lm, cfg)
+    assert result.metrics["exact_match"] == 1.0 and result.metrics["f1"] == 1.0
+    assert {r["answer"] for r in result.predictions} == set(QA.values())
+    assert run_task(untrained_lm, cfg).metrics["exact_match"] == 0.0
+
+
+def test_generation_task_reports_bleu_and_rouge(trained_lm: LM, tmp_path: Path) -> None:
+    words = PASSAGE.split()
+    path = tmp_path / "gen.jsonl"
+    path.write_text(json.dumps({"prompt": " ".join(words[:6]),
+                                "reference": " ".join(words[6:18])}) + "\n")
+    result = run_task(trained_lm, TaskConfig(name="g", format="generate", path=path,
+                                             max_new_tokens=40))
+    # the passage continues past the reference: full recall, precision below 1
+    assert result.predictions[0]["generation"].strip().startswith(" ".join(words[6:18]))
+    assert 0.5 < result.metrics["rouge1"] < 1.0 and result.metrics["bleu"] > 30
+
+
+def test_chain_of_thought_appends_the_trigger(tmp_path: Path) -> None:
+    from tasks.evals.formats import Generation
+    from tasks.evals.harness import COT_TRIGGER, generation_prompt
+
+    item = Generation("1", "Question: q\nAnswer:", ("a",), "Question: q\nAnswer: a")
+    assert generation_prompt(item, [], cot=True).endswith("Answer:" + COT_TRIGGER)
+    assert generation_prompt(item, [item], cot=False).startswith("Question: q\nAnswer: a\n\n")
+    with pytest.raises(ValueError, match="chain_of_thought"):
+        TaskConfig(name="x", format="mc", path=tmp_path, chain_of_thought=True)
