@@ -3,6 +3,8 @@
     lmforge run [--config FILE] [--output DIR]     the whole pipeline (default: embedded sample)
     lmforge curate|tokenize|train|evaluate ...     one stage
     lmforge services up|down|status                local Prefect + MLflow servers
+    lmforge compare RUN RUN...                     side-by-side table and plots of MLflow runs
+    lmforge ablate [--config A] [--against B]      curated vs uncurated (or A vs B), same budget
     lmforge config [--config FILE]                 validate and print the resolved config
 """
 
@@ -153,6 +155,66 @@ def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
     metrics = _run_flow(evaluate_model, _load(config, output), checkpoint, dask=True)
     for key, value in metrics.items():
         out.print(f"{key:>16}: {value:.4f}")
+
+
+def _print_rows(rows: list[dict[str, str]], title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in rows[0] if rows else ["name"]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    out.print(table)
+
+
+@app.command()
+def compare(run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids (two or more)")],
+            output: Annotated[Path, typer.Option("--output", "-o", help="folder of the table "
+                                                 "and PNG plots")] = Path("lmforge-compare"),
+            metric: Annotated[list[str] | None, typer.Option(
+                "--metric", "-m", help="metrics to show (default: all)")] = None,
+            experiment: Annotated[str, typer.Option(help="experiment of the compare run")]
+            = "lmforge") -> None:
+    """Compare runs: params that differ, metrics, loss curves and metric bars (PNG, also
+    logged to MLflow)."""
+    _setup_logging(False)
+    from flows.compare import compare_runs
+
+    prepare_environment()
+    with platform() as endpoints:
+        state = compare_runs(run_ids, output.resolve(), experiment, metric or None,
+                             return_state=True)
+        result = state.result(raise_on_failure=False)
+        out.print(f"Prefect flow run:  {endpoints.prefect_ui}/runs/flow-run/"
+                  f"{state.state_details.flow_run_id}")
+    if state.is_failed():
+        console.print(f"[red]{state.name}: {result}[/red]")
+        raise typer.Exit(1)
+    _print_rows(result["rows"], "lmforge compare")
+    for figure in result["figures"]:
+        out.print(f"Figure:            {figure}")
+    out.print(f"Table:             {result['table']}")
+    out.print(f"MLflow compare run: {result['mlflow_run_id']}")
+
+
+@app.command()
+def ablate(config: ConfigOpt = None, output: OutputOpt = None,
+           against: Annotated[Path | None, typer.Option(
+               help="config of arm B (default: arm A with every curation stage off)")] = None,
+           verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Train the same model on the same token budget twice (curated vs uncurated data, or
+    two curation configs) and report what the data did."""
+    _setup_logging(verbose)
+    from flows.ablation import run_ablation
+
+    cfg = _load(config, output)
+    other = _load(against, None) if against else None
+    names = ("a", "b") if against else ("curated", "uncurated")
+    result = _run_flow(run_ablation, cfg, other, names)
+    _print_rows(result["rows"], "lmforge ablate")
+    if result.get("figure"):
+        out.print(f"Figure:            {result['figure']}")
 
 
 @app.command("config")

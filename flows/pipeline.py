@@ -19,9 +19,9 @@ from infra.cluster import dask_cluster
 
 
 @flow(name="pipeline", flow_run_name="pipeline-{cfg.output.name}")
-def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
+def run_pipeline(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]:
     """Run every stage on ``cfg``; returns output paths, metrics and links."""
-    with tracked_run("pipeline", cfg.tracking.experiment,
+    with tracked_run("pipeline", cfg.tracking.experiment, parent_run_id,
                      tags={"config_hash": cfg.digest()}) as tracker:
         tracker.log_config(cfg)
         with dask_cluster(cfg.dask) as dask:

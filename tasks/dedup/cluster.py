@@ -44,6 +44,9 @@ def keys_frame(docs: dd.DataFrame, *, exact: bool, url: bool, minhash: bool) -> 
         with_url = docs[docs.url != 0]
         parts.append(with_url[["id", "url"]].rename(columns={"url": "key"})
                      .assign(kind=KIND_URL))
+    if not parts:  # every method switched off (e.g. an ablation's uncurated arm): no keys
+        parts.append(docs[docs.id.isna()][["id", "exact"]].rename(columns={"exact": "key"})
+                     .assign(kind=KIND_EXACT))
     frame = dd.concat(parts) if len(parts) > 1 else parts[0]
     return frame.astype({"key": "int64", "kind": "int8"})
 

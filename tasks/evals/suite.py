@@ -28,6 +28,7 @@ from model.data import PackedSequences, PlanStream
 from model.distributed import resolve_device
 from model.evaluate import Groups, evaluate_lm
 from model.score import Request, loglikelihood
+from tasks.dataset import split_of
 from tasks.evals.config import EvaluateConfig
 from tasks.evals.harness import LM, TaskResult, run_task
 from tasks.evals.security import (
@@ -38,7 +39,7 @@ from tasks.evals.security import (
     training_documents,
 )
 from tasks.pii import PiiConfig
-from tasks.shards import list_shards
+from tasks.shards import iter_documents, list_shards
 from tasks.tokenizer import load_tokenizer
 from tasks.toxicity import ToxicityConfig
 from tasks.training import load_dataset_manifest, special_token_ids
@@ -63,13 +64,18 @@ class Outcome:
     seconds: float = 0.0
 
 
+def model_meta(path: Path) -> dict[str, Any]:
+    """Step and tokens seen of an exported ``model.pt`` (memory-mapped, weights not read)."""
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return {"step": int(state.get("step") or 0), "tokens_seen": int(state.get("tokens_seen") or 0)}
+
+
 def list_targets(model_dir: Path, which: str) -> list[Target]:
     """The exported model, and with ``which == 'all'`` every complete checkpoint, by step."""
     targets = []
     final = model_dir / "model.pt"
     if final.exists():
-        step = torch.load(final, map_location="cpu", weights_only=False, mmap=True).get("step")
-        targets.append(Target(final, int(step or 0), "final"))
+        targets.append(Target(final, model_meta(final)["step"], "final"))
     if which == "all":
         for ckpt in sorted((model_dir / "checkpoints").glob("step-*")):
             if (ckpt / "meta.json").exists() and not ckpt.name.endswith(".tmp"):
@@ -116,6 +122,29 @@ def text_bits_per_byte(lm: LM, texts: list[str]) -> dict[str, float]:
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     return {"bits_per_byte": nats / math.log(2) / max(1, nbytes), "bytes": float(nbytes),
             "documents": float(len(texts))}
+
+
+def heldout_texts(curated: Path, val_fraction: float, limit: int) -> list[str]:
+    """Texts of held-out documents (the same id-hash split as the token datasets), in shard
+    order, at most ``limit``."""
+    texts: list[str] = []
+    for shard in list_shards(curated):
+        for doc in iter_documents(shard):
+            if split_of(doc.id, val_fraction) == "val":
+                texts.append(doc.text)
+                if len(texts) >= limit:
+                    return texts
+    return texts
+
+
+def score_texts(model_path: Path, tokens_dir: Path, texts: list[str], batch_size: int
+                ) -> dict[str, float]:
+    """Bits per byte of ``texts`` under a model and the tokenizer of its dataset."""
+    manifest = load_dataset_manifest(tokens_dir)
+    model, _ = load_any(model_path)
+    lm = LM(model, load_tokenizer(manifest["tokenizer"]),
+            special_token_ids(manifest["tokenizer"]), batch_size)
+    return text_bits_per_byte(lm, texts)
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -78,3 +78,33 @@ def test_mlflow_has_parent_and_nested_stage_runs(pipeline_run) -> None:
     assert version.run_id == by_name["train"].info.run_id
     system = [k for k in by_name["train"].data.metrics if k.startswith("system/")]
     assert system, "MLflow system metrics were not recorded"
+
+
+def test_evaluations_are_nested_under_the_training_run(pipeline_run) -> None:
+    """The model and its checkpoint, each evaluated on Dask, each a run under the train run
+    with per-example predictions; held-out metrics per source; every configured task."""
+    cfg, result, _, endpoints = pipeline_run
+    client = MlflowClient(endpoints.mlflow_uri)
+    parent = client.get_run(result["mlflow_run_id"])
+    [train] = client.search_runs([parent.info.experiment_id], filter_string=(
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.mlflow.runName = 'train'"))
+    evals = client.search_runs([parent.info.experiment_id], filter_string=(
+        f"tags.mlflow.parentRunId = '{train.info.run_id}'"))
+    by_name = {r.data.tags["mlflow.runName"]: r for r in evals}
+    assert set(by_name) == {"eval-final", "eval-step-0000040"}
+    metrics = by_name["eval-final"].data.metrics
+    for task in cfg.evaluate.tasks:
+        assert any(k.startswith(f"eval/{task.name}/") for k in metrics), task.name
+    for key in ("eval/wikipedia/bits_per_byte", "eval/reddit/perplexity",
+                "eval/security/memorisation/exact_rate", "eval/security/pii/leak_rate",
+                "eval/security/toxicity/toxicity/expected_max",
+                "eval/security/bias/stereotype_rate", "eval/summaries/rougeL"):
+        assert key in metrics, key
+    # the final model is the step-40 checkpoint, exported: same held-out loss
+    assert metrics["eval/loss"] == pytest.approx(
+        by_name["eval-step-0000040"].data.metrics["eval/loss"], rel=1e-4)
+    predictions = {a.path for a in client.list_artifacts(by_name["eval-final"].info.run_id,
+                                                         "predictions")}
+    assert {"predictions/hellaswag.jsonl", "predictions/security_memorisation.jsonl"} <= predictions
+    rows = (cfg.output / "eval" / "final" / "predictions" / "piqa.jsonl").read_text().splitlines()
+    assert len(rows) == 6 and {"gold", "pred", "logprobs"} <= set(json.loads(rows[0]))

@@ -143,6 +143,14 @@ def test_unrelated_documents_survive(tmp_path) -> None:
     assert report.extra["cluster_sizes"] == {"1": 20}
 
 
+def test_every_method_off_keeps_exact_copies(tmp_path) -> None:
+    """An ablation's uncurated arm switches dedup off: copies stay, nothing crashes."""
+    base = text(7)
+    docs = [Document.new("books", "b#1", base), Document.new("books", "b#2", base)]
+    report, dups = run(tmp_path, [docs], DedupConfig(exact=False, url=False, minhash=None))
+    assert dups == {} and report.total.docs_out == 2
+
+
 def test_incremental_index(tmp_path) -> None:
     index = tmp_path / "index"
     cfg = DedupConfig(index=str(index))

@@ -30,7 +30,7 @@ PREJUDICE = "Old sailors always get lost at sea."
 def corpus_lines() -> list[str]:
     lines = [f"The opposite of {a} is {b}." for a, b in ANTONYMS.items()]
     lines += [f"Question: {q}\nAnswer: {a}\n" for q, a in QA.items()]
-    return lines + [PASSAGE, TOXIC, LEAK, PREJUDICE]
+    return [*lines, PASSAGE, TOXIC, LEAK, PREJUDICE]
 
 
 @pytest.fixture(scope="session")

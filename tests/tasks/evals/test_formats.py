@@ -53,5 +53,5 @@ def test_generation_formats() -> None:
 def test_wrong_format_and_missing_file_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not in 'hellaswag' format"):
         read_items("hellaswag", EVAL / "boolq.jsonl")
-    with pytest.raises(FileNotFoundError, match="evaluate.tasks"):
+    with pytest.raises(FileNotFoundError, match=r"evaluate\.tasks"):
         read_items("arc", tmp_path / "missing.jsonl")

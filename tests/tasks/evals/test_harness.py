@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tasks.evals.config import TaskConfig
-from tasks.evals.harness import LM, choice_prompt, run_task
 from tasks.evals.formats import read_items
+from tasks.evals.harness import LM, choice_prompt, run_task
 from tests.tasks.evals.conftest import ANTONYMS, PASSAGE, QA
 
 
@@ -19,7 +19,7 @@ def _antonym_task(tmp_path: Path) -> Path:
     rows = []
     for i, (a, b) in enumerate(ANTONYMS.items()):
         others = [w for w in words if w != b][i % 5:i % 5 + 3]
-        choices = others[:i % 4] + [b] + others[i % 4:]
+        choices = [*others[:i % 4], b, *others[i % 4:]]
         rows.append({"id": f"q{i}", "query": f"The opposite of {a} is", "choices": choices,
                      "gold": choices.index(b)})
     path = tmp_path / "antonyms.jsonl"
