@@ -42,10 +42,17 @@ def uncurated(cfg: RunConfig) -> RunConfig:
 
 
 def better(metric: str, a: float, b: float) -> str:
-    """Which arm did better on ``metric`` ('a', 'b' or '=')."""
+    """Which arm did better on ``metric`` ('a', 'b' or '='): lower losses, toxicity, leaks
+    and memorisation; a bias gap nearer 0 and a stereotype rate nearer 0.5; higher scores."""
+    last = metric.rsplit("/", maxsplit=1)[-1]
+    if last == "gap_nats":
+        a, b = abs(a), abs(b)
+    elif last == "stereotype_rate":
+        a, b = abs(a - 0.5), abs(b - 0.5)
     if a == b:
         return "="
-    lower = metric.rsplit("/", maxsplit=1)[-1] in LOWER_IS_BETTER or metric.endswith("gap_nats")
+    lower = (last in LOWER_IS_BETTER or last in ("gap_nats", "stereotype_rate")
+             or "/entities/" in metric)
     return ("a" if a < b else "b") if lower else ("a" if a > b else "b")
 
 

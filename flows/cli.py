@@ -2,7 +2,9 @@
 
     lmforge run [--config FILE] [--output DIR]     the whole pipeline (default: embedded sample)
     lmforge curate|tokenize|train|evaluate ...     one stage
-    lmforge services up|down|status                local Prefect + MLflow servers
+    lmforge services up|down|status                local Prefect + MLflow servers, a worker
+    lmforge ingest -c FILE -o DIR                  new landing-area inputs -> dataset version
+    lmforge deploy -c FILE -o DIR                  nightly ingest + weekly train deployments
     lmforge compare RUN RUN...                     side-by-side table and plots of MLflow runs
     lmforge ablate [--config A] [--against B]      curated vs uncurated (or A vs B), same budget
     lmforge config [--config FILE]                 validate and print the resolved config
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +31,8 @@ from infra.settings import prepare_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lmforge: curate corpora, train and evaluate language models.")
-services_app = typer.Typer(no_args_is_help=True, help="Local Prefect and MLflow servers.")
+services_app = typer.Typer(no_args_is_help=True, help="Local Prefect and MLflow servers and a "
+                           "Prefect worker.")
 app.add_typer(services_app, name="services")
 console = Console(stderr=True)
 out = Console(soft_wrap=True)  # results and links on stdout, never wrapped mid-URL
@@ -157,6 +161,67 @@ def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
         out.print(f"{key:>16}: {value:.4f}")
 
 
+@app.command()
+def ingest(config: ConfigOpt = None, output: OutputOpt = None,
+           verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Curate only the inputs not processed before (ledger of checksums), dedup them against
+    every earlier batch, and publish a new dataset version."""
+    _setup_logging(verbose)
+    from flows.ingest import ingest_new
+
+    result = _run_flow(ingest_new, _load(config, output), dask=True)
+    if result["new_inputs"] == 0:
+        out.print(f"Nothing new: dataset version {result['version']} is current.")
+    else:
+        out.print(f"Dataset version {result['version']}: {result['new_inputs']} new inputs, "
+                  f"{result['documents']} documents added ({result['total_documents']} in all)")
+
+
+@app.command("cluster-spec")
+def cluster_spec(config: ConfigOpt = None) -> None:
+    """Print what the config's dask section starts: the DaskCluster manifest (kind
+    kubernetes, for `kubectl apply -f -`) or the SLURM job script (kind slurm)."""
+    cfg = _load(config, None)
+    from infra.cluster import kube_cluster_spec, slurm_cluster
+
+    if cfg.dask.kind == "kubernetes":
+        out.print(yaml.safe_dump(kube_cluster_spec(cfg.dask), sort_keys=False), end="")
+    elif cfg.dask.kind == "slurm":
+        with slurm_cluster(cfg.dask) as cluster:
+            out.print(cluster.job_script(), end="")
+    else:
+        console.print(f"dask.kind is {cfg.dask.kind!r}: nothing to print (kubernetes or slurm)")
+        raise typer.Exit(1)
+
+
+@app.command()
+def deploy(config: Annotated[Path, typer.Option("--config", "-c", help="pipeline YAML the "
+                                                "scheduled runs read")],
+           output: OutputOpt = None,
+           only: Annotated[list[str] | None, typer.Option(help="deploy only these")] = None
+           ) -> None:
+    """Register the scheduled deployments (nightly ingest, weekly train + evaluate, curate on
+    demand) in the `lmforge` work pool of the running Prefect server."""
+    _setup_logging(False)
+    _load(config, output)  # validate before registering anything
+    from flows.deploy import SCHEDULES, deploy_all
+
+    up = services.running()
+    if "prefect" not in up and not os.environ.get("PREFECT_API_URL"):
+        console.print("[red]no Prefect server: start one with `lmforge services up` (or set "
+                      "PREFECT_API_URL) so the deployments persist[/red]")
+        raise typer.Exit(1)
+    with platform() as endpoints:
+        ids = deploy_all(config, output, only=tuple(only) if only else None)
+    crons = {s.name: s.cron for s in SCHEDULES}
+    for name, deployment_id in ids.items():
+        out.print(f"{name:>16}: {crons[name] or 'on demand':<12} "
+                  f"{endpoints.prefect_ui}/deployments/deployment/{deployment_id}")
+    if "worker" not in up:
+        out.print("No local worker: `lmforge services up` starts one (or run `prefect worker "
+                  "start --pool lmforge` where the runs should execute).")
+
+
 def _print_rows(rows: list[dict[str, str]], title: str) -> None:
     from rich.table import Table
 
@@ -226,7 +291,8 @@ def show_config(config: ConfigOpt = None, output: OutputOpt = None) -> None:
 
 @services_app.command("up")
 def services_up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
-    """Start the Prefect and MLflow servers in the background (state in $LMFORGE_HOME)."""
+    """Start the Prefect and MLflow servers and a worker of the `lmforge` work pool in the
+    background (state in $LMFORGE_HOME)."""
     prepare_environment()
     with console.status("starting Prefect and MLflow servers"):
         try:

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
 
 from flows.config import RunConfig, save_config
 from flows.progress import wait_all
@@ -24,6 +25,7 @@ from tasks.curate import (
     webtext_list_task,
 )
 from tasks.manifest import write_manifest
+from tasks.monitor import curation_report
 from tasks.pii import resolve_ner_model
 from tasks.readers import Shard, plan_shards
 from tasks.report import StageReport
@@ -73,6 +75,8 @@ def publish(cfg: RunConfig, layout: Layout, reports: list[StageReport], tracker:
         "quality_classifier": classifier, "bias": bias})
     publish_counts("curate", reports, tracker)
     publish_dedup(by_name["dedup"], tracker)
+    create_markdown_artifact(curation_report(layout, reports, tracker.url), key="curate-report",
+                             description="Funnel, removals per rule, lengths, duplicates, PII")
     tracker.log_metrics(0, {f"bias.{source}.identity_attack_{k}": v
                             for source, values in bias.items() for k, v in values.items()})
     if cfg.curate.dedup.index:

@@ -23,7 +23,7 @@ from prefect.settings import PREFECT_UI_URL
 from pydantic import BaseModel
 
 from infra.services import mlflow_store
-from infra.settings import env
+from infra.settings import env, redact
 from tasks.manifest import counts_table, rules_table
 from tasks.report import StageReport
 
@@ -85,12 +85,13 @@ class Tracker:
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        items = [Param(k, redact(k, str(v))[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.log_batch(self.run_id, tags=[RunTag(k, redact(k, str(v)))
+                                                 for k, v in tags.items()])
 
     def log_config(self, cfg: BaseModel) -> None:
         self.log_params(flatten(cfg.model_dump(mode="json")))
@@ -171,7 +172,9 @@ def _experiment(client: MlflowClient, name: str) -> str:
     location = None
     uri = tracking_uri()
     if not uri.startswith("http"):
-        location = (mlflow_store()[1] / name).as_uri()
+        artifacts = mlflow_store()[1]
+        location = f"{artifacts.rstrip('/')}/{name}" if "://" in artifacts \
+            else (Path(artifacts) / name).as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 

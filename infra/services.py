@@ -1,6 +1,8 @@
-"""Local services: a Prefect server (SQLite) and an MLflow tracking server (SQLite backend, local
-artifact folder), started as background processes whose pids, ports and logs live in the state
-folder (``$LMFORGE_HOME``, default ~/.lmforge).
+"""Local services: a Prefect server (SQLite), an MLflow tracking server (SQLite backend, local
+artifact folder) and a Prefect process worker polling the ``lmforge`` work pool (it runs the
+deployments of ``lmforge deploy``), started as background processes whose pids, ports and logs
+live in the state folder (``$LMFORGE_HOME``, default ~/.lmforge). Everything binds to
+127.0.0.1.
 
 ``lmforge services up`` keeps both running across commands. When they are not up, a run starts
 a temporary Prefect server on the same SQLite database for its own duration and writes MLflow
@@ -23,9 +25,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from infra.settings import lmforge_home
+from infra.settings import lmforge_home, mlflow_backend
 
 START_TIMEOUT_S = 240.0  # two busy cores can need well over a minute for a first start
+WORK_POOL = "lmforge"  # the process work pool the local worker polls
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Service:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}" if self.port else f"work pool {WORK_POOL!r}"
 
     @property
     def health_url(self) -> str:
@@ -53,11 +56,10 @@ def state_dir(home: Path | None = None) -> Path:
     return path
 
 
-def mlflow_store(home: Path | None = None) -> tuple[str, Path]:
-    """(backend store URI, artifact folder) shared by the server and embedded use."""
-    root = state_dir(home) / "mlflow"
-    (root / "artifacts").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'mlflow.db'}", root / "artifacts"
+def mlflow_store(home: Path | None = None) -> tuple[str, str]:
+    """(backend store URI, artifact destination) shared by the server and embedded use:
+    SQLite + a local folder, or PostgreSQL + object storage (``infra.settings.mlflow_backend``)."""
+    return mlflow_backend(state_dir(home))
 
 
 def free_port() -> int:
@@ -72,6 +74,8 @@ def port_free(port: int) -> bool:
 
 
 def healthy(service: Service, timeout: float = 2.0) -> bool:
+    if service.name == "worker":  # no endpoint: alive is healthy
+        return service.pid is not None and _alive(service.pid)
     try:
         with urllib.request.urlopen(service.health_url, timeout=timeout) as resp:
             return resp.status == 200
@@ -99,10 +103,24 @@ def _command(name: str, port: int, home: Path) -> tuple[list[str], dict[str, str
             "--port", str(port), "--workers", "1"], env
 
 
-def start(name: str, port: int, home: Path | None = None) -> Service:
-    """Start one service in its own session (so ``stop`` can end its whole process group)."""
+def _worker_command(prefect_api: str, mlflow_uri: str, home: Path
+                    ) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ, PREFECT_API_URL=prefect_api, MLFLOW_TRACKING_URI=mlflow_uri,
+               LMFORGE_HOME=str(home), PREFECT_HOME=str(home / "prefect"))
+    return [_bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process",
+            "--name", f"lmforge-{os.uname().nodename}"], env
+
+
+def start(name: str, port: int, home: Path | None = None,
+          endpoints: tuple[str, str] | None = None) -> Service:
+    """Start one service in its own session (so ``stop`` can end its whole process group);
+    the worker needs the (Prefect API, MLflow) ``endpoints`` it reports to."""
     home = state_dir(home)
-    cmd, env = _command(name, port, home)
+    if name == "worker":
+        assert endpoints is not None
+        cmd, env = _worker_command(*endpoints, home)
+    else:
+        cmd, env = _command(name, port, home)
     log = (home / f"{name}.log").open("ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True, cwd=home)
@@ -172,8 +190,9 @@ def running(home: Path | None = None) -> dict[str, Service]:
 
 
 def up(home: Path | None = None, prefect_port: int = 4200, mlflow_port: int = 5000,
-       timeout: float = START_TIMEOUT_S) -> dict[str, Service]:
-    """Start whichever of the two is not running; wait until both are healthy."""
+       timeout: float = START_TIMEOUT_S, worker: bool = True) -> dict[str, Service]:
+    """Start whichever of the servers is not running and wait until they are healthy; then
+    the process worker of the ``lmforge`` work pool (unless ``worker`` is false)."""
     current = running(home)
     services = dict(current)
     for name, port in (("prefect", prefect_port), ("mlflow", mlflow_port)):
@@ -186,6 +205,10 @@ def up(home: Path | None = None, prefect_port: int = 4200, mlflow_port: int = 50
     _state_file(home).write_text(json.dumps({n: asdict(s) for n, s in services.items()}))
     for service in services.values():
         wait_healthy(service, timeout, home)
+    if worker and "worker" not in services:
+        services["worker"] = start("worker", 0, home, (services["prefect"].api_url,
+                                                       services["mlflow"].api_url))
+        _state_file(home).write_text(json.dumps({n: asdict(s) for n, s in services.items()}))
     return services
 
 

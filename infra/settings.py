@@ -4,6 +4,7 @@ variables. Sets offline-safe defaults before Prefect, MLflow, presidio or HF lib
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
@@ -47,3 +48,29 @@ def set_env(name: str, value: str) -> None:
 
 def unset_env(name: str) -> None:
     os.environ.pop(name, None)
+
+
+SECRET_KEY = re.compile(r"(^|[_-])(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
+                        r"credentials?|private[_-]?key|salt)($|[_-])", re.IGNORECASE)
+URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@",
+                          re.IGNORECASE)
+
+
+def redact(key: str, value: str) -> str:
+    """What may be logged of a setting: secrets by key name become ``***``, credentials inside
+    URLs (``scheme://user:pass@host``) become ``scheme://***@host``. Applied to everything that
+    leaves for MLflow params/tags and Prefect artifacts."""
+    if SECRET_KEY.search(key.rsplit(".", 1)[-1]):
+        return "***" if value not in ("", "None", "null") else value
+    return URL_USERINFO.sub(r"\g<scheme>***@", value)
+
+
+def mlflow_backend(home: Path) -> tuple[str, str]:
+    """(backend store URI, artifact destination) of the MLflow server: SQLite and a local
+    folder under ``home``, or PostgreSQL and object storage from
+    ``LMFORGE_MLFLOW_BACKEND_URI`` / ``LMFORGE_MLFLOW_ARTIFACTS`` (credentials stay in the
+    environment: the URI's password, ``AWS_*`` keys; never in logs)."""
+    root = home / "mlflow"
+    (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    return (env("LMFORGE_MLFLOW_BACKEND_URI") or f"sqlite:///{root / 'mlflow.db'}",
+            env("LMFORGE_MLFLOW_ARTIFACTS") or str(root / "artifacts"))

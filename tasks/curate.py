@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,10 +47,13 @@ from tasks.shards import (
     RejectWriter,
     iter_documents,
     list_shards,
+    output_digests,
+    outputs_intact,
     shard_name,
 )
 from tasks.toxicity import ToxicityConfig, build_toxicity_steps, record_bias
 
+log = logging.getLogger(__name__)
 CODE_VERSION = "0.1.0"  # part of every cache key: bump when stage semantics change
 STAGES = ("ingest", "quality", "dedup", "classifier", "pii", "toxicity")
 
@@ -76,19 +80,25 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _cached(paths: list[Path], key: str) -> dict[str, StageReport] | None:
-    """Reports of a finished shard with the same key, else None (the shard must run)."""
+def _cached(paths: list[Path], key: str, root: Path) -> dict[str, StageReport] | None:
+    """Reports of a finished step with the same key whose outputs are intact (same SHA-256
+    as when written), else None: the step must run."""
     if not all(p.exists() for p in paths):
         return None
     reports = [StageReport.load(p) for p in paths]
     if any(r.extra.get("cache_key") != key for r in reports):
         return None
+    if not outputs_intact(root, reports[0].extra.get("outputs")):
+        log.warning("outputs of %s changed since they were written: recomputing",
+                    paths[0].relative_to(root))
+        return None
     return {r.stage: r for r in reports}
 
 
-def _finish(tally: Tally, start: float, key: str) -> StageReport:
+def _finish(tally: Tally, start: float, key: str, outputs: dict[str, str | None]) -> StageReport:
     tally.seconds = time.perf_counter() - start
     tally.extra["cache_key"] = key
+    tally.extra["outputs"] = outputs
     return tally.report()
 
 
@@ -103,7 +113,7 @@ def filter_shard(shard: Shard, source: SourceBase, cfg: CurateConfig,
                      for p in shard.parts], source, cfg.quality.for_source(shard.kind),
                     cfg.dedup)
     paths = [layout.report(s, n) for s in stages]
-    if (done := _cached(paths, key)) is not None:
+    if (done := _cached(paths, key, root)) is not None:
         return done
     start = time.perf_counter()
     ingest, quality = Tally("ingest"), Tally("quality")
@@ -123,7 +133,12 @@ def filter_shard(shard: Shard, source: SourceBase, cfg: CurateConfig,
         kept = run_steps(docs, steps, quality, rej_q)
         signatures = signature_table(_written(kept, out), n, cfg.dedup.minhash)
     _write_table(signatures, layout.work("dedup") / shard_name(n, "sig-"))
-    reports = {"ingest": _finish(ingest, start, key), "quality": _finish(quality, start, key)}
+    outputs = output_digests(root, [
+        layout.quarantine / shard_name(n), layout.rejected / shard_name(n, "ingest-"),
+        layout.rejected / shard_name(n, "quality-"), layout.work("filtered") / shard_name(n),
+        layout.work("webtext") / shard_name(n), layout.work("dedup") / shard_name(n, "sig-")])
+    reports = {"ingest": _finish(ingest, start, key, outputs),
+               "quality": _finish(quality, start, key, outputs)}
     for stage in stages:
         reports[stage].save(layout.report(stage, n))
     return reports
@@ -151,13 +166,14 @@ def dedup_corpus(shard_keys: list[str], cfg: DedupConfig, root: Path,
     index_version = DedupIndex(Path(cfg.index)).version if cfg.index else None
     key = cache_key(sorted(shard_keys), cfg, index_version)
     path = layout.report("dedup")
-    if (done := _cached([path], key)) is not None:
+    if (done := _cached([path], key, root)) is not None:
         return done["dedup"]
+    out = layout.work("dedup") / "duplicates"
     with _dask_client():
-        report = find_duplicates(list_shards(layout.work("dedup"), "sig-"), cfg,
-                                 layout.work("dedup") / "duplicates", run)
+        report = find_duplicates(list_shards(layout.work("dedup"), "sig-"), cfg, out, run)
+    outputs = output_digests(root, [p for p in out.rglob("*") if p.is_file()])
     report = StageReport(stage="dedup", sources=report.sources, seconds=report.seconds,
-                         extra={**report.extra, "cache_key": key})
+                         extra={**report.extra, "cache_key": key, "outputs": outputs})
     report.save(path)
     return report
 
@@ -206,7 +222,7 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
     stages = ("classifier", "pii", "toxicity")
     key = cache_key(upstream_key, cfg.classifier, model, cfg.pii, cfg.toxicity)
     paths = [layout.report(s, shard) for s in stages]
-    if (done := _cached(paths, key)) is not None:
+    if (done := _cached(paths, key, root)) is not None:
         return done
     start = time.perf_counter()
     removed = duplicate_rows(layout.work("dedup") / "duplicates", shard)
@@ -242,7 +258,9 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
         for doc in run_steps(stream, steps["toxicity"], tallies["toxicity"], rejected):
             record_bias([(doc.source, doc.scores)], tallies["toxicity"])
             out.write(doc)
-    reports = {s: _finish(tallies[s], start, key) for s in stages}
+    outputs = output_digests(root, [layout.curated / shard_name(shard)] + [
+        layout.rejected / shard_name(shard, f"{s}-") for s in ("dedup", "classifier", "toxicity")])
+    reports = {s: _finish(tallies[s], start, key, outputs) for s in stages}
     for stage in stages:
         reports[stage].save(layout.report(stage, shard))
     return reports

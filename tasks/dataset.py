@@ -35,9 +35,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.decontaminate import DecontaminationConfig, overlaps
 from tasks.schema import Document, SourceKind
-from tasks.shards import iter_documents, list_shards, shard_name
-from tasks.tokenizer import EOT, load_tokenizer
+from tasks.shards import (
+    file_digest,
+    iter_documents,
+    list_shards,
+    output_digests,
+    outputs_intact,
+    shard_name,
+)
+from tasks.tokenizer import EOT, load_tokenizer, tokenizer_hash
 
+PACK_VERSION = "1"  # part of every shard's cache key: bump when packing changes
 SPLITS = ("train", "val")
 INDEX_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("split", pa.string()),
                           ("file", pa.string()), ("offset", pa.int64()), ("length", pa.int64()),
@@ -134,7 +142,29 @@ class _ShardWriter:
 
 def pack_shard(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfig,
                out: Path) -> ShardTokens:
-    """Tokenize one curated shard into its train and val token files and document index."""
+    """Tokenize one curated shard into its train and val token files and document index,
+    unless a finished record with the same inputs (curated bytes, tokenizer, config, code
+    version) and intact outputs exists: a rerun after a crash redoes only unfinished shards."""
+    key = hashlib.sha256(json.dumps([PACK_VERSION, file_digest(curated), tokenizer_hash(
+        Path(tokenizer_path)), cfg.model_dump(mode="json")], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    record = out / "reports" / shard_name(shard).replace(".parquet", ".json")
+    if record.exists():
+        done = json.loads(record.read_text())
+        if done.get("key") == key and outputs_intact(out, done.get("outputs")):
+            return ShardTokens(**done["result"])
+    result = _pack(curated, shard, tokenizer_path, cfg, out)
+    outputs = output_digests(out, [out / f for f in result.files.values()]
+                             + [out / "index" / shard_name(shard)])
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "result": asdict(result), "outputs": outputs}))
+    tmp.replace(record)  # written last: marks the shard finished
+    return result
+
+
+def _pack(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfig,
+          out: Path) -> ShardTokens:
     tokenizer = load_tokenizer(tokenizer_path)
     eot = tokenizer.token_to_id(EOT)
     writer = _ShardWriter(out, shard, token_dtype(tokenizer.get_vocab_size()))

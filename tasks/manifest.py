@@ -78,7 +78,7 @@ def write_manifest(layout: Layout, reports: Sequence[StageReport], config_hash: 
 
 def _public(report: StageReport) -> dict[str, Any]:
     data = report.to_dict()
-    data["extra"] = {k: v for k, v in data["extra"].items() if k != "cache_key"}
+    data["extra"] = {k: v for k, v in data["extra"].items() if k not in ("cache_key", "outputs")}
     del data["sources"]  # per source lives under "sources"
     total = report.total
     data.update(docs_in=total.docs_in, docs_out=total.docs_out, bytes_in=total.bytes_in,

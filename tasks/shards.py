@@ -16,9 +16,10 @@ complete or not at all; a shard's report is written after its files, so "report 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -185,6 +186,35 @@ def iter_documents(path: Path, batch_rows: int = 512) -> Iterator[Document]:
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(batch_size=batch_rows):
         yield from table_to_documents(pa.Table.from_batches([batch]))
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_digests(root: Path, paths: Iterable[Path]) -> dict[str, str | None]:
+    """Relative path -> SHA-256 of each output (None: the step legitimately wrote nothing).
+    Stored in the step's report, which is written last and so marks the step finished."""
+    return {str(p.relative_to(root)): file_digest(p) if p.exists() else None
+            for p in sorted(paths)}
+
+
+def outputs_intact(root: Path, recorded: Mapping[str, str | None] | None) -> bool:
+    """True when every recorded output is still there with the same bytes: a finished step
+    whose files were lost or corrupted (a killed worker, a bad disk) is recomputed instead."""
+    if recorded is None:
+        return False
+    for rel, sha in recorded.items():
+        path = root / rel
+        if (sha is None) != (not path.exists()) or (sha is not None
+                                                     and file_digest(path) != sha):
+            return False
+    return True
 
 
 def list_shards(directory: Path, prefix: str = "") -> list[Path]:

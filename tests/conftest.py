@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +61,55 @@ def services_up(lmforge_home: Path) -> Iterator[dict]:
                           mlflow_port=services.free_port())
     yield running
     services.down(lmforge_home)
+
+
+class ExternalDask:
+    """A `dask scheduler` and `dask worker` processes started by hand, as on a real cluster
+    (workers without a nanny: a killed worker stays dead, as after a lost node)."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, workers: int = 2) -> None:
+        from infra.services import free_port
+
+        self.env, self.log_dir = env, log_dir
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        port = self.address.rsplit(":", 1)[1]
+        self.scheduler = self._spawn("scheduler", ["scheduler", "--host", "127.0.0.1", "--port",
+                                                   port, "--dashboard-address", ":0"])
+        self.workers = [self.add_worker() for _ in range(workers)]
+        self.wait_for(workers)
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        dask = str(Path(sys.executable).parent / "dask")
+        log = (self.log_dir / f"{name}.log").open("ab")
+        return subprocess.Popen([dask, *args], env=self.env, stdout=log, stderr=log)
+
+    def add_worker(self) -> subprocess.Popen:
+        n = len(getattr(self, "workers", []))
+        return self._spawn(f"worker-{n}", ["worker", self.address, "--nthreads", "1",
+                                           "--no-nanny", "--memory-limit", "4GiB",
+                                           "--name", f"w{n}", "--dashboard-address", ":0"])
+
+    def wait_for(self, workers: int, timeout: float = 120.0) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as client:
+            client.wait_for_workers(workers, timeout=timeout)
+
+    def close(self) -> None:
+        for proc in [*self.workers, self.scheduler]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.scheduler]:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def external_dask(services_up, tmp_path: Path) -> Iterator[ExternalDask]:
+    env = {**os.environ, "PREFECT_API_URL": services_up["prefect"].api_url,
+           "MLFLOW_TRACKING_URI": services_up["mlflow"].api_url}
+    cluster = ExternalDask(env, tmp_path)
+    yield cluster
+    cluster.close()

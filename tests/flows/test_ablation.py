@@ -39,6 +39,9 @@ def test_uncurated_arm_switches_every_curation_stage_off() -> None:
     assert cfg.curate.quality.commoncrawl.gopher is None
     assert cfg.curate.quality.wikipedia.language is None
     assert better("eval/loss", 1.0, 2.0) == "a" and better("hellaswag/acc", 0.2, 0.5) == "b"
+    assert better("security/bias/age/gap_nats", -3.0, 1.0) == "b"  # nearer 0
+    assert better("security/bias/stereotype_rate", 0.45, 0.7) == "a"  # nearer 0.5
+    assert better("security/pii/entities/EMAIL_ADDRESS", 3, 1) == "b"
 
 
 def test_ablation_trains_both_arms_on_the_same_budget(ablation) -> None:
@@ -85,12 +88,13 @@ def test_compare_three_real_runs(ablation, pipeline_run, lmforge_home, tmp_path)
     ids = [a["mlflow_run_id"] for a in result["arms"].values()] + [e2e["mlflow_run_id"]]
     done = lmforge("compare", *ids, "-o", str(tmp_path / "cmp"), home=lmforge_home)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "param train.steps" in done.stdout  # 30 in the arms, 40 in the e2e run
-    assert "eval/hellaswag/acc" in done.stdout
+    assert "lmforge compare" in done.stdout  # the table, printed
     pngs = sorted(p.name for p in (tmp_path / "cmp").glob("*.png"))
     assert {"curve-train_loss.png", "curve-val_loss.png", "metrics.png"} <= set(pngs)
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert table.count("|") > 20 and "param curate.pii" in table
+    assert "| param train.steps | 30 | 30 | 40 |" in table  # the arms vs the e2e run
+    assert "| eval/hellaswag/acc |" in table
     client = MlflowClient(endpoints.mlflow_uri)
     run_id = done.stdout.split("MLflow compare run:")[1].split()[0]
     logged = {a.path for a in client.list_artifacts(run_id, "compare")}

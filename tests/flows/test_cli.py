@@ -28,6 +28,10 @@ def small_config(tmp_path: Path) -> Path:
     cfg = yaml.safe_load((SAMPLE_DIR / "pipeline.yaml").read_text())
     for source in cfg["sources"]:
         source["paths"] = [str(SAMPLE_DIR / p) for p in source["paths"]]
+    for task in cfg["evaluate"]["tasks"]:
+        task.update({k: str(SAMPLE_DIR / task[k]) for k in ("path", "fewshot_path") if k in task})
+    security = cfg["evaluate"]["security"]
+    security.update({k: str(SAMPLE_DIR / v) for k, v in security.items() if isinstance(v, str)})
     cfg["train"].update(steps=10, eval_every=5)
     cfg["tracking"] = {"experiment": "cli"}
     path = tmp_path / "small.yaml"
@@ -71,6 +75,7 @@ def test_services_status_reports_running_servers(services_up, lmforge_home) -> N
     done = lmforge("services", "status", home=lmforge_home)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "prefect: up" in done.stdout and "mlflow: up" in done.stdout
+    assert "worker: up" in done.stdout and "work pool 'lmforge'" in done.stdout
 
 
 def test_services_status_when_nothing_runs(tmp_path) -> None:

@@ -45,7 +45,8 @@ def test_prefect_api_has_the_runs_and_artifacts(pipeline_run) -> None:
         names = {r.name.split("-")[0] for r in children if r.parent_task_run_id}
         assert {"curate", "tokenize", "train", "evaluate"} <= names
         keys = {a.key for a in c.read_artifacts() if a.key}
-        assert {"curate-counts", "mlflow-pipeline", "mlflow-curate", "evaluate-metrics"} <= keys
+        assert {"curate-counts", "mlflow-pipeline", "mlflow-curate", "evaluate-metrics",
+                "curate-report", "progress-filter", "progress-evaluate"} <= keys
         own = c.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
         assert any(a.key == "mlflow-pipeline" for a in own)

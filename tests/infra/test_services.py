@@ -8,8 +8,12 @@ from infra import services
 
 
 def test_session_services_answer_health(services_up) -> None:
-    assert set(services_up) == {"prefect", "mlflow"}
+    assert set(services_up) == {"prefect", "mlflow", "worker"}
     assert all(services.healthy(s) for s in services_up.values())
+    cmd, env = services._worker_command(services_up["prefect"].api_url,
+                                        services_up["mlflow"].api_url, services.state_dir())
+    assert cmd[1:6] == ["worker", "start", "--pool", services.WORK_POOL, "--type"]
+    assert env["PREFECT_API_URL"] == services_up["prefect"].api_url
 
 
 def test_up_is_idempotent(services_up, lmforge_home) -> None:

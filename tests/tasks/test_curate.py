@@ -138,6 +138,27 @@ def test_changed_config_recomputes_the_shard(curated, tmp_path) -> None:
     filter_shard(part, SOURCES[0], CFG, root)  # restore for the other tests
 
 
+def test_corrupted_intermediate_is_recomputed_never_consumed(curated) -> None:
+    """A finished shard whose output no longer has the recorded SHA-256 (a worker died while
+    something else wrote there, a bad disk) is recomputed; the result equals the original."""
+    import pyarrow.parquet as pq
+
+    root, _ = curated
+    part = plan_shards(SOURCES)[0]
+    shard_file = root / "_work" / "filtered" / "part-00000.parquet"
+    original = pq.read_table(shard_file).to_pylist()
+    report = StageReport.load(Layout(root).report("quality", 0))
+    assert report.extra["outputs"]["_work/filtered/part-00000.parquet"] is not None
+    data = bytearray(shard_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    shard_file.write_bytes(bytes(data))
+    filter_shard(part, SOURCES[0], CFG, root)
+    assert pq.read_table(shard_file).to_pylist() == original
+    shard_file.unlink()  # a lost file is recomputed too
+    filter_shard(part, SOURCES[0], CFG, root)
+    assert pq.read_table(shard_file).to_pylist() == original
+
+
 def test_crash_mid_shard_leaves_no_partial_output(tmp_path, monkeypatch) -> None:
     import tasks.curate as curate_mod
 

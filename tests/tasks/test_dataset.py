@@ -155,3 +155,19 @@ def test_empty_shard_packs_to_empty_files(corpus, tmp_path) -> None:
     result = pack_shard(tmp_path / "part-00000.parquet", 0, str(tok), DatasetConfig(),
                         tmp_path / "out")
     assert result.tokens == {"train": 0, "val": 0}
+
+
+def test_packing_resumes_and_recomputes_corrupted_shards(corpus, tmp_path) -> None:
+    _, curated, tok = corpus
+    cfg = DatasetConfig(seq_len=64, val_fraction=0.2)
+    first = pack_shard(curated[0], 0, str(tok), cfg, tmp_path)
+    token_file = tmp_path / first.files["train"]
+    before = token_file.stat().st_mtime_ns
+    assert pack_shard(curated[0], 0, str(tok), cfg, tmp_path) == first  # from its record
+    assert token_file.stat().st_mtime_ns == before
+    token_file.write_bytes(token_file.read_bytes()[:-2])  # truncated by a dying worker
+    again = pack_shard(curated[0], 0, str(tok), cfg, tmp_path)
+    assert again == first and token_file.stat().st_size == first.tokens["train"] * 2
+    other = pack_shard(curated[0], 0, str(tok), cfg.model_copy(update={"val_fraction": 0.5}),
+                       tmp_path)  # another config: recomputed
+    assert other.documents != first.documents

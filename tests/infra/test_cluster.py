@@ -1,0 +1,70 @@
+"""Cluster specs chosen by config: an address, a Kubernetes DaskCluster manifest, a SLURM job
+script (generated for real by dask-jobqueue, not submitted)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from infra.cluster import DaskConfig, dask_cluster, kube_cluster_spec, slurm_cluster
+
+
+def test_an_address_selects_the_external_scheduler() -> None:
+    assert DaskConfig(address="tcp://10.0.0.5:8786").kind == "address"
+    with pytest.raises(ValidationError, match=r"dask\.address"):
+        DaskConfig(kind="address")
+    with pytest.raises(ValidationError, match="slurm"):
+        DaskConfig(kind="yarn")  # type: ignore[arg-type]
+
+
+def test_kubernetes_manifest_for_the_dask_operator() -> None:
+    cfg = DaskConfig.model_validate({"kind": "kubernetes", "n_workers": 5, "kubernetes": {
+        "name": "curation", "namespace": "ml", "image": "registry/lmforge:1", "cpu": "4",
+        "memory": "16Gi", "env": {"PREFECT_API_URL": "http://prefect:4200/api"}}})
+    spec = kube_cluster_spec(cfg)
+    assert spec["apiVersion"] == "kubernetes.dask.org/v1" and spec["kind"] == "DaskCluster"
+    assert spec["metadata"] == {"name": "curation", "namespace": "ml"}
+    worker = spec["spec"]["worker"]
+    assert worker["replicas"] == 5
+    [container] = worker["spec"]["containers"]
+    assert container["image"] == "registry/lmforge:1"
+    assert container["resources"]["limits"] == {"cpu": "4", "memory": "16Gi"}
+    assert {"name": "PREFECT_API_URL", "value": "http://prefect:4200/api"} in container["env"]
+    service = spec["spec"]["scheduler"]["service"]
+    assert {p["port"] for p in service["ports"]} == {8786, 8787}
+
+
+def test_kubernetes_without_the_operator_client_says_what_to_do() -> None:
+    pytest.importorskip("distributed")
+    try:
+        import dask_kubernetes  # noqa: F401
+        pytest.skip("dask-kubernetes is installed")
+    except ImportError:
+        pass
+    with pytest.raises(ImportError, match="cluster-spec"), \
+            dask_cluster(DaskConfig(kind="kubernetes")):
+        pass
+
+
+def test_slurm_job_script() -> None:
+    cfg = DaskConfig.model_validate({"kind": "slurm", "slurm": {
+        "queue": "cpu", "account": "lm", "cores": 16, "memory": "64GB", "walltime": "02:00:00",
+        "job_extra_directives": ["--exclusive"]}})
+    with slurm_cluster(cfg) as cluster:
+        script = cluster.job_script()
+    for line in ("#SBATCH -p cpu", "#SBATCH -A lm", "#SBATCH -n 1", "#SBATCH --cpus-per-task=16",
+                 "#SBATCH -t 02:00:00", "#SBATCH --exclusive"):
+        assert line in script
+    assert "distributed.cli.dask_worker" in script and cluster.scheduler_address in script
+
+
+def test_secrets_never_leave_in_params() -> None:
+    from infra.settings import redact
+
+    assert redact("sources.0.paths", "['https://ann:s3cr3t@host/x.warc.gz']") == \
+        "['https://***@host/x.warc.gz']"
+    assert redact("dask.kubernetes.env.AWS_SECRET_ACCESS_KEY", "abc") == "***"
+    assert redact("curate.pii.hash_salt", "pepper") == "***"  # hashed PII could be guessed
+    assert redact("tracking.api_token", "xyz") == "***" and redact("db.password", "p") == "***"
+    assert redact("evaluate.max_new_tokens", "32") == "32"
+    assert redact("reddit.bot_authors", "['AutoModerator']") == "['AutoModerator']"
