@@ -128,7 +128,7 @@ def tokenize(config: ConfigOpt = None, output: OutputOpt = None,
              verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Train the tokenizer and pack DIR/curated into DIR/tokens."""
     _setup_logging(verbose)
-    from flows.tokenize import tokenize_corpus
+    from flows.tokens import tokenize_corpus
 
     manifest = _run_flow(tokenize_corpus, _load(config, output), dask=True)
     out.print(f"Token dataset:     {manifest}")

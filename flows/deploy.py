@@ -26,7 +26,7 @@ from flows.config import load_config
 from flows.curate import curate_corpus
 from flows.evaluate import evaluate_model
 from flows.ingest import ingest_new
-from flows.tokenize import tokenize_corpus
+from flows.tokens import tokenize_corpus
 from flows.train import train_model
 from infra.cluster import dask_cluster
 from infra.services import WORK_POOL

@@ -12,7 +12,7 @@ from prefect_dask import DaskTaskRunner
 from flows.config import RunConfig
 from flows.curate import curate_corpus
 from flows.evaluate import evaluate_model
-from flows.tokenize import tokenize_corpus
+from flows.tokens import tokenize_corpus
 from flows.tracking import tracked_run
 from flows.train import train_model
 from infra.cluster import dask_cluster

@@ -75,7 +75,9 @@ class ExternalDask:
         port = self.address.rsplit(":", 1)[1]
         self.scheduler = self._spawn("scheduler", ["scheduler", "--host", "127.0.0.1", "--port",
                                                    port, "--dashboard-address", ":0"])
-        self.workers = [self.add_worker() for _ in range(workers)]
+        self.workers: list[subprocess.Popen] = []
+        for _ in range(workers):
+            self.workers.append(self.add_worker())
         self.wait_for(workers)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
@@ -84,7 +86,7 @@ class ExternalDask:
         return subprocess.Popen([dask, *args], env=self.env, stdout=log, stderr=log)
 
     def add_worker(self) -> subprocess.Popen:
-        n = len(getattr(self, "workers", []))
+        n = len(self.workers)
         return self._spawn(f"worker-{n}", ["worker", self.address, "--nthreads", "1",
                                            "--no-nanny", "--memory-limit", "4GiB",
                                            "--name", f"w{n}", "--dashboard-address", ":0"])

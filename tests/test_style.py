@@ -27,3 +27,14 @@ def test_modules_stay_under_400_lines() -> None:
                 for p in (ROOT / pkg).rglob("*.py") if "sample" not in p.relative_to(ROOT).parts
                 if (n := len(p.read_text().splitlines())) > 400 and p.name != "make_sample.py"]
     assert too_long == []
+
+
+def test_no_module_shadows_the_standard_library() -> None:
+    """Folders whose files run as entrypoints land on sys.path (a deployment's worker adds
+    flows/, `python benchmarks/x.py` adds benchmarks/): a flows/tokenize.py there replaces
+    the stdlib `tokenize` and breaks every process spawned from it."""
+    import sys
+
+    clashes = [str(p.relative_to(ROOT)) for folder in ("flows", "benchmarks")
+               for p in (ROOT / folder).glob("*.py") if p.stem in sys.stdlib_module_names]
+    assert clashes == []
