@@ -136,8 +136,10 @@ def test_training_rank_killed_then_resumed(pipeline_run, lmforge_home, tmp_path)
     proc = _start(["train", "-c", str(path)], lmforge_home)
     checkpoints = cfg.output / "model" / "checkpoints"
     _wait_for(lambda: any((c / "meta.json").exists() for c in checkpoints.glob("step-*")), proc)
-    ranks = [p for p in psutil.Process(proc.pid).children(recursive=True)
-             if "flows.train_worker" in " ".join(p.cmdline())]
+    launched = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                if "flows.train_worker" in " ".join(p.cmdline())]
+    parents = {p.ppid() for p in launched}
+    ranks = [p for p in launched if p.pid not in parents]  # not the torchrun agent
     assert len(ranks) == 2
     ranks[1].kill()  # one rank dies mid-training
     code, log = _finish(proc)
