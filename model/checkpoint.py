@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +193,9 @@ def _consolidated(checkpoint: Path, model_cfg: ModelConfig) -> nn.Module:
 
     model = build_model(model_cfg)
     state = {"model": model.state_dict()}
-    dcp.load(state, checkpoint_id=checkpoint, no_dist=True)
+    with warnings.catch_warnings():  # one process reading on purpose: not worth a warning
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=checkpoint, no_dist=True)
     model.load_state_dict(state["model"])
     return model
 
