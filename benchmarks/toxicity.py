@@ -1,6 +1,6 @@
 """Toxicity scoring speed and quality.
 
-    python benchmarks/toxicity.py [--docs 2000] [--detoxify-checkpoint FILE]
+    python -m benchmarks.toxicity [--docs 2000] [--detoxify-checkpoint FILE]
 
 Prints documents/s of detoxify scoring batched (lmforge's path) against one document per call,
 in the same run and on the same texts; the profanity-check scorer's documents/s; and both

@@ -1,7 +1,7 @@
 """Training: lmforge's Trainer against a bare PyTorch loop, ZeRO memory per rank, and the cost of
 activation checkpointing. All numbers come from this run.
 
-    python benchmarks/train.py [--device cpu|cuda] [--steps 20] [--rounds 3]
+    python -m benchmarks.train [--device cpu|cuda] [--steps 20] [--rounds 3]
                                [--peak-flops 989e12]   # MFU on GPU (H100 bf16 dense)
 
 1. tokens/s of ``Trainer.train_step`` and of the bare loop below (same model, data, batch,
