@@ -168,8 +168,11 @@ def ingest(config: ConfigOpt = None, output: OutputOpt = None,
     every earlier batch, and publish a new dataset version."""
     _setup_logging(verbose)
     from flows.ingest import ingest_new
+    from tasks.ingest import Ledger
 
-    result = _run_flow(ingest_new, _load(config, output), dask=True)
+    cfg = _load(config, output)
+    new = Ledger(cfg.output.resolve()).new_inputs(cfg.sources)
+    result = _run_flow(ingest_new, cfg, None, new, dask=bool(new))  # no cluster for nothing
     if result["new_inputs"] == 0:
         out.print(f"Nothing new: dataset version {result['version']} is current.")
     else:

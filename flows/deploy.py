@@ -30,6 +30,7 @@ from flows.tokens import tokenize_corpus
 from flows.train import train_model
 from infra.cluster import dask_cluster
 from infra.services import WORK_POOL
+from tasks.ingest import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]  # the project: the worker loads flows from here
 
@@ -37,8 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]  # the project: the worker loads flow
 @flow(name="nightly-ingest")
 def nightly_ingest(config: str, output: str | None = None) -> dict[str, Any]:
     cfg = load_config(Path(config), output=output)
+    new = Ledger(cfg.output.resolve()).new_inputs(cfg.sources)
+    if not new:  # a quiet night: no cluster
+        return ingest_new(cfg, None, new)
     with dask_cluster(cfg.dask) as dask:
-        return ingest_new.with_options(task_runner=DaskTaskRunner(address=dask.address))(cfg)
+        return ingest_new.with_options(task_runner=DaskTaskRunner(address=dask.address))(
+            cfg, None, new)
 
 
 @flow(name="weekly-train")

@@ -44,6 +44,11 @@ def _log_outcome(outcome: Outcome, cfg: RunConfig, training_run: str | None,
                            "lmforge.evaluate_run": stage_run}) as tracker:
         tracker.log_params({"model_path": str(target.path), "step": target.step,
                             "tasks": ",".join(t.name for t in cfg.evaluate.tasks) or "-"})
+        if training_run and target.label == "final":  # link the registered model version
+            versions = tracker.client.search_model_versions(f"run_id='{training_run}'")
+            if versions:
+                newest = max(versions, key=lambda v: int(v.version))
+                tracker.set_tags({"lmforge.model_version": f"{newest.name}/{newest.version}"})
         tracker.log_metrics(target.step, {f"eval/{k}": v for k, v in outcome.metrics.items()})
         tracker.log_metrics(target.step, {"eval/seconds": outcome.seconds})
         tracker.log_artifact(outcome.folder / "metrics.json", "eval")

@@ -12,15 +12,18 @@ from prefect.artifacts import create_markdown_artifact
 from flows.config import RunConfig
 from flows.curate import curate_corpus
 from flows.progress import same_runner
-from tasks.ingest import Ledger, batch_sources, publish_version
+from tasks.ingest import Entry, Ledger, batch_sources, publish_version
 
 
 @flow(name="ingest", flow_run_name="ingest-{cfg.output.name}")
-def ingest_new(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]:
-    """Returns the new dataset version (or the current one when nothing was new)."""
+def ingest_new(cfg: RunConfig, parent_run_id: str | None = None,
+               new: list[Entry] | None = None) -> dict[str, Any]:
+    """Returns the new dataset version (or the current one when nothing was new). ``new``:
+    the inputs :meth:`Ledger.new_inputs` found, when the caller checked already (to start no
+    cluster for a night without new files)."""
     root = cfg.output.resolve()
     ledger = Ledger(root)
-    new = ledger.new_inputs(cfg.sources)
+    new = ledger.new_inputs(cfg.sources) if new is None else new
     if not new:
         create_markdown_artifact(f"No new inputs: dataset version {ledger.batch} is current.",
                                  key="ingest-report")

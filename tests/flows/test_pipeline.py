@@ -93,6 +93,9 @@ def test_evaluations_are_nested_under_the_training_run(pipeline_run) -> None:
         f"tags.mlflow.parentRunId = '{train.info.run_id}'"))
     by_name = {r.data.tags["mlflow.runName"]: r for r in evals}
     assert set(by_name) == {"eval-final", "eval-step-0000040"}
+    candidate = client.get_model_version_by_alias(f"lmforge-{cfg.output.name}", "candidate")
+    assert by_name["eval-final"].data.tags["lmforge.model_version"] == \
+        f"{candidate.name}/{candidate.version}"  # linked to the registered model version
     metrics = by_name["eval-final"].data.metrics
     for task in cfg.evaluate.tasks:
         assert any(k.startswith(f"eval/{task.name}/") for k in metrics), task.name
