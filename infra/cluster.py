@@ -68,6 +68,7 @@ class DaskConfig(BaseModel):
     memory_limit: str = Field("4GiB", description="memory per LocalCluster worker")
     dashboard_address: str = Field("127.0.0.1:8787", description="LocalCluster dashboard; "
                                    "a busy port falls back to a free one")
+    connect_timeout: str = Field("60s", description="how long to try reaching dask.address")
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec,
                                        description="kind 'kubernetes'")
     slurm: SlurmSpec = Field(default_factory=SlurmSpec, description="kind 'slurm'")
@@ -145,8 +146,18 @@ def _external(cluster: Any, n_workers: int) -> Iterator[ClusterInfo]:
 def dask_cluster(cfg: DaskConfig) -> Iterator[ClusterInfo]:
     """Connect to or start the configured cluster for the duration of the block."""
     if cfg.kind == "address":
-        with Client(cfg.address, timeout="60s") as client:
+        try:
+            client = Client(cfg.address, timeout=cfg.connect_timeout)
+        except OSError as err:
+            raise ConnectionError(
+                f"cannot reach the Dask scheduler at dask.address={cfg.address} ({err}); start "
+                "one (`dask scheduler`, then `dask worker <address>` on each machine) or remove "
+                "dask.address to use a LocalCluster") from err
+        with client:
             workers = len(client.scheduler_info(n_workers=-1)["workers"])
+            if workers == 0:
+                log.warning("the Dask scheduler at %s has no workers yet: tasks wait until "
+                            "`dask worker %s` runs somewhere", cfg.address, cfg.address)
             yield ClusterInfo(str(cfg.address), client.dashboard_link, workers)
         return
     if cfg.kind == "slurm":

@@ -116,8 +116,9 @@ def _train_config(pipeline_run, out: Path, **launch) -> RunConfig:
     shutil.copytree(base.output / "tokens", out / "tokens")
     return RunConfig.model_validate({
         **base.model_dump(), "output": out, "tracking": {"experiment": "faults"},
-        "train": {**base.train.model_dump(), "steps": 40, "batch_size": 4, "eval_every": 20,
-                  "eval_batches": 1, "checkpoint_every": 5,
+        # long enough that the kill lands well before the end on a fast machine
+        "train": {**base.train.model_dump(), "steps": 300, "batch_size": 4, "eval_every": 100,
+                  "eval_batches": 1, "checkpoint_every": 10,
                   "launch": {"nproc_per_node": 2, **launch},
                   "deepspeed": {"zero_optimization": {"stage": 1}}}})
 

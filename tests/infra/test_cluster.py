@@ -68,3 +68,11 @@ def test_secrets_never_leave_in_params() -> None:
     assert redact("tracking.api_token", "xyz") == "***" and redact("db.password", "p") == "***"
     assert redact("evaluate.max_new_tokens", "32") == "32"
     assert redact("reddit.bot_authors", "['AutoModerator']") == "['AutoModerator']"
+
+
+def test_unreachable_scheduler_says_what_to_do() -> None:
+    from infra.services import free_port
+
+    cfg = DaskConfig(address=f"tcp://127.0.0.1:{free_port()}", connect_timeout="2s")
+    with pytest.raises(ConnectionError, match="dask scheduler"), dask_cluster(cfg):
+        pass
