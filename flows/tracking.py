@@ -7,6 +7,8 @@ nested stage runs attach to their parent whatever thread or process a flow runs 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -188,8 +191,10 @@ def tracked_run(name: str, experiment: str, parent_run_id: str | None = None,
     client = MlflowClient(tracking_uri())
     experiment_id = _experiment(client, experiment)
     flow_run_id, flow_run_url = prefect_flow_run()
+    close_orphans(client, experiment_id)
     resumed = _reopen(client, resume_run_id) if resume_run_id else None
-    run_tags = {"mlflow.runName": name, "lmforge.stage": name, **(tags or {})}
+    run_tags = {"mlflow.runName": name, "lmforge.stage": name, **(tags or {}),
+                "lmforge.host": socket.gethostname(), "lmforge.pid": str(os.getpid())}
     if parent_run_id:
         run_tags["mlflow.parentRunId"] = parent_run_id
     if flow_run_id:
@@ -197,7 +202,8 @@ def tracked_run(name: str, experiment: str, parent_run_id: str | None = None,
         run_tags["prefect.flow_run_url"] = flow_run_url or ""
     if resumed is not None:
         tracker = Tracker(client, resumed.info.run_id, resumed.info.experiment_id)
-        tracker.set_tags({k: v for k, v in run_tags.items() if k.startswith("prefect.")})
+        tracker.set_tags({k: v for k, v in run_tags.items()  # now this process's run
+                          if k.startswith("prefect.") or k in ("lmforge.host", "lmforge.pid")})
     else:
         run = client.create_run(experiment_id, run_name=name, tags=run_tags)
         tracker = Tracker(client, run.info.run_id, experiment_id)
@@ -211,6 +217,26 @@ def tracked_run(name: str, experiment: str, parent_run_id: str | None = None,
         client.set_terminated(tracker.run_id, status="FAILED")
         raise
     client.set_terminated(tracker.run_id, status="FINISHED")
+
+
+def close_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Runs left RUNNING by a process of this host that no longer exists (killed, or its
+    machine rebooted) are marked KILLED, so the MLflow UI does not show them as live."""
+    host = socket.gethostname()
+    stale = client.search_runs([experiment_id], filter_string=(
+        f"attributes.status = 'RUNNING' and tags.`lmforge.host` = '{host}'"), max_results=200)
+    closed = []
+    for run in stale:
+        pid = int(run.data.tags.get("lmforge.pid", "0") or 0)
+        if pid and not psutil.pid_exists(pid):
+            client.set_tag(run.info.run_id, "lmforge.ended", f"process {pid} on {host} died "
+                           "while the run was live; a rerun resumes from its outputs")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    if closed:
+        log.warning("marked %d MLflow run(s) of dead processes KILLED: %s", len(closed),
+                    ", ".join(closed))
+    return closed
 
 
 def _reopen(client: MlflowClient, run_id: str) -> Any:

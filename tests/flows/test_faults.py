@@ -18,6 +18,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from flows.config import RunConfig, save_config
 from flows.launch import platform
@@ -109,6 +110,13 @@ def test_flow_process_killed_mid_run_and_rerun(pipeline_run, lmforge_home, tmp_p
     reference = pipeline_run[0].output
     assert curated_content(out) == curated_content(reference)
     assert rejected_ids(out) == rejected_ids(reference)
+    # the killed process's MLflow run is closed as KILLED, not left "live"
+    with platform() as endpoints:
+        client = MlflowClient(endpoints.mlflow_uri)
+        experiment = client.get_experiment_by_name(pipeline_run[0].tracking.experiment)
+        killed = client.search_runs([experiment.experiment_id], filter_string=(
+            f"tags.`lmforge.pid` = '{proc.pid}'"))
+    assert killed and {r.info.status for r in killed} == {"KILLED"}
 
 
 def _train_config(pipeline_run, out: Path, **launch) -> RunConfig:
