@@ -87,10 +87,10 @@ def run_ablation(cfg: RunConfig, against: RunConfig | None = None,
         views = []
         for name, arm in arms.items():
             metrics = {f"eval/{k}": v for k, v in results[name]["metrics"].items()}
-            for label, docs in texts.items():
-                scored = score_texts(Path(results[name]["checkpoint"]), arm.output / "tokens",
-                                     docs, cfg.evaluate.batch_size)
-                metrics[f"heldout_{label}/bits_per_byte"] = scored["bits_per_byte"]
+            scored = score_texts(Path(results[name]["checkpoint"]), arm.output / "tokens",
+                                 texts, cfg.evaluate.batch_size)
+            for label, values in scored.items():
+                metrics[f"heldout_{label}/bits_per_byte"] = values["bits_per_byte"]
             # the token budget both arms were given
             metrics["train/tokens_seen"] = float(
                 model_meta(Path(results[name]["checkpoint"]))["tokens_seen"])

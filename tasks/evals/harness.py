@@ -52,13 +52,26 @@ class TaskResult:
     predictions: list[dict[str, Any]]
 
 
-def _shots(item_id: str, pool: list[Any], k: int, seed: int, same_file: bool) -> list[Any]:
-    candidates = sorted((p for p in pool if not same_file or p.id != item_id),
-                        key=lambda p: p.id)  # the draw does not depend on file order
-    if k > len(candidates):
-        raise ValueError(f"{k}-shot needs {k} examples but the few-shot pool has "
-                         f"{len(candidates)}")
-    return random.Random(f"{seed}:{item_id}").sample(candidates, k)
+class FewShot:
+    """The k-shot examples of each item: a draw seeded by (seed, item id) from the pool sorted
+    once by id, so it depends neither on file order nor on the other items; the item itself is
+    never its own example when the pool is the task file. O(k) per item."""
+
+    def __init__(self, pool: list[Any], k: int, seed: int, same_file: bool) -> None:
+        self.pool = sorted(pool, key=lambda p: p.id)
+        self.ids = {p.id for p in self.pool}
+        self.k, self.seed, self.same_file = k, seed, same_file
+
+    def draw(self, item_id: str) -> list[Any]:
+        if self.k == 0:
+            return []
+        own = self.same_file and item_id in self.ids
+        if self.k > len(self.pool) - own:
+            raise ValueError(f"{self.k}-shot needs {self.k} examples but the few-shot pool "
+                             f"has {len(self.pool) - own}")
+        picks = random.Random(f"{self.seed}:{item_id}").sample(
+            range(len(self.pool)), min(len(self.pool), self.k + own))
+        return [self.pool[i] for i in picks if not (own and self.pool[i].id == item_id)][:self.k]
 
 
 def choice_prompt(item: Choice, shots: list[Choice]) -> str:
@@ -74,8 +87,8 @@ def generation_prompt(item: Generation, shots: list[Generation], cot: bool) -> s
 
 def run_multiple_choice(lm: LM, items: list[Choice], pool: list[Choice],
                         cfg: TaskConfig) -> TaskResult:
-    same = cfg.fewshot_path is None
-    prompts = [choice_prompt(it, _shots(it.id, pool, cfg.shots, cfg.seed, same)) for it in items]
+    shots = FewShot(pool, cfg.shots, cfg.seed, same_file=cfg.fewshot_path is None)
+    prompts = [choice_prompt(it, shots.draw(it.id)) for it in items]
     requests = [Request(lm.context(p), tuple(lm.encode(DELIMITER + c)))
                 for p, it in zip(prompts, items, strict=True) for c in it.choices]
     scores = iter(loglikelihood(lm.model, requests, batch_size=lm.batch_size,
@@ -106,9 +119,9 @@ def run_generation(lm: LM, items: list[Generation], pool: list[Generation], fmt:
     stop = _newline_tokens(lm.tokenizer, marker) | {lm.special.eot}
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens, stop=frozenset(stop))
     rows, preds, refs = [], [], []
+    shots = FewShot(pool, cfg.shots, cfg.seed, same_file=cfg.fewshot_path is None)
     for it in items:
-        shots = _shots(it.id, pool, cfg.shots, cfg.seed, cfg.fewshot_path is None)
-        prompt = generation_prompt(it, shots, cfg.chain_of_thought)
+        prompt = generation_prompt(it, shots.draw(it.id), cfg.chain_of_thought)
         text = lm.decode(generate(lm.model, list(lm.context(prompt)), sampling,
                                   decoder_start=lm.special.pad)).split(marker)[0]
         answer = extract_answer(text, cfg.chain_of_thought)

@@ -137,14 +137,15 @@ def heldout_texts(curated: Path, val_fraction: float, limit: int) -> list[str]:
     return texts
 
 
-def score_texts(model_path: Path, tokens_dir: Path, texts: list[str], batch_size: int
-                ) -> dict[str, float]:
-    """Bits per byte of ``texts`` under a model and the tokenizer of its dataset."""
+def score_texts(model_path: Path, tokens_dir: Path, texts: dict[str, list[str]],
+                batch_size: int) -> dict[str, dict[str, float]]:
+    """Bits per byte of each named text set under a model (loaded once) and the tokenizer
+    of its dataset."""
     manifest = load_dataset_manifest(tokens_dir)
     model, _ = load_any(model_path)
     lm = LM(model, load_tokenizer(manifest["tokenizer"]),
             special_token_ids(manifest["tokenizer"]), batch_size)
-    return text_bits_per_byte(lm, texts)
+    return {name: text_bits_per_byte(lm, docs) for name, docs in texts.items()}
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -51,16 +51,20 @@ def test_few_shot_prompts_are_seeded_and_exclude_the_item(tmp_path: Path) -> Non
     path = _antonym_task(tmp_path)
     items = read_items("mc", path)
     cfg = TaskConfig(name="a", format="mc", path=path, shots=3, seed=7)
-    from tasks.evals.harness import _shots
+    from tasks.evals.harness import FewShot
 
-    one = _shots(items[0].id, items, 3, cfg.seed, True)
-    assert one == _shots(items[0].id, list(reversed(items)), 3, cfg.seed, True)
+    one = FewShot(items, 3, cfg.seed, True).draw(items[0].id)
+    assert one == FewShot(list(reversed(items)), 3, cfg.seed, True).draw(items[0].id)
     assert items[0] not in one and len(one) == 3
     prompt = choice_prompt(items[0], one)
     assert prompt.count("The opposite of") == 4 and prompt.endswith(items[0].query)
-    assert any(_shots(items[0].id, items, 3, seed, True) != one for seed in range(8, 12))
+    assert any(FewShot(items, 3, seed, True).draw(items[0].id) != one for seed in range(8, 12))
+    # every item of a larger pool: never itself, always k distinct examples
+    for item in items:
+        drawn = FewShot(items, 7, 1, True).draw(item.id)
+        assert len({d.id for d in drawn}) == 7 and item.id not in {d.id for d in drawn}
     with pytest.raises(ValueError, match="few-shot pool"):
-        _shots(items[0].id, items[:2], 3, 0, True)
+        FewShot(items[:2], 3, 0, True).draw(items[0].id)
 
 
 def test_open_qa_generation_exact_match(trained_lm: LM, untrained_lm: LM,
