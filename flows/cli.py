@@ -23,6 +23,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from flows.config import ConfigError, RunConfig, load_config
 from flows.launch import Endpoints, platform
@@ -88,7 +89,7 @@ def _run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: boo
         result = state.result(raise_on_failure=False)
         _links(endpoints, state.state_details.flow_run_id, result)
     if state.is_failed():
-        console.print(f"[red]{state.name}: {result}[/red]")
+        console.print(f"[red]{state.name}: {escape(str(result))}[/red]")  # brackets in errors
         raise typer.Exit(1)
     out.print(f"Finished in {time.perf_counter() - start:.0f} s")
     return result
@@ -257,7 +258,7 @@ def compare(run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids (t
         out.print(f"Prefect flow run:  {endpoints.prefect_ui}/runs/flow-run/"
                   f"{state.state_details.flow_run_id}")
     if state.is_failed():
-        console.print(f"[red]{state.name}: {result}[/red]")
+        console.print(f"[red]{state.name}: {escape(str(result))}[/red]")  # brackets in errors
         raise typer.Exit(1)
     _print_rows(result["rows"], "lmforge compare")
     for figure in result["figures"]:
