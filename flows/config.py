@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from pathlib import Path
 from typing import Any, get_args
 
@@ -144,7 +146,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 def save_config(cfg: RunConfig, path: Path) -> Path:
     """The resolved config beside the outputs it produced (``lmforge explain`` reads it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # unique per writer: the nodes of a multi-node launch may save into one shared folder
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     tmp.replace(path)
     return path

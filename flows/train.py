@@ -58,8 +58,10 @@ def torchrun_command(launch: LaunchConfig, worker_args: list[str]) -> list[str]:
 def launch_task(cfg: RunConfig, run_id: str, out_dir: Path) -> TrainResult:
     """Run the ranks of this node under torchrun; returns rank 0's result."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = save_config(cfg, out_dir / "launch-config.yaml")
-    result = out_dir / "result.json"
+    # one file of each per node: the nodes may share the output folder
+    node = cfg.train.launch.node_rank
+    config = save_config(cfg, out_dir / f"launch-config-node{node}.yaml")
+    result = out_dir / f"result-node{node}.json"
     result.unlink(missing_ok=True)
     cmd = torchrun_command(cfg.train.launch, ["--config", str(config), "--run-id", run_id,
                                               "--result", str(result)])
@@ -91,12 +93,12 @@ def train_model(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
     tokens = layout.root / "tokens"
     dataset = load_dataset_manifest(tokens)
     out_dir = layout.root / "model"
-    if cfg.train.resume == "never":
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     if cfg.train.launch.node_rank > 0:
         # another node of a multi-node launch: its ranks join node 0's rendezvous; global
-        # rank 0 (on node 0) reports into node 0's MLflow run
+        # rank 0 (on node 0) reports into node 0's MLflow run and owns the output folder
         return launch_task(cfg, "", out_dir).model_path
+    if cfg.train.resume == "never":
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     previous = resumable_run_id(out_dir) if cfg.train.resume == "auto" else None
     with tracked_run("train", cfg.tracking.experiment, parent_run_id,
                      resume_run_id=previous) as tracker:

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--result", type=Path, required=True, help="rank 0 writes JSON here")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
-    runtime = init_runtime(cfg.train.device, cfg.train.launch.backend)
+    launch = cfg.train.launch
+    runtime = init_runtime(cfg.train.device, launch.backend, launch.collective_timeout_s)
     tracker = None
     if runtime.main and args.run_id:
         client = MlflowClient(tracking_uri())
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     if runtime.local_rank == 0:  # each node's launcher reads its own node's copy
         body = {k: str(v) if isinstance(v, Path) else v
                 for k, v in dataclasses.asdict(result).items()}
-        tmp = args.result.with_name(args.result.name + ".tmp")
+        tmp = args.result.with_name(f".{args.result.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(body))
         tmp.replace(args.result)
     shutdown(runtime)

@@ -19,63 +19,63 @@ import pyarrow.parquet as pq
 import torch
 
 
-class TokenStream:
-    """Several flat token files viewed as one array."""
+class _Segments:
+    """Segments (token array, offset, length) of memory-mapped token files, viewed as one
+    array in order."""
 
-    def __init__(self, files: Sequence[Path], dtype: str) -> None:
-        self.arrays = [np.memmap(f, dtype=np.dtype(dtype), mode="r")
-                       for f in files if Path(f).stat().st_size > 0]
-        self.ends = np.cumsum([len(a) for a in self.arrays], dtype=np.int64)
+    def __init__(self, arrays: Sequence[np.ndarray], file_index: Sequence[int],
+                 offsets: Sequence[int], lengths: Sequence[int]) -> None:
+        self.arrays = list(arrays)
+        self.file_index = np.asarray(file_index, dtype=np.int32)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.ends = np.cumsum(np.asarray(lengths, dtype=np.int64), dtype=np.int64)
 
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
 
+    def _segment(self, position: int) -> tuple[int, int]:
+        """(segment, offset of ``position`` in its array)."""
+        k = int(np.searchsorted(self.ends, position, side="right"))
+        base = int(self.ends[k - 1]) if k else 0
+        return k, int(self.offsets[k]) + position - base
+
     def read(self, start: int, stop: int) -> np.ndarray:
         out = []
         while start < stop:
-            k = int(np.searchsorted(self.ends, start, side="right"))
-            base = int(self.ends[k - 1]) if k else 0
+            k, first = self._segment(start)
             take = min(stop, int(self.ends[k])) - start
-            out.append(np.asarray(self.arrays[k][start - base:start - base + take]))
+            out.append(np.asarray(self.arrays[self.file_index[k]][first:first + take]))
             start += take
         return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
-class PlanStream:
+class TokenStream(_Segments):
+    """Several flat token files viewed as one array."""
+
+    def __init__(self, files: Sequence[Path], dtype: str) -> None:
+        arrays = [np.memmap(f, dtype=np.dtype(dtype), mode="r")
+                  for f in files if Path(f).stat().st_size > 0]
+        super().__init__(arrays, range(len(arrays)), [0] * len(arrays), [len(a) for a in arrays])
+
+
+class PlanStream(_Segments):
     """The segments of a mixture plan (file, offset, length rows) viewed as one array."""
 
     def __init__(self, root: Path, plan: Path, dtype: str) -> None:
         table = pq.read_table(plan, columns=["file", "offset", "length"])
         files = table.column("file").to_pylist()
-        names = sorted(set(files))
-        self.arrays = [np.memmap(root / n, dtype=np.dtype(dtype), mode="r")
-                       if (root / n).stat().st_size else np.empty(0, np.dtype(dtype))
-                       for n in names]
-        lookup = {n: i for i, n in enumerate(names)}
-        self.file_index = np.array([lookup[f] for f in files], dtype=np.int32)
-        self.offsets = table.column("offset").to_numpy()
-        self.ends = np.cumsum(table.column("length").to_numpy(), dtype=np.int64)
-        self.names = names
-
-    def __len__(self) -> int:
-        return int(self.ends[-1]) if len(self.ends) else 0
+        self.names = sorted(set(files))
+        arrays = [np.memmap(root / n, dtype=np.dtype(dtype), mode="r")
+                  if (root / n).stat().st_size else np.empty(0, np.dtype(dtype))
+                  for n in self.names]
+        lookup = {n: i for i, n in enumerate(self.names)}
+        super().__init__(arrays, [lookup[f] for f in files],
+                         table.column("offset").to_numpy(), table.column("length").to_numpy())
 
     def locate(self, position: int) -> tuple[str, int]:
         """(token file, offset in it) of a stream position: the reader's place on disk."""
-        k = int(np.searchsorted(self.ends, position, side="right"))
-        base = int(self.ends[k - 1]) if k else 0
-        return self.names[self.file_index[k]], int(self.offsets[k]) + position - base
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        out = []
-        while start < stop:
-            k = int(np.searchsorted(self.ends, start, side="right"))
-            base = int(self.ends[k - 1]) if k else 0
-            take = min(stop, int(self.ends[k])) - start
-            first = int(self.offsets[k]) + start - base
-            out.append(np.asarray(self.arrays[self.file_index[k]][first:first + take]))
-            start += take
-        return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+        k, offset = self._segment(position)
+        return self.names[self.file_index[k]], offset
 
 
 class PackedSequences:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 import torch
@@ -29,6 +30,9 @@ class LaunchConfig(BaseModel):
     max_restarts: int = Field(0, ge=0, description="torchrun restarts of a failed worker group")
     backend: Literal["auto", "gloo", "nccl"] = Field(
         "auto", description="process-group backend; auto = nccl on GPU, gloo on CPU")
+    collective_timeout_s: int = Field(
+        1800, ge=1, description="a collective waiting longer fails its rank, so torchrun can "
+        "restart the group from the last checkpoint (torch's default 30 min)")
 
     @property
     def world(self) -> int:
@@ -57,7 +61,8 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return torch.device(device, local_rank) if device == "cuda" else torch.device(device)
 
 
-def init_runtime(device: str = "auto", backend: str = "auto") -> Runtime:
+def init_runtime(device: str = "auto", backend: str = "auto",
+                 timeout_s: float = 1800) -> Runtime:
     """From torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); one process without it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -67,7 +72,7 @@ def init_runtime(device: str = "auto", backend: str = "auto") -> Runtime:
             torch.cuda.set_device(dev)
         if backend == "auto":
             backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     return Runtime(rank, world, local_rank, dev)
 
 

@@ -57,22 +57,35 @@ def _init(model: nn.Module, n_layer: int) -> None:
             nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
 
 
+def _embeddings(model: nn.Module, cfg: ModelConfig) -> Embeddings:
+    """The shared start of every architecture: its config and token/position embeddings."""
+    if cfg.vocab_size <= 0:
+        raise ValueError("ModelConfig.vocab_size must be set (from the tokenizer)")
+    model.cfg = cfg
+    return Embeddings(cfg)
+
+
+def _head(model: nn.Module, cfg: ModelConfig, depth: int) -> None:
+    """The shared end: final norm and LM head (tied to the token embedding when configured),
+    then GPT-2 initialisation of everything over ``depth`` residual layers."""
+    model.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+    model.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+    _init(model, depth)
+    if cfg.tie_weights:
+        model.lm_head.weight = model.embed.tok.weight
+
+
 class DecoderLM(nn.Module):
     """Causal decoder; with ``arch='prefix'`` the first ``prefix_len`` tokens of each row attend
     to each other in both directions."""
 
+    cfg: ModelConfig
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        if cfg.vocab_size <= 0:
-            raise ValueError("ModelConfig.vocab_size must be set (from the tokenizer)")
-        self.cfg = cfg
-        self.embed = Embeddings(cfg)
+        self.embed = _embeddings(self, cfg)
         self.layers = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.n_layer)})
-        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        _init(self, cfg.n_layer)
-        if cfg.tie_weights:
-            self.lm_head.weight = self.embed.tok.weight
+        _head(self, cfg, cfg.n_layer)
 
     def forward(self, idx: torch.Tensor, prefix_len: torch.Tensor | None = None, *,
                 cache: list[dict[str, Any]] | None = None, start: int = 0) -> torch.Tensor:
@@ -94,21 +107,16 @@ class EncoderDecoderLM(nn.Module):
     """T5-style: a bidirectional encoder over the (corrupted) input, a causal decoder with
     cross-attention over the encoder's output. Embeddings are shared."""
 
+    cfg: ModelConfig
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        if cfg.vocab_size <= 0:
-            raise ValueError("ModelConfig.vocab_size must be set (from the tokenizer)")
-        self.cfg = cfg
-        self.embed = Embeddings(cfg)
+        self.embed = _embeddings(self, cfg)
         self.encoder = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.n_encoder_layer)})
         self.ln_enc = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.layers = nn.ModuleDict({str(i): Block(cfg, cross=True)
                                      for i in range(cfg.n_layer)})
-        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        _init(self, cfg.n_layer + cfg.n_encoder_layer)
-        if cfg.tie_weights:
-            self.lm_head.weight = self.embed.tok.weight
+        _head(self, cfg, cfg.n_layer + cfg.n_encoder_layer)
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         keys = src_mask[:, None, None, :] if src_mask is not None else None  # (B, 1, 1, S)

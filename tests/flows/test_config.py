@@ -82,3 +82,18 @@ def test_digest_changes_with_config() -> None:
     a = load_config()
     b = RunConfig.model_validate({**a.model_dump(), "train": {"steps": 7}})
     assert a.digest() != b.digest() and a.digest() == load_config().digest()
+
+
+def test_concurrent_saves_of_one_config_never_collide(tmp_path: Path) -> None:
+    """The nodes of a multi-node launch save into one shared folder at the same moment (a shared
+    temporary name made one writer's rename fail and hung the other node)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flows.config import save_config
+
+    cfg = load_config()
+    target = tmp_path / "shared" / "config.yaml"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: save_config(cfg, target), range(200)))
+    assert load_config(target) == cfg
+    assert [p.name for p in target.parent.iterdir()] == ["config.yaml"]

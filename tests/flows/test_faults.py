@@ -45,8 +45,15 @@ def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: fl
         time.sleep(0.05)
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
+def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    """Exit code and output; a hung process group is killed and its output shown (within
+    pytest's own timeout, which would show only this test's stack)."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"{' '.join(proc.args)} hung for {timeout:.0f} s:\n{out[-5000:]}")
     return proc.returncode, out
 
 
@@ -167,7 +174,8 @@ def test_two_nodes_on_localhost(pipeline_run, lmforge_home, tmp_path) -> None:
     # a lost loopback connection on a loaded machine restarts the group from its checkpoint,
     # as torchrun's max_restarts does on real clusters
     cfg = _train_config(pipeline_run, tmp_path / "out", nproc_per_node=1, nnodes=2,
-                        rdzv_endpoint=endpoint, rdzv_id="faults", max_restarts=2)
+                        rdzv_endpoint=endpoint, rdzv_id="faults", max_restarts=2,
+                        collective_timeout_s=120)
     cfg = RunConfig.model_validate({**cfg.model_dump(), "train": {
         **cfg.train.model_dump(), "steps": 10, "checkpoint_every": 5}})
     nodes = []
@@ -177,7 +185,13 @@ def test_two_nodes_on_localhost(pipeline_run, lmforge_home, tmp_path) -> None:
                                                  "node_rank": rank}}})
         path = save_config(node, tmp_path / f"node{rank}.yaml")
         nodes.append(_start(["train", "-c", str(path)], lmforge_home))
-    results = [_finish(n) for n in nodes]
+    deadline = time.monotonic() + 600
+    try:
+        results = [_finish(n, max(deadline - time.monotonic(), 1)) for n in nodes]
+    finally:
+        for n in nodes:
+            if n.poll() is None:
+                os.killpg(n.pid, signal.SIGKILL)
     assert [code for code, _ in results] == [0, 0], [out[-3000:] for _, out in results]
     model = cfg.output / "model" / "model.pt"
     assert model.exists() and load_model(model).cfg.vocab_size > 0
