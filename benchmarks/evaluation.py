@@ -1,11 +1,14 @@
 """Evaluation: generation with the KV cache against recomputing the sequence every step, and
 batched log-likelihood scoring against one request at a time. All numbers come from this run.
 
-    python -m benchmarks.evaluation [--device cpu|cuda] [--new-tokens 96] [--requests 192]
+    python -m benchmarks.evaluation [--device cpu|cuda] [--new-tokens 96] [--prompts 32]
+                                    [--requests 192]
 
 1. new tokens/s of greedy generation (64-token prompt) with and without the cache, alternating
    rounds, median of rounds; the outputs must be identical;
-2. requests/s of ``loglikelihood`` at batch size 1 and 16 (multiple-choice shaped requests:
+2. new tokens/s of greedy generation for ``--prompts`` ragged prompts (16-96 tokens), one at a
+   time and batched 16 at a time (``generate_batch``); the outputs must be identical;
+3. requests/s of ``loglikelihood`` at batch size 1 and 16 (multiple-choice shaped requests:
    a 96-token context, a 1-8 token continuation); the scores must agree to 1e-4.
 """
 
@@ -19,7 +22,7 @@ import time
 import torch
 
 from model.config import ModelConfig
-from model.generate import Sampling, generate
+from model.generate import Sampling, generate, generate_batch
 from model.score import Request, loglikelihood
 from model.transformer import build_model
 
@@ -37,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--new-tokens", type=int, default=96)
+    parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--requests", type=int, default=192)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -58,6 +62,24 @@ def main() -> None:
           f"{args.new_tokens} new tokens after 64):")
     print(f"  no cache {speed['no cache']:8.1f} tok/s   KV cache {speed['cache']:8.1f} tok/s   "
           f"ratio {speed['cache'] / speed['no cache']:.2f}x")
+
+    prompts = [[rng.randrange(1, 8192) for _ in range(rng.randint(16, 96))]
+               for _ in range(args.prompts)]
+    short = Sampling(max_new_tokens=32)
+    batch_times: dict[str, list[float]] = {"one at a time": [], "batch 16": []}
+    for _ in range(args.rounds):
+        seconds, single = timed(lambda: [generate(model, p, short) for p in prompts])
+        batch_times["one at a time"].append(seconds)
+        seconds, batched = timed(lambda: [g for at in range(0, len(prompts), 16)
+                                          for g in generate_batch(model, prompts[at:at + 16],
+                                                                  short)])
+        batch_times["batch 16"].append(seconds)
+        assert batched == single, "batched generation differs"
+    new = args.prompts * short.max_new_tokens
+    one, sixteen = (new / statistics.median(v) for v in batch_times.values())
+    print(f"batched generation ({args.prompts} prompts of 16-96 tokens, 32 new tokens each):")
+    print(f"  one at a time {one:8.1f} tok/s   batch 16 {sixteen:8.1f} tok/s   "
+          f"ratio {sixteen / one:.2f}x")
 
     requests = [Request(tuple(rng.randrange(1, 8192) for _ in range(96)),
                         tuple(rng.randrange(1, 8192) for _ in range(rng.randint(1, 8))))

@@ -5,10 +5,16 @@ Decoders prefill the prompt once (a prefix decoder attends to the whole prompt b
 training) and then feed one token per step; an encoder-decoder encodes the prompt once and
 decodes from the padding token, caching the cross-attention keys too. ``use_cache=False``
 recomputes the whole sequence every step: the reference the cache is tested against.
+
+:func:`generate_batch` runs many prompts at once: prompts are right-padded into one batch, each
+row keeps its own positions (``start`` per row) and the padding columns are masked as keys, so a
+row generates what it would alone; finished rows leave the batch (and the cache) at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -66,61 +72,148 @@ def generate(model: nn.Module, prompt: list[int], sampling: Sampling, *,
              use_cache: bool = True, decoder_start: int = 0) -> list[int]:
     """New token ids after ``prompt`` (a stop token included, last). ``decoder_start``: the token an
     encoder-decoder's decoder begins from (the padding token in training)."""
+    if use_cache:
+        return generate_batch(model, [prompt], sampling, decoder_start=decoder_start)[0]
+    with _eval(model):
+        return _uncached(model, _budget(model, prompt, sampling), sampling, decoder_start)
+
+
+@torch.no_grad()
+def generate_batch(model: nn.Module, prompts: Sequence[list[int]], sampling: Sampling, *,
+                   seeds: Sequence[int] | None = None, decoder_start: int = 0
+                   ) -> list[list[int]]:
+    """:func:`generate` for every prompt, as one batch; ``seeds`` (one per prompt, default
+    ``sampling.seed``) make each row's draws its own, whatever the batch."""
+    if not prompts:
+        return []
+    seeds = list(seeds) if seeds is not None else [sampling.seed] * len(prompts)
+    if len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    with _eval(model):
+        device = next(model.parameters()).device
+        rows: _Rows = (_EncoderDecoderRows if getattr(model.cfg, "arch", "causal")  # type: ignore
+                       == "encoder_decoder" else _DecoderRows)(
+            model, [_budget(model, p, sampling) for p in prompts], device, decoder_start)
+        outs: list[list[int]] = [[] for _ in prompts]
+        active = list(range(len(prompts)))
+        logits = rows.logits
+        while True:
+            if sampling.temperature == 0:
+                chosen = logits.argmax(-1).tolist()
+            else:
+                chosen = [pick(logits[j], sampling, generators[r]) for j, r in enumerate(active)]
+            keep = []
+            for r, token in zip(active, chosen, strict=True):
+                outs[r].append(token)
+                keep.append(token not in sampling.stop
+                            and len(outs[r]) < sampling.max_new_tokens)
+            if not any(keep):
+                return outs
+            active = [r for r, k in zip(active, keep, strict=True) if k]
+            logits = rows.step(torch.tensor(chosen, device=device),
+                               torch.tensor(keep, device=device))
+
+
+@contextmanager
+def _eval(model: nn.Module) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
-        prompt = _budget(model, prompt, sampling)
-        generator = torch.Generator().manual_seed(sampling.seed)
-        if getattr(model.cfg, "arch", "causal") == "encoder_decoder":  # type: ignore[union-attr]
-            step = _encoder_decoder(model, prompt, device, use_cache, decoder_start)
-        else:
-            step = _decoder(model, prompt, device, use_cache)
-        out: list[int] = []
-        logits = next(step)
-        for _ in range(sampling.max_new_tokens):
-            token = pick(logits, sampling, generator)
-            out.append(token)
-            if token in sampling.stop or len(out) == sampling.max_new_tokens:
-                break
-            logits = step.send(token)
-        return out
+        yield
     finally:
         model.train(was_training)
 
 
-def _decoder(model: nn.Module, prompt: list[int], device: torch.device, use_cache: bool):
-    """Coroutine: yields next-token logits, receives the chosen token."""
-    prefix = model.cfg.arch == "prefix"  # type: ignore[union-attr]
-    tokens = torch.tensor([prompt], device=device)
-    prefix_len = torch.tensor([len(prompt)], device=device) if prefix else None
-    if not use_cache:
-        while True:
-            token = yield model(tokens, prefix_len)[0, -1]
-            tokens = torch.cat([tokens, torch.tensor([[token]], device=device)], dim=1)
-    cache: list[dict] = [{} for _ in model.layers]  # type: ignore[union-attr]
-    logits = model(tokens, prefix_len, cache=cache)[0, -1]
-    position = len(prompt)
-    while True:
-        token = yield logits
-        logits = model(torch.tensor([[token]], device=device), cache=cache,
-                       start=position)[0, -1]
-        position += 1
+def _right_padded(prompts: list[list[int]], device: torch.device
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, W) tokens padded on the right with 0 (never attended to) and the (B,) lengths."""
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    tokens = torch.zeros(len(prompts), int(lengths.max()), dtype=torch.long, device=device)
+    for i, p in enumerate(prompts):
+        tokens[i, :len(p)] = torch.tensor(p, device=device)
+    return tokens, lengths
 
 
-def _encoder_decoder(model: nn.Module, prompt: list[int], device: torch.device,
-                     use_cache: bool, pad: int):
-    memory = model.encode(torch.tensor([prompt], device=device))  # type: ignore[operator]
-    tokens = torch.tensor([[pad]], device=device)
-    if not use_cache:
-        while True:
-            token = yield model.decode(tokens, memory)[0, -1]  # type: ignore[operator]
-            tokens = torch.cat([tokens, torch.tensor([[token]], device=device)], dim=1)
-    cache: list[dict] = [{} for _ in model.layers]  # type: ignore[union-attr]
-    logits = model.decode(tokens, memory, cache=cache)[0, -1]  # type: ignore[operator]
-    position = 1
-    while True:
-        token = yield logits
-        logits = model.decode(torch.tensor([[token]], device=device), memory,  # type: ignore
-                              cache=cache, start=position)[0, -1]
-        position += 1
+def _select(cache: list[dict], keep: torch.Tensor) -> None:
+    """Drop finished rows from every cached key/value tensor, in place."""
+    for layer in cache:
+        for kv in layer.values():
+            for name in ("k", "v"):
+                kv[name] = kv[name][keep]
+
+
+class _Rows:
+    """The batch being generated: ``logits`` (rows, vocab) for each row's next token;
+    ``step(chosen, keep)`` feeds the chosen tokens of the rows to keep and returns theirs."""
+
+    logits: torch.Tensor
+
+    def step(self, chosen: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _DecoderRows(_Rows):
+    def __init__(self, model: nn.Module, prompts: list[list[int]], device: torch.device,
+                 _: int) -> None:
+        self.model = model
+        tokens, lengths = _right_padded(prompts, device)
+        prefix = lengths if model.cfg.arch == "prefix" else None  # type: ignore[union-attr]
+        self.cache: list[dict] = [{} for _ in model.layers]  # type: ignore[union-attr]
+        logits = model(tokens, prefix, cache=self.cache)
+        self.logits = logits[torch.arange(len(prompts), device=device), lengths - 1]
+        # cache columns holding real tokens: a row's prompt, then everything generated
+        self.keys = torch.arange(tokens.shape[1], device=device)[None, :] < lengths[:, None]
+        self.position = lengths  # each row's next position
+
+    def step(self, chosen: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        if not bool(keep.all()):
+            _select(self.cache, keep)
+            self.keys, self.position = self.keys[keep], self.position[keep]
+        self.keys = torch.cat([self.keys, self.keys.new_ones(len(self.keys), 1)], dim=1)
+        logits = self.model(chosen[keep][:, None], cache=self.cache, start=self.position,
+                            keys=self.keys)[:, -1]
+        self.position = self.position + 1
+        return logits
+
+
+class _EncoderDecoderRows(_Rows):
+    def __init__(self, model: nn.Module, prompts: list[list[int]], device: torch.device,
+                 decoder_start: int) -> None:
+        self.model = model
+        src, lengths = _right_padded(prompts, device)
+        self.src_mask = torch.arange(src.shape[1], device=device)[None, :] < lengths[:, None]
+        self.memory = model.encode(src, self.src_mask)  # type: ignore[operator]
+        start = torch.full((len(prompts), 1), decoder_start, device=device)
+        self.cache: list[dict] = [{} for _ in model.layers]  # type: ignore[union-attr]
+        self.logits = model.decode(start, self.memory, self.src_mask,  # type: ignore[operator]
+                                   cache=self.cache)[:, -1]
+        self.position = 1  # decoder rows are aligned: no padding, one position for all
+
+    def step(self, chosen: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        if not bool(keep.all()):
+            _select(self.cache, keep)
+            self.memory, self.src_mask = self.memory[keep], self.src_mask[keep]
+        logits = self.model.decode(chosen[keep][:, None], self.memory,  # type: ignore[operator]
+                                   self.src_mask, cache=self.cache, start=self.position)[:, -1]
+        self.position += 1
+        return logits
+
+
+def _uncached(model: nn.Module, prompt: list[int], sampling: Sampling, pad: int) -> list[int]:
+    """The reference: the whole sequence through the model for every new token."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(sampling.seed)
+    encoder_decoder = getattr(model.cfg, "arch", "causal") == "encoder_decoder"  # type: ignore
+    src = torch.tensor([prompt], device=device)
+    memory = model.encode(src) if encoder_decoder else None  # type: ignore[operator]
+    prefix = torch.tensor([len(prompt)], device=device) \
+        if model.cfg.arch == "prefix" else None  # type: ignore[union-attr]
+    tokens = torch.tensor([[pad]], device=device) if encoder_decoder else src
+    out: list[int] = []
+    while len(out) < sampling.max_new_tokens and (not out or out[-1] not in sampling.stop):
+        logits = model.decode(tokens, memory)[0, -1] if encoder_decoder \
+            else model(tokens, prefix)[0, -1]  # type: ignore[operator]
+        out.append(pick(logits, sampling, generator))
+        tokens = torch.cat([tokens, torch.tensor([[out[-1]]], device=device)], dim=1)
+    return out

@@ -34,12 +34,27 @@ def rotary_tables(length: int, head_dim: int, base: float) -> tuple[torch.Tensor
     return angles.cos(), angles.sin()
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int = 0
+Start = int | torch.Tensor
+"""Position of a sequence's first token: one int for the batch, or a (B,) tensor of per-row
+starts (batched generation, where rows of different lengths share the cache's columns)."""
+
+
+def positions(start: Start, length: int, device: torch.device) -> torch.Tensor:
+    """(T,) positions ``start..start+T``, or (B, T) for per-row starts."""
+    steps = torch.arange(length, device=device)
+    return steps + start if isinstance(start, int) else start[:, None] + steps
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: Start = 0
                  ) -> torch.Tensor:
     """Rotate channel pairs of (B, nh, T, hs) at positions ``start..start+T``."""
     x1, x2 = x[..., 0::2], x[..., 1::2]
-    stop = start + x.shape[-2]
-    cos, sin = cos[start:stop].to(x.dtype), sin[start:stop].to(x.dtype)
+    if isinstance(start, int):
+        stop = start + x.shape[-2]
+        cos, sin = cos[start:stop].to(x.dtype), sin[start:stop].to(x.dtype)
+    else:  # per row: (B, 1, T, hs/2), broadcast over heads
+        where = positions(start, x.shape[-2], x.device)
+        cos, sin = cos[where][:, None].to(x.dtype), sin[where][:, None].to(x.dtype)
     out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return out.flatten(-2)
 
@@ -71,26 +86,30 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
                 causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 memory: torch.Tensor | None = None, cache: dict[str, torch.Tensor] | None = None,
-                start: int = 0) -> torch.Tensor:
-        """``cache`` (generation): keys and values of earlier positions, extended in place;
-        ``x`` then holds positions ``start..start+T`` only."""
+                start: Start = 0, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """``cache`` (generation): keys and values of earlier columns, extended in place; ``x``
+        then holds the next ``T`` columns only, at positions ``start..start+T``, and ``keys``
+        (B, columns) marks which columns hold real tokens (False: a shorter row's padding)."""
         B, T, _ = x.shape
         q = self._heads(self.q(x))
-        if self.cross and cache is not None and "k" in cache:
+        past = cache["k"].shape[2] if cache is not None and "k" in cache else 0
+        if self.cross and past:
             k, v = cache["k"], cache["v"]  # the encoder output does not change
         else:
             source = memory if self.cross else x
             k, v = self._heads(self.k(source)), self._heads(self.v(source))
             if rope is not None and not self.cross:
                 q, k = apply_rotary(q, *rope, start), apply_rotary(k, *rope, start)
-            if cache is not None and not self.cross and "k" in cache:
+            if cache is not None and not self.cross and past:
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
             if cache is not None:
                 cache["k"], cache["v"] = k, v
-        if cache is not None and not self.cross and start > 0:
-            # new queries see every cached position and the new ones causally
-            i = torch.arange(T, device=x.device)[:, None] + start
+        if not self.cross and past:
+            # new queries see every cached column and the new ones causally
+            i = torch.arange(T, device=x.device)[:, None] + past
             mask, causal = torch.arange(k.shape[2], device=x.device)[None, :] <= i, False
+            if keys is not None:
+                mask = mask & keys[:, None, None, :]  # (B, 1, T, S)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal and mask is None,
             dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
@@ -127,10 +146,10 @@ class Block(nn.Module):
                 memory: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None,
                 cache: dict[str, dict[str, torch.Tensor]] | None = None,
-                start: int = 0) -> torch.Tensor:
+                start: Start = 0, keys: torch.Tensor | None = None) -> torch.Tensor:
         if cache is not None:  # incremental decoding (no training, no checkpointing)
             x = x + self.attn(self.ln_1(x), mask=mask, causal=causal, rope=rope,
-                              cache=cache.setdefault("self", {}), start=start)
+                              cache=cache.setdefault("self", {}), start=start, keys=keys)
             if self.cross is not None and self.ln_x is not None:
                 x = x + self.cross(self.ln_x(x), mask=memory_mask, memory=memory,
                                    cache=cache.setdefault("cross", {}))

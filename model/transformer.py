@@ -12,7 +12,14 @@ import torch
 from torch import nn
 
 from model.config import ModelConfig
-from model.layers import Block, prefix_mask, rotary_tables, sinusoidal_table
+from model.layers import (
+    Block,
+    Start,
+    positions,
+    prefix_mask,
+    rotary_tables,
+    sinusoidal_table,
+)
 
 
 class Embeddings(nn.Module):
@@ -34,13 +41,11 @@ class Embeddings(nn.Module):
     def rope(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         return (self.cos, self.sin) if self.position == "rotary" else None
 
-    def forward(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, start: Start = 0) -> torch.Tensor:
         x = self.tok(idx)  # (B, T, C)
-        stop = start + idx.shape[1]
-        if self.pos is not None:
-            x = x + self.pos(torch.arange(start, stop, device=idx.device))
-        elif self.position == "sinusoidal":
-            x = x + self.table[start:stop].to(x.dtype)
+        if self.position in ("learned", "sinusoidal"):
+            where = positions(start, idx.shape[1], idx.device)  # (T,) or (B, T)
+            x = x + (self.pos(where) if self.pos is not None else self.table[where].to(x.dtype))
         return self.drop(x)
 
 
@@ -88,18 +93,21 @@ class DecoderLM(nn.Module):
         _head(self, cfg, cfg.n_layer)
 
     def forward(self, idx: torch.Tensor, prefix_len: torch.Tensor | None = None, *,
-                cache: list[dict[str, Any]] | None = None, start: int = 0) -> torch.Tensor:
+                cache: list[dict[str, Any]] | None = None, start: Start = 0,
+                keys: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of every position; with ``cache`` (one dict per layer, see ``model.generate``)
-        ``idx`` holds positions ``start..`` only and the cache grows by them."""
+        ``idx`` holds positions ``start..`` only and the cache grows by them; ``keys`` marks
+        the cache columns that are not padding."""
         _, T = idx.shape
-        if self.cfg.block_size < start + T:
-            raise ValueError(f"sequence length {start + T} exceeds block_size "
-                             f"{self.cfg.block_size}")
-        mask = prefix_mask(prefix_len, T) if prefix_len is not None and start == 0 else None
+        end = (start if isinstance(start, int) else int(start.max())) + T
+        if self.cfg.block_size < end:
+            raise ValueError(f"sequence length {end} exceeds block_size {self.cfg.block_size}")
+        first = isinstance(start, int) and start == 0
+        mask = prefix_mask(prefix_len, T) if prefix_len is not None and first else None
         x = self.embed(idx, start)  # (B, T, C)
         for i, block in enumerate(self.layers.values()):
             x = block(x, mask=mask, causal=True, rope=self.embed.rope(),
-                      cache=cache[i] if cache is not None else None, start=start)
+                      cache=cache[i] if cache is not None else None, start=start, keys=keys)
         return self.lm_head(self.ln_f(x))  # (B, T, vocab)
 
 

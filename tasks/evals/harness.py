@@ -16,7 +16,7 @@ from typing import Any
 from tokenizers import Tokenizer
 from torch import nn
 
-from model.generate import Sampling, generate
+from model.generate import Sampling, generate_batch
 from model.objectives import SpecialTokens
 from model.score import Request, loglikelihood
 from tasks.evals.config import MULTIPLE_CHOICE, TaskConfig
@@ -44,6 +44,22 @@ class LM:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode([i for i in ids if i != self.special.eot])
+
+    def generate(self, prompts: list[list[int]], sampling: Sampling,
+                 seeds: list[int] | None = None) -> list[list[int]]:
+        """New tokens for every prompt, ``batch_size`` prompts of similar length at a time
+        (less padding); each row generates what it would alone."""
+        seeds = seeds if seeds is not None else [sampling.seed] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[list[int]] = [[] for _ in prompts]
+        for at in range(0, len(order), self.batch_size):
+            chunk = order[at:at + self.batch_size]
+            for i, tokens in zip(chunk, generate_batch(
+                    self.model, [prompts[i] for i in chunk], sampling,
+                    seeds=[seeds[i] for i in chunk], decoder_start=self.special.pad),
+                    strict=True):
+                out[i] = tokens
+        return out
 
 
 @dataclass(frozen=True)
@@ -120,10 +136,10 @@ def run_generation(lm: LM, items: list[Generation], pool: list[Generation], fmt:
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens, stop=frozenset(stop))
     rows, preds, refs = [], [], []
     shots = FewShot(pool, cfg.shots, cfg.seed, same_file=cfg.fewshot_path is None)
-    for it in items:
-        prompt = generation_prompt(it, shots.draw(it.id), cfg.chain_of_thought)
-        text = lm.decode(generate(lm.model, list(lm.context(prompt)), sampling,
-                                  decoder_start=lm.special.pad)).split(marker)[0]
+    prompts = [list(lm.context(generation_prompt(it, shots.draw(it.id), cfg.chain_of_thought)))
+               for it in items]
+    for it, generated in zip(items, lm.generate(prompts, sampling), strict=True):
+        text = lm.decode(generated).split(marker)[0]
         answer = extract_answer(text, cfg.chain_of_thought)
         preds.append(answer)
         refs.append(it.references)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from model.generate import Sampling, generate
+from model.generate import Sampling
 from model.score import Request, loglikelihood
 from tasks.evals.config import MemorisationConfig, SecurityConfig
 from tasks.evals.harness import LM, TaskResult
@@ -46,17 +46,13 @@ def _prompts(path: Path) -> list[str]:
 
 def _samples(lm: LM, prompts: list[str], cfg: SecurityConfig) -> list[list[str]]:
     """``generations_per_prompt`` nucleus samples per prompt, each with its own seed."""
-    out = []
-    for i, prompt in enumerate(prompts):
-        gens = []
-        for g in range(cfg.generations_per_prompt):
-            sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=1.0,
-                                top_p=cfg.top_p, stop=frozenset({lm.special.eot}),
-                                seed=i * 1000 + g)
-            gens.append(lm.decode(generate(lm.model, list(lm.context(prompt)), sampling,
-                                           decoder_start=lm.special.pad)))
-        out.append(gens)
-    return out
+    k = cfg.generations_per_prompt
+    sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=1.0, top_p=cfg.top_p,
+                        stop=frozenset({lm.special.eot}))
+    contexts = [list(lm.context(p)) for p in prompts]
+    flat = lm.generate([c for c in contexts for _ in range(k)], sampling,
+                       seeds=[i * 1000 + g for i in range(len(prompts)) for g in range(k)])
+    return [[lm.decode(t) for t in flat[i * k:(i + 1) * k]] for i in range(len(prompts))]
 
 
 def toxicity_probe(lm: LM, path: Path, cfg: SecurityConfig, tox: ToxicityConfig) -> TaskResult:
@@ -116,10 +112,10 @@ def memorisation_probe(lm: LM, documents: Sequence[tuple[str, np.ndarray]],
                        cfg: MemorisationConfig) -> TaskResult:
     k, m = cfg.prefix_tokens, cfg.continuation_tokens
     rows = []
-    for doc_id, tokens in documents:
-        prompt, target = [int(t) for t in tokens[:k]], [int(t) for t in tokens[k:k + m]]
-        out = generate(lm.model, [lm.special.eot, *prompt], Sampling(max_new_tokens=m),
-                       decoder_start=lm.special.pad)
+    prompts = [[int(t) for t in tokens[:k]] for _, tokens in documents]
+    outs = lm.generate([[lm.special.eot, *p] for p in prompts], Sampling(max_new_tokens=m))
+    for (doc_id, tokens), prompt, out in zip(documents, prompts, outs, strict=True):
+        target = [int(t) for t in tokens[k:k + m]]
         matched = next((i for i, (a, b) in enumerate(zip(out, target, strict=False)) if a != b),
                        min(len(out), len(target)))
         rows.append({"id": doc_id, "exact": out == target, "matched_tokens": matched,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model.config import ModelConfig
-from model.generate import Sampling, generate, pick
+from model.generate import Sampling, generate, generate_batch, pick
 from model.transformer import build_model
 
 
@@ -71,3 +71,37 @@ def test_seeded_sampling_is_reproducible() -> None:
     s = Sampling(max_new_tokens=15, temperature=1.0, top_p=0.95, seed=7)
     assert generate(model, [4, 5, 6], s) == generate(model, [4, 5, 6], s)
     assert generate(model, [4, 5, 6], s) == generate(model, [4, 5, 6], s, use_cache=False)
+
+
+RAGGED = [[3, 7, 11, 5, 9], [4], [8, 8, 2, 30, 41, 12, 6, 1, 17], [22, 5], [9, 9, 9]]
+
+
+@pytest.mark.parametrize("arch", ["causal", "prefix", "encoder_decoder"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rotary"])
+def test_batched_generation_equals_one_prompt_at_a_time(arch: str, position: str) -> None:
+    """Ragged prompts in one batch: per-row positions and masked padding give every row what
+    it generates alone; rows stopping early leave the batch without disturbing the others."""
+    model = _model(arch, position).double()  # float64: no near-tie can flip an argmax
+    with torch.no_grad():  # large random weights: outputs that differ between prompts
+        for param in model.parameters():
+            param.normal_(0.0, 0.5)
+    alone = [generate(model, p, Sampling(max_new_tokens=12)) for p in RAGGED]
+    # a stop token that ends some rows early, at different steps, and leaves others running
+    stop = next(frozenset({t}) for t in sorted({t for a in alone for t in a})
+                if len({a.index(t) if t in a else 99 for a in alone}) >= 3)
+    greedy = Sampling(max_new_tokens=12, stop=stop)
+    expected = [generate(model, p, greedy, use_cache=False) for p in RAGGED]
+    assert generate_batch(model, RAGGED, greedy) == expected
+    assert len({len(e) for e in expected}) > 1  # the batch really lost rows on the way
+    sampled = Sampling(max_new_tokens=12, temperature=1.0, top_p=0.9)
+    seeds = [11, 12, 13, 14, 15]
+    one_by_one = [generate(model, p, Sampling(max_new_tokens=12, temperature=1.0, top_p=0.9,
+                                              seed=s)) for p, s in zip(RAGGED, seeds, strict=True)]
+    assert generate_batch(model, RAGGED, sampled, seeds=seeds) == one_by_one
+
+
+def test_batched_generation_checks_its_arguments() -> None:
+    model = _model("causal", "rotary")
+    assert generate_batch(model, [], Sampling()) == []
+    with pytest.raises(ValueError, match="2 seeds for 1 prompts"):
+        generate_batch(model, [[1, 2]], Sampling(), seeds=[1, 2])
