@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.config import load_config
 from flows.tracking import Tracker, system_metrics, tracking_uri
+from infra.settings import prepare_environment
 from model.distributed import init_runtime, shutdown
 from tasks.shards import Layout
 from tasks.training import train
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-id", default="", help="MLflow run rank 0 logs into")
     parser.add_argument("--result", type=Path, required=True, help="rank 0 writes JSON here")
     args = parser.parse_args(argv)
+    prepare_environment()  # offline defaults and log redaction, as in the launching process
     cfg = load_config(args.config)
     launch = cfg.train.launch
     runtime = init_runtime(cfg.train.device, launch.backend, launch.collective_timeout_s)

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, WorkerPlugin
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from infra.settings import install_log_redaction
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +139,24 @@ def slurm_cluster(cfg: DaskConfig) -> Any:
 @contextmanager
 def _external(cluster: Any, n_workers: int) -> Iterator[ClusterInfo]:
     with cluster, Client(cluster) as client:
+        _prepare_workers(client)
         cluster.scale(n_workers)
         client.wait_for_workers(1, timeout=600)
         yield ClusterInfo(cluster.scheduler_address, cluster.dashboard_link, n_workers)
+
+
+class RedactLogsPlugin(WorkerPlugin):
+    """Hides URL credentials in the log records of every worker, present and future (the
+    scheduler keeps the plugin for workers that join later)."""
+
+    name = "lmforge-redact-logs"
+
+    def setup(self, worker: Any) -> None:
+        install_log_redaction()
+
+
+def _prepare_workers(client: Client) -> None:
+    client.register_plugin(RedactLogsPlugin(), name=RedactLogsPlugin.name)
 
 
 @contextmanager
@@ -154,6 +171,7 @@ def dask_cluster(cfg: DaskConfig) -> Iterator[ClusterInfo]:
                 "one (`dask scheduler`, then `dask worker <address>` on each machine) or remove "
                 "dask.address to use a LocalCluster") from err
         with client:
+            _prepare_workers(client)
             workers = len(client.scheduler_info(n_workers=-1)["workers"])
             if workers == 0:
                 log.warning("the Dask scheduler at %s has no workers yet: tasks wait until "
@@ -183,4 +201,6 @@ def dask_cluster(cfg: DaskConfig) -> Iterator[ClusterInfo]:
             n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker, processes=True,
             memory_limit=cfg.memory_limit, dashboard_address=cfg.dashboard_address,
             host="127.0.0.1", silence_logs=logging.WARNING) as cluster:
+        with Client(cluster) as client:
+            _prepare_workers(client)
         yield ClusterInfo(cluster.scheduler_address, cluster.dashboard_link, cfg.n_workers)

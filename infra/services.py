@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from infra.settings import lmforge_home, mlflow_backend
+from infra.settings import lmforge_home, mlflow_backend, redact_text
 
 START_TIMEOUT_S = 240.0  # two busy cores can need well over a minute for a first start
 WORK_POOL = "lmforge"  # the process work pool the local worker polls
@@ -98,7 +98,10 @@ def _command(name: str, port: int, home: Path) -> tuple[list[str], dict[str, str
         return [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
                 "--analytics-off", "--no-background"], env
     backend, artifacts = mlflow_store(home)
-    return [_bin("mlflow"), "server", "--backend-store-uri", backend,
+    # through the environment, not argv: a PostgreSQL URI may hold a password, and any local
+    # user can read a process's command line
+    env["MLFLOW_BACKEND_STORE_URI"] = backend
+    return [_bin("mlflow"), "server",
             "--default-artifact-root", str(artifacts), "--host", "127.0.0.1",
             "--port", str(port), "--workers", "1"], env
 
@@ -138,7 +141,7 @@ def wait_healthy(service: Service, timeout: float = START_TIMEOUT_S,
             break
         time.sleep(0.5)
     log = state_dir(home) / f"{service.name}.log"
-    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    tail = redact_text(log.read_text(errors="replace")[-2000:]) if log.exists() else ""
     raise RuntimeError(f"{service.name} server did not become healthy at {service.health_url} "
                        f"within {timeout:.0f} s; its log ({log}) ends with:\n{tail}")
 

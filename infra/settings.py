@@ -1,11 +1,15 @@
-"""Process environment for lmforge: the only place (with the CLI) that reads environment
-variables. Sets offline-safe defaults before Prefect, MLflow, presidio or HF libraries load."""
+"""Process environment for lmforge: the only place (with the CLI, and ``tasks.credentials`` for
+secrets a config refers to) that reads environment variables. Sets offline-safe defaults before
+Prefect, MLflow, presidio or HF libraries load, and hides credentials in log records."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 DEFAULT_CONFIG = SAMPLE_DIR / "pipeline.yaml"
@@ -31,6 +35,7 @@ OFFLINE_DEFAULTS = {
 def prepare_environment() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    install_log_redaction()
 
 
 def lmforge_home() -> Path:
@@ -62,7 +67,37 @@ def redact(key: str, value: str) -> str:
     leaves for MLflow params/tags and Prefect artifacts."""
     if SECRET_KEY.search(key.rsplit(".", 1)[-1]):
         return "***" if value not in ("", "None", "null") else value
-    return URL_USERINFO.sub(r"\g<scheme>***@", value)
+    return redact_text(value)
+
+
+def redact_text(text: str) -> str:
+    """Free text (a log line, an error) with the credentials of every URL in it hidden."""
+    return URL_USERINFO.sub(r"\g<scheme>***@", text) if "@" in text else text
+
+
+def _redacting(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: left for logging's own error report
+            return record
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return record
+
+    make.lmforge_redacts = True  # type: ignore[attr-defined]
+    return make
+
+
+def install_log_redaction() -> None:
+    """Every log record of this process, whoever emits it (lmforge, Prefect's API log handler,
+    MLflow, Dask), has URL credentials hidden before any handler sees it. Idempotent; Dask
+    workers get it through :class:`RedactLogsPlugin`, torchrun ranks at start-up."""
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "lmforge_redacts", False):
+        logging.setLogRecordFactory(_redacting(current))
 
 
 def mlflow_backend(home: Path) -> tuple[str, str]:

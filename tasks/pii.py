@@ -44,6 +44,7 @@ from presidio_anonymizer.entities import OperatorConfig
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.base import DocRewriter, Rewrite
+from tasks.credentials import resolve_secret
 from tasks.schema import Document
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,9 @@ class PiiConfig(BaseModel):
     policy: Literal["placeholder", "mask", "hash"] = Field(
         "placeholder", description="'<EMAIL_ADDRESS>', '*****', or a salted hash that is the "
         "same for the same value within one document")
-    hash_salt: str = Field("lmforge", description="salt of the 'hash' policy")
+    hash_salt: str = Field("lmforge", description="salt of the 'hash' policy (anyone with the "
+                           "salt can test guesses against the hashes): better a reference, "
+                           "${env:NAME} or ${prefect-secret:NAME}, resolved on the worker")
     min_score: float = Field(0.3, ge=0, le=1, description="lowest recogniser score that counts")
     ner_model: str | None = Field(
         "auto", description="'auto' (an installed en_core_web_* if any), a spaCy package name "
@@ -250,6 +253,8 @@ class PiiScrubber(DocRewriter):
             e in NER_ENTITIES for e in self.entities) else None
         self.analyzer, self.anonymizer = build_engines(model, cfg.language)
         self._ents: dict[int, list[tuple[int, int, str]]] = {}
+        self._salt = resolve_secret(cfg.hash_salt, "pii.hash_salt") if cfg.policy == "hash" \
+            else ""
 
     def prepare(self, batch: list[Document]) -> None:
         """One batched NER pass over the batch's candidate sentences."""
@@ -282,7 +287,7 @@ class PiiScrubber(DocRewriter):
             return {"DEFAULT": OperatorConfig("mask", {"masking_char": "*",
                                                        "chars_to_mask": 10_000,
                                                        "from_end": False})}
-        salt = f"{self.cfg.hash_salt}:{doc.id}".encode()
+        salt = f"{self._salt}:{doc.id}".encode()
         return {e: OperatorConfig("custom", {"lambda": _hasher(e, salt)}) for e in self.entities}
 
     def analyze(self, doc: Document) -> list[RecognizerResult]:

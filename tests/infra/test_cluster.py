@@ -76,3 +76,42 @@ def test_unreachable_scheduler_says_what_to_do() -> None:
     cfg = DaskConfig(address=f"tcp://127.0.0.1:{free_port()}", connect_timeout="2s")
     with pytest.raises(ConnectionError, match="dask scheduler"), dask_cluster(cfg):
         pass
+
+
+def test_log_records_lose_url_credentials_in_every_process(tmp_path) -> None:
+    """Whoever logs (lmforge, Prefect, MLflow), on the flow process and on every Dask worker."""
+    import io
+    import logging
+
+    from distributed import Client
+
+    from infra.services import _command
+    from infra.settings import install_log_redaction, redact_text
+
+    assert redact_text("db at postgresql://ml:s3cr3t@db:5432/mlflow is down") == \
+        "db at postgresql://***@db:5432/mlflow is down"
+    install_log_redaction()
+    install_log_redaction()  # idempotent: one wrapper, not two
+    stream = io.StringIO()
+    logger = logging.getLogger("lmforge.test.redaction")
+    logger.addHandler(logging.StreamHandler(stream))
+    logger.warning("cannot reach %s", "s3://AKIA:wJalr@bucket/x")
+    logger.warning("no credentials in %s", "https://example.org/a@b")
+    assert stream.getvalue().splitlines() == ["cannot reach s3://***@bucket/x",
+                                              "no credentials in https://example.org/a@b"]
+
+    with dask_cluster(DaskConfig(n_workers=1, dashboard_address=":0")) as info, \
+            Client(info.address) as client:
+        on_workers = client.run(lambda: getattr(logging.getLogRecordFactory(),
+                                                "lmforge_redacts", False))
+    assert list(on_workers.values()) == [True]
+
+    # the MLflow server gets its store URI through the environment: argv is world-readable
+    import os
+    os.environ["LMFORGE_MLFLOW_BACKEND_URI"] = "postgresql://ml:s3cr3t@db/mlflow"
+    try:
+        cmd, env = _command("mlflow", 5000, tmp_path)
+    finally:
+        del os.environ["LMFORGE_MLFLOW_BACKEND_URI"]
+    assert not any("s3cr3t" in part for part in cmd)
+    assert env["MLFLOW_BACKEND_STORE_URI"] == "postgresql://ml:s3cr3t@db/mlflow"
