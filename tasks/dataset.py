@@ -38,7 +38,6 @@ from tasks.schema import Document, SourceKind
 from tasks.shards import (
     file_digest,
     iter_documents,
-    list_shards,
     output_digests,
     outputs_intact,
     shard_name,
@@ -66,6 +65,10 @@ class DatasetConfig(BaseModel):
         None, description="evaluation sets whose n-grams must not appear in training")
     encode_batch: int = Field(256, ge=1, description="documents tokenized per batch call")
     seed: int = Field(0, description="order of the mixed training documents")
+    curated_version: int | None = Field(
+        None, ge=1, description="dataset version of an incremental ingest to tokenize (its "
+        "shards as committed in DIR/ingest/versions/vN.json, checksums verified); null = the "
+        "curated shards of DIR/manifest.json (the newest)")
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -146,7 +149,8 @@ def pack_shard(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfi
     unless a finished record with the same inputs (curated bytes, tokenizer, config, code
     version) and intact outputs exists: a rerun after a crash redoes only unfinished shards."""
     key = hashlib.sha256(json.dumps([PACK_VERSION, file_digest(curated), tokenizer_hash(
-        Path(tokenizer_path)), cfg.model_dump(mode="json")], sort_keys=True).encode()
+        Path(tokenizer_path)), cfg.model_dump(mode="json", exclude={"curated_version"})],
+        sort_keys=True).encode()
     ).hexdigest()[:16]
     record = out / "reports" / shard_name(shard).replace(".parquet", ".json")
     if record.exists():
@@ -197,10 +201,12 @@ def _order(ids: pd.Series, salt: str) -> np.ndarray:
     return np.argsort(keys, kind="stable")
 
 
-def build_plan(out: Path, cfg: DatasetConfig) -> dict[str, Any]:
-    """Write ``plan-train.parquet`` and ``plan-val.parquet``; return the mixture report."""
-    index = pd.concat([pq.read_table(p).to_pandas() for p in list_shards(out / "index")],
-                      ignore_index=True)
+def build_plan(out: Path, cfg: DatasetConfig, shards: list[int]) -> dict[str, Any]:
+    """Write ``plan-train.parquet`` and ``plan-val.parquet`` over the documents of the given
+    packed shards (others in ``out``, e.g. of another dataset version, are not part of this
+    dataset); return the mixture report."""
+    index = pd.concat([pq.read_table(out / "index" / shard_name(n)).to_pandas()
+                       for n in sorted(shards)], ignore_index=True)
     mixture: dict[str, Any] = {}
     for split in SPLITS:
         docs = index[index.split == split]
@@ -289,5 +295,5 @@ def pack_shard_task(curated: Path, shard: int, tokenizer_path: str, cfg: Dataset
 
 
 @task(name="build-mixture", cache_policy=NO_CACHE)
-def build_plan_task(out: Path, cfg: DatasetConfig) -> dict[str, Any]:
-    return build_plan(out, cfg)
+def build_plan_task(out: Path, cfg: DatasetConfig, shards: list[int]) -> dict[str, Any]:
+    return build_plan(out, cfg, shards)

@@ -160,3 +160,24 @@ def publish_version(root: Path, batch_root: Path, batch: int, inputs: Sequence[E
         "outputs": {"curated": {"documents": documents, "shards": len(shards)}}}, indent=1))
     ledger.write_view()
     return version
+
+
+def version_shards(root: Path, version: int) -> tuple[list[Path], str]:
+    """The curated shards of committed dataset version ``version``, each checked against the
+    SHA-256 recorded at the commit, and the version's digest (its record without the time)."""
+    versions = Ledger(root).root / "versions"
+    path = versions / f"v{version:05d}.json"
+    if not path.exists():
+        have = sorted(int(p.stem[1:]) for p in versions.glob("v*.json"))
+        raise FileNotFoundError(f"dataset.curated_version={version}: no such dataset version "
+                                f"under {versions} (committed: {have or 'none'})")
+    record = json.loads(path.read_text())
+    shards = []
+    for entry in record["shards"]:
+        shard = root / entry["file"]
+        if not shard.exists() or file_digest(shard) != entry["sha256"]:
+            raise ValueError(f"dataset.curated_version={version}: {shard} is missing or "
+                             "differs from the shard committed in that version")
+        shards.append(shard)
+    body = json.dumps({k: v for k, v in record.items() if k != "created"}, sort_keys=True)
+    return shards, hashlib.sha256(body.encode()).hexdigest()[:16]

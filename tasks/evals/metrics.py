@@ -1,7 +1,7 @@
 """Answer and text metrics: SQuAD exact match and token F1 (the official normalisation:
 lower case, no punctuation, no articles, single spaces), corpus BLEU through sacrebleu,
 ROUGE-1/2/L through Google's rouge-score, and the two multiple-choice decisions (sum of
-log-probabilities; the same per UTF-8 byte of the choice, lm-evaluation-harness' acc_norm)."""
+log-probabilities; the same per character of the choice, lm-evaluation-harness' acc_norm)."""
 
 from __future__ import annotations
 
@@ -81,8 +81,8 @@ def rouge(prediction: str, references: Sequence[str]) -> dict[str, float]:
 
 
 def choose(logprobs: Sequence[float], choices: Sequence[str]) -> tuple[int, int]:
-    """(argmax of log-probability, argmax of log-probability per byte of the choice)."""
+    """(argmax of log-probability, argmax of log-probability per character of the choice):
+    lm-evaluation-harness's ``acc`` and ``acc_norm``, which divide by ``len(choice)``."""
     raw = max(range(len(logprobs)), key=lambda i: logprobs[i])
-    norm = max(range(len(logprobs)),
-               key=lambda i: logprobs[i] / max(1, len(choices[i].encode("utf-8"))))
+    norm = max(range(len(logprobs)), key=lambda i: logprobs[i] / max(1, len(choices[i])))
     return raw, norm

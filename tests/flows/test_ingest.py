@@ -15,8 +15,9 @@ from prefect_dask import DaskTaskRunner
 from flows.config import RunConfig, load_config
 from flows.ingest import ingest_new
 from flows.launch import platform
+from flows.tokens import tokenize_corpus
 from infra.settings import SAMPLE_DIR
-from tasks.ingest import Ledger
+from tasks.ingest import Ledger, version_shards
 
 pytestmark = pytest.mark.e2e
 
@@ -73,3 +74,21 @@ def test_nightly_ingest_processes_only_new_inputs(services_up, external_dask, tm
     assert all(e.checksum.startswith("sha256:") for e in ledger)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["version"] == 2 and manifest["outputs"]["curated"]["documents"] == len(ids2)
+
+    # a run pinned to version 1 tokenizes exactly that version's shards, whatever came later
+    pinned = RunConfig.model_validate({**cfg.model_dump(), "dataset": {
+        **cfg.dataset.model_dump(), "curated_version": 1}})
+    with platform():
+        tokens = json.loads(tokenize_corpus.with_options(task_runner=DaskTaskRunner(
+            address=external_dask.address))(pinned).read_text())
+    v1 = json.loads((out / "ingest" / "versions" / "v00001.json").read_text())
+    assert len(tokens["shards"]) == len(v1["shards"]) < manifest["outputs"]["curated"]["shards"]
+    docs = sum(tokens["splits"][s]["documents"] for s in tokens["splits"])
+    assert docs + sum(tokens["contaminated"].values()) == first["documents"]
+    assert tokens["curated_version"] == version_shards(out, 1)[1]
+    with pytest.raises(FileNotFoundError, match=r"committed: \[1, 2\]"):
+        version_shards(out, 3)
+    shard = out / v1["shards"][0]["file"]
+    shard.write_bytes(shard.read_bytes() + b"x")  # a committed shard changed afterwards
+    with pytest.raises(ValueError, match="differs from the shard committed"):
+        version_shards(out, 1)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from transformers import PreTrainedTokenizerFast
@@ -42,7 +43,7 @@ def corpus(tmp_path_factory):
 
 def pack(curated, tok, cfg, out):
     results = [pack_shard(p, i, str(tok), cfg, out) for i, p in enumerate(curated)]
-    mixture = build_plan(out, cfg)
+    mixture = build_plan(out, cfg, [r.shard for r in results])
     manifest = write_dataset_manifest(out, results, seq_len=cfg.seq_len, vocab_size=1024,
                                       tokenizer=str(tok), tokenizer_sha="x", curated_version="y",
                                       mixture=mixture)
@@ -171,3 +172,16 @@ def test_packing_resumes_and_recomputes_corrupted_shards(corpus, tmp_path) -> No
     other = pack_shard(curated[0], 0, str(tok), cfg.model_copy(update={"val_fraction": 0.5}),
                        tmp_path)  # another config: recomputed
     assert other.documents != first.documents
+
+
+def test_plan_covers_only_the_shards_of_this_dataset(corpus, tmp_path) -> None:
+    """Packed shards of another dataset version left in the folder never leak into the plan."""
+    _, curated, tok = corpus
+    assert len(curated) >= 2
+    cfg = DatasetConfig(seq_len=64, val_fraction=0.2)
+    results, _ = pack(curated, tok, cfg, tmp_path)  # every shard packed
+    build_plan(tmp_path, cfg, [results[0].shard])  # a dataset of the first shard only
+    plan = pd.concat(pq.read_table(tmp_path / f"plan-{s}.parquet").to_pandas()
+                     for s in ("train", "val"))
+    first = {d.id for d in iter_documents(curated[0])}
+    assert set(plan.id) == first
