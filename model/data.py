@@ -110,6 +110,9 @@ class SequenceLoader:
         self.rank, self.world, self.shuffle = rank, world, shuffle
         self.epoch, self.consumed = 0, 0  # windows consumed by all ranks in this epoch
         self._order: tuple[int, np.ndarray] | None = None
+        # (epoch, place in the epoch's order) of each row of the last batch: the same for a
+        # window whatever the number of ranks, so per-row random draws can be keyed by it
+        self.last_rows: list[tuple[int, int]] = []
 
     def order(self) -> np.ndarray:
         if self._order is None or self._order[0] != self.epoch:
@@ -142,6 +145,7 @@ class SequenceLoader:
             while self.consumed + step <= len(self.data):
                 first = self.consumed + self.rank * self.batch_size
                 rows = np.stack([self.data[int(i)] for i in order[first:first + self.batch_size]])
+                self.last_rows = [(self.epoch, first + i) for i in range(self.batch_size)]
                 self.consumed += step
                 yield torch.from_numpy(rows.astype(np.int64))
             self.epoch, self.consumed = self.epoch + 1, 0

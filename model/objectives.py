@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,23 +113,30 @@ def denoise_lengths(length: int, objective: ObjectiveConfig) -> tuple[int, int]:
 
 
 def make_batch(window: torch.Tensor, arch: str, objective: ObjectiveConfig,
-               special: SpecialTokens | None, rng: np.random.Generator) -> Batch:
-    """Turn (B, L+1) token windows into the batch the architecture and objective need."""
+               special: SpecialTokens | None,
+               rng: np.random.Generator | Sequence[np.random.Generator]) -> Batch:
+    """Turn (B, L+1) token windows into the batch the architecture and objective need.
+    ``rng``: one generator for the batch, or one per row (the trainer keys each row's by the
+    window's place in the data order, so its prefix or corruption does not depend on which
+    rank reads it)."""
+    rngs = list(rng) if isinstance(rng, Sequence) else [rng] * window.shape[0]
+    if len(rngs) != window.shape[0]:
+        raise ValueError(f"{len(rngs)} random generators for {window.shape[0]} rows")
     if objective.kind == "lm":
         inputs, targets = window[:, :-1], window[:, 1:].clone()
         if arch != "prefix":
             return Batch(inputs, targets)
         length = inputs.shape[1]
-        prefix = torch.from_numpy(rng.integers(1, max(2, int(length * objective.max_prefix)),
-                                               size=inputs.shape[0]))
+        high = max(2, int(length * objective.max_prefix))
+        prefix = torch.tensor([int(r.integers(1, high)) for r in rngs], dtype=torch.long)
         positions = torch.arange(length)[None, :]
         targets[positions + 1 < prefix[:, None]] = IGNORE  # predictions inside the prefix
         return Batch(inputs, targets, prefix_len=prefix)
     if special is None:
         raise ValueError("the denoise objective needs the tokenizer's sentinel tokens")
     rows = window[:, :-1].numpy()
-    pairs = [corrupt(r, span_mask(len(r), objective.noise_density, objective.mean_span, rng),
-                     special.sentinels, special.eot) for r in rows]
+    pairs = [corrupt(r, span_mask(len(r), objective.noise_density, objective.mean_span, g),
+                     special.sentinels, special.eot) for r, g in zip(rows, rngs, strict=True)]
     src = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.int64))
     tgt = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
     if arch == "encoder_decoder":

@@ -15,7 +15,7 @@ import contextlib
 import math
 import resource
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from model.transformer import DecoderLM, build_model, count_params
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MiB = 2**20
-EVAL_KEY = 2**40  # seeds evaluation draws apart from any training step
+EVAL_KEY = 2**40  # seeds evaluation draws apart from any training epoch
 
 
 class Trainer:
@@ -172,12 +172,13 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------------------------
 
-    def _batch(self, window: torch.Tensor, key: tuple[int, ...]) -> Batch:
-        # corruption / prefix lengths are a pure function of (seed, step, micro, rank): a
-        # resumed run draws exactly what the uninterrupted run would have
-        rng = np.random.default_rng([self.cfg.seed, *key, self.dp_rank])
+    def _batch(self, window: torch.Tensor, rows: Sequence[tuple[int, ...]]) -> Batch:
+        # a row's corruption / prefix length is a pure function of (seed, the window's place
+        # in the data): a resumed run draws what the uninterrupted run would have, also with
+        # another number of ranks
+        rngs = [np.random.default_rng([self.cfg.seed, *row]) for row in rows]
         return make_batch(window, self.model_cfg.arch, self.cfg.objective, self.special,
-                          rng).to(self.runtime.device)
+                          rngs).to(self.runtime.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_dtype is None:
@@ -200,15 +201,16 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum, tokens = 0.0, 0
-        for micro in range(accum):
-            batch = self._batch(next(batches), (self.step, micro))
+        micro_batches = [self._batch(next(batches), self.loader.last_rows) for _ in range(accum)]
+        scale = self._token_scale(micro_batches)
+        for micro, batch in enumerate(micro_batches):
             tokens += batch.inputs.numel() + (batch.decoder_inputs.numel()
                                               if batch.decoder_inputs is not None else 0)
             if self.schedule is not None:
                 loss_sum += self._pipeline_step(batch) / accum
                 continue
             with self._sync(micro == accum - 1), self._autocast():
-                loss = forward_loss(self.model, batch) / accum
+                loss = forward_loss(self.model, batch, reduction="sum") * scale
             if micro == 0:  # parameters held between forward and backward (ZeRO-2 vs -3)
                 self._live_params = max(self._live_params,
                                         local_bytes(iter(self.inner.parameters())))
@@ -230,6 +232,16 @@ class Trainer:
             self.optimizer.step()
         self.step += 1
         return {"loss": loss_sum, "grad_norm": float(norm), "lr": lr, "tokens": float(tokens)}
+
+    def _token_scale(self, micro_batches: list[Batch]) -> float:
+        """Factor turning a micro-batch's summed token loss into its share of the step's loss:
+        the mean over every scored token of the global batch (all micro-batches, all data-
+        parallel ranks), times ``dp`` because gradient reduction averages over the ranks. With
+        a prefix objective rows score different numbers of tokens, and a mean of per-rank means
+        would weight tokens by which rank read them."""
+        local = sum(b.tokens for b in micro_batches)
+        scored = all_sum([float(local)], self.runtime)[0] / self.dims.tp  # tp ranks share rows
+        return self.dp / max(scored, 1.0)
 
     def _pipeline_step(self, batch: Batch) -> float:
         losses: list[torch.Tensor] = []
@@ -258,10 +270,10 @@ class Trainer:
             raise ValueError("the validation split is shorter than one sequence per rank")
         self.model.eval()
         nats, count = 0.0, 0.0
-        for b, start in enumerate(range(0, per_rank, bs)):
+        for start in range(0, per_rank, bs):
             idx = [i * self.dp + self.dp_rank for i in range(start, min(per_rank, start + bs))]
             window = torch.from_numpy(np.stack([self.val[i] for i in idx]).astype(np.int64))
-            batch = self._batch(window, (EVAL_KEY, b))  # same draws at every evaluation
+            batch = self._batch(window, [(EVAL_KEY, i) for i in idx])  # same at every eval
             if self.schedule is not None:
                 losses: list[torch.Tensor] = []
                 if self.stage_first:

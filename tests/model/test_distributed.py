@@ -84,12 +84,12 @@ def two_ranks(tmp_path_factory, data_file) -> tuple[Path, dict]:
 
 
 def single(data_file: Path, out: Path, *, batch_size: int, model: dict | None = None,
-           resume: Path | None = None) -> list[float]:
+           resume: Path | None = None, **train) -> list[float]:
     """The same training in this process, no process group."""
     logged: dict[int, float] = {}
     data = PackedSequences(TokenStream([data_file], "<u2"), 16)
     trainer = Trainer(ModelConfig(**(MODEL | (model or {}))),
-                      TrainConfig(**train_cfg(batch_size)),
+                      TrainConfig(**train_cfg(batch_size, **train)),
                       Runtime(0, 1, 0, torch.device("cpu")), train=data, val=data,
                       out_dir=out, special=SpecialTokens(**{**SPECIAL, "sentinels": tuple(
                           SPECIAL["sentinels"])}),
@@ -141,6 +141,21 @@ def test_other_architectures_and_memory_options_train(two_ranks) -> None:
     for mode in ("zero3_offload_bf16", "encdec_zero2", "prefix_zero1"):
         curve = losses(results[mode])
         assert curve[-1] < curve[0], mode
+
+
+def test_prefix_and_span_corruption_draws_do_not_depend_on_the_rank_count(
+        two_ranks, data_file, tmp_path) -> None:
+    """Each row's prefix length / corrupted spans are keyed by the window's place in the data
+    order, not by the rank that reads it, and the loss is the mean over every scored token of
+    the global batch (prefix rows score different numbers of tokens): 2 ranks x 4 rows equal
+    1 process x 8 rows."""
+    _, results = two_ranks
+    prefix = single(data_file, tmp_path / "prefix", batch_size=8,
+                    model={"arch": "prefix", "position": "rotary"})
+    assert losses(results["prefix_zero1"]) == pytest.approx(prefix, rel=1e-4)
+    denoise = single(data_file, tmp_path / "denoise", batch_size=8,
+                     model={"arch": "encoder_decoder"}, objective={"kind": "denoise"})
+    assert losses(results["encdec_zero2"]) == pytest.approx(denoise, rel=1e-4)
 
 
 def test_checkpoint_from_two_ranks_resumes_on_one_and_two(two_ranks, data_file,
