@@ -31,12 +31,23 @@ class TaskConfig(BaseModel):
                                    "first ('Let's think step by step.'), then take the text "
                                    "after 'the answer is'")
     max_new_tokens: int = Field(32, ge=1, description="generated tokens per item")
+    self_consistency: int = Field(
+        1, ge=1, le=64, description="qa/squad: sample this many answers (reasoning paths with "
+        "chain_of_thought) and take the most frequent normalised answer (Wang et al. 2022); "
+        "1 = one greedy answer")
+    temperature: float = Field(0.7, gt=0, description="sampling temperature of "
+                               "self_consistency > 1")
 
     @model_validator(mode="after")
-    def _cot_only_for_generation(self) -> TaskConfig:
-        if self.chain_of_thought and self.format in MULTIPLE_CHOICE:
-            raise ValueError(f"chain_of_thought applies to formats qa, squad, generate, not "
-                             f"{self.format!r} (scored by log-likelihood)")
+    def _generation_options(self) -> TaskConfig:
+        for option, used in (("chain_of_thought", self.chain_of_thought),
+                             ("self_consistency", self.self_consistency > 1)):
+            if used and self.format in MULTIPLE_CHOICE:
+                raise ValueError(f"{option} applies to formats qa, squad, generate, not "
+                                 f"{self.format!r} (scored by log-likelihood)")
+        if self.self_consistency > 1 and self.format == "generate":
+            raise ValueError("self_consistency votes over short answers (formats qa, squad); "
+                             "free-form 'generate' outputs have no majority to take")
         return self
 
 

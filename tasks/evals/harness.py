@@ -8,6 +8,7 @@ do not depend on item order, batch size or which items a ``limit`` keeps.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,7 +22,15 @@ from model.objectives import SpecialTokens
 from model.score import Request, loglikelihood
 from tasks.evals.config import MULTIPLE_CHOICE, TaskConfig
 from tasks.evals.formats import Choice, Generation, read_items
-from tasks.evals.metrics import bleu, choose, exact_match, extract_answer, rouge, token_f1
+from tasks.evals.metrics import (
+    bleu,
+    choose,
+    exact_match,
+    extract_answer,
+    majority_answer,
+    rouge,
+    token_f1,
+)
 
 COT_TRIGGER = " Let's think step by step."  # Kojima et al. 2022, zero-shot chain of thought
 DELIMITER = " "  # between a query and its answer
@@ -122,6 +131,11 @@ def run_multiple_choice(lm: LM, items: list[Choice], pool: list[Choice],
                       rows)
 
 
+def _seed(task_seed: int, item_id: str, sample: int) -> int:
+    digest = hashlib.blake2b(f"{task_seed}:{item_id}:{sample}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 @lru_cache(maxsize=4)
 def _newline_tokens(tokenizer: Tokenizer, marker: str) -> frozenset[int]:
     return frozenset(i for i in range(tokenizer.get_vocab_size())
@@ -133,20 +147,29 @@ def run_generation(lm: LM, items: list[Generation], pool: list[Generation], fmt:
     # answers end at a line break; reasoning (chain of thought) at a blank line
     marker = "\n\n" if cfg.chain_of_thought else "\n"
     stop = _newline_tokens(lm.tokenizer, marker) | {lm.special.eot}
-    sampling = Sampling(max_new_tokens=cfg.max_new_tokens, stop=frozenset(stop))
+    k = cfg.self_consistency  # 1: one greedy answer; more: sampled answers, majority vote
+    sampling = Sampling(max_new_tokens=cfg.max_new_tokens, stop=frozenset(stop),
+                        temperature=cfg.temperature if k > 1 else 0.0)
     rows, preds, refs = [], [], []
     shots = FewShot(pool, cfg.shots, cfg.seed, same_file=cfg.fewshot_path is None)
     prompts = [list(lm.context(generation_prompt(it, shots.draw(it.id), cfg.chain_of_thought)))
                for it in items]
-    for it, generated in zip(items, lm.generate(prompts, sampling), strict=True):
-        text = lm.decode(generated).split(marker)[0]
-        answer = extract_answer(text, cfg.chain_of_thought)
+    # each sample's seed comes from (task seed, item id, sample): independent of order/batch
+    generated = lm.generate([p for p in prompts for _ in range(k)], sampling,
+                            seeds=[_seed(cfg.seed, it.id, j) for it in items for j in range(k)])
+    for i, it in enumerate(items):
+        texts = [lm.decode(g).split(marker)[0] for g in generated[i * k:(i + 1) * k]]
+        answers = [extract_answer(t, cfg.chain_of_thought) for t in texts]
+        answer = majority_answer(answers)
         preds.append(answer)
         refs.append(it.references)
-        rows.append({"id": it.id, "generation": text, "answer": answer,
-                     "references": list(it.references),
-                     "exact_match": exact_match(answer, it.references),
-                     "f1": token_f1(answer, it.references)})
+        row: dict[str, Any] = {"id": it.id, "generation": texts[answers.index(answer)],
+                               "answer": answer, "references": list(it.references),
+                               "exact_match": exact_match(answer, it.references),
+                               "f1": token_f1(answer, it.references)}
+        if k > 1:
+            row["sampled_answers"] = answers
+        rows.append(row)
     n = max(1, len(items))
     metrics = {"exact_match": sum(r["exact_match"] for r in rows) / n,
                "f1": sum(r["f1"] for r in rows) / n, "items": float(len(items))}

@@ -54,6 +54,15 @@ def extract_answer(generated: str, chain_of_thought: bool) -> str:
     return lines[-1] if lines else ""
 
 
+def majority_answer(answers: Sequence[str]) -> str:
+    """Self-consistency's vote: the answer whose SQuAD-normalised form is most frequent; ties go
+    to the form seen first; the first answer with that form is returned as written."""
+    forms = [normalize_answer(a) for a in answers]
+    counts = Counter(forms)
+    best = max(counts, key=lambda form: (counts[form], -forms.index(form)))
+    return answers[forms.index(best)]
+
+
 def bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     """Corpus BLEU (sacrebleu defaults: 13a tokenisation, exponential smoothing), 0-100."""
     import sacrebleu

@@ -100,3 +100,29 @@ def test_chain_of_thought_appends_the_trigger(tmp_path: Path) -> None:
     assert generation_prompt(item, [item], cot=False).startswith("Question: q\nAnswer: a\n\n")
     with pytest.raises(ValueError, match="chain_of_thought"):
         TaskConfig(name="x", format="mc", path=tmp_path, chain_of_thought=True)
+
+
+def test_self_consistency_votes_over_seeded_samples(trained_lm: LM, tmp_path: Path) -> None:
+    """Sampled answers (seeded per item and sample, so batch size changes nothing), then the
+    most frequent normalised answer; the vote is at least as good as a single sample."""
+    from dataclasses import replace
+
+    from tasks.evals.metrics import exact_match
+
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": [a]}) + "\n"
+                            for q, a in QA.items()))
+    cfg = TaskConfig(name="qa", format="qa", path=path, max_new_tokens=8, self_consistency=7,
+                     temperature=1.3)
+    result = run_task(trained_lm, cfg)
+    sampled = [r["sampled_answers"] for r in result.predictions]
+    assert all(len(s) == 7 for s in sampled)
+    assert any(len(set(s)) > 1 for s in sampled)  # really sampled, not greedy
+    single = sum(exact_match(a, r["references"]) for r in result.predictions
+                 for a in r["sampled_answers"]) / (7 * len(sampled))
+    # here: single samples 0.71 correct, the vote 1.0
+    assert result.metrics["exact_match"] >= max(single, 0.75)
+    one_at_a_time = run_task(replace(trained_lm, batch_size=1), cfg)
+    assert [r["sampled_answers"] for r in one_at_a_time.predictions] == sampled
+    with pytest.raises(ValueError, match="self_consistency"):
+        TaskConfig(name="x", format="hellaswag", path=path, self_consistency=3)

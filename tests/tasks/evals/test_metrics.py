@@ -60,3 +60,11 @@ def test_chain_of_thought_answer_extraction() -> None:
     assert extract_answer(text, chain_of_thought=True) == "water"
     assert extract_answer("first line\nsecond", chain_of_thought=False) == "first line"
     assert extract_answer("no marker\nlast line", chain_of_thought=True) == "last line"
+
+
+def test_self_consistency_vote() -> None:
+    from tasks.evals.metrics import majority_answer
+
+    assert majority_answer(["London", "Paris", "paris.", "The Paris", "London"]) == "Paris"
+    assert majority_answer(["a b", "c", "A B!", "c"]) == "a b"  # tie: the form seen first
+    assert majority_answer(["x"]) == "x"
