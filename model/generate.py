@@ -92,9 +92,10 @@ def generate_batch(model: nn.Module, prompts: Sequence[list[int]], sampling: Sam
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     with _eval(model):
         device = next(model.parameters()).device
-        rows: _Rows = (_EncoderDecoderRows if getattr(model.cfg, "arch", "causal")  # type: ignore
-                       == "encoder_decoder" else _DecoderRows)(
-            model, [_budget(model, p, sampling) for p in prompts], device, decoder_start)
+        budgeted = [_budget(model, p, sampling) for p in prompts]
+        rows: _Rows = (_EncoderDecoderRows(model, budgeted, device, decoder_start)
+                       if getattr(model.cfg, "arch", "causal") == "encoder_decoder"  # type: ignore
+                       else _DecoderRows(model, budgeted, device))
         outs: list[list[int]] = [[] for _ in prompts]
         active = list(range(len(prompts)))
         logits = rows.logits
@@ -126,13 +127,15 @@ def _eval(model: nn.Module) -> Iterator[None]:
 
 
 def _right_padded(prompts: list[list[int]], device: torch.device
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, W) tokens padded on the right with 0 (never attended to) and the (B,) lengths."""
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, W) tokens padded on the right with 0, the (B,) lengths and the (B, W) mask of real
+    tokens (padding is never attended to)."""
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     tokens = torch.zeros(len(prompts), int(lengths.max()), dtype=torch.long, device=device)
     for i, p in enumerate(prompts):
         tokens[i, :len(p)] = torch.tensor(p, device=device)
-    return tokens, lengths
+    real = torch.arange(tokens.shape[1], device=device)[None, :] < lengths[:, None]
+    return tokens, lengths, real
 
 
 def _select(cache: list[dict], keep: torch.Tensor) -> None:
@@ -154,16 +157,15 @@ class _Rows:
 
 
 class _DecoderRows(_Rows):
-    def __init__(self, model: nn.Module, prompts: list[list[int]], device: torch.device,
-                 _: int) -> None:
+    def __init__(self, model: nn.Module, prompts: list[list[int]], device: torch.device
+                 ) -> None:
         self.model = model
-        tokens, lengths = _right_padded(prompts, device)
+        tokens, lengths, real = _right_padded(prompts, device)
         prefix = lengths if model.cfg.arch == "prefix" else None  # type: ignore[union-attr]
         self.cache: list[dict] = [{} for _ in model.layers]  # type: ignore[union-attr]
         logits = model(tokens, prefix, cache=self.cache)
         self.logits = logits[torch.arange(len(prompts), device=device), lengths - 1]
-        # cache columns holding real tokens: a row's prompt, then everything generated
-        self.keys = torch.arange(tokens.shape[1], device=device)[None, :] < lengths[:, None]
+        self.keys = real  # cache columns holding real tokens: prompt, then all generated
         self.position = lengths  # each row's next position
 
     def step(self, chosen: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -181,8 +183,7 @@ class _EncoderDecoderRows(_Rows):
     def __init__(self, model: nn.Module, prompts: list[list[int]], device: torch.device,
                  decoder_start: int) -> None:
         self.model = model
-        src, lengths = _right_padded(prompts, device)
-        self.src_mask = torch.arange(src.shape[1], device=device)[None, :] < lengths[:, None]
+        src, _, self.src_mask = _right_padded(prompts, device)
         self.memory = model.encode(src, self.src_mask)  # type: ignore[operator]
         start = torch.full((len(prompts), 1), decoder_start, device=device)
         self.cache: list[dict] = [{} for _ in model.layers]  # type: ignore[union-attr]

@@ -202,7 +202,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum, tokens = 0.0, 0
         micro_batches = [self._batch(next(batches), self.loader.last_rows) for _ in range(accum)]
-        scale = self._token_scale(micro_batches)
+        scale = self._token_scale(micro_batches) if self.schedule is None else 0.0  # pp: own loss
         for micro, batch in enumerate(micro_batches):
             tokens += batch.inputs.numel() + (batch.decoder_inputs.numel()
                                               if batch.decoder_inputs is not None else 0)
