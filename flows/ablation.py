@@ -10,7 +10,6 @@ B's ("raw"), chosen by the same id-hash split the token datasets use, so no arm 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,12 @@ from flows.compare import RunView, markdown, plot_metrics
 from flows.config import RunConfig, save_config
 from flows.pipeline import run_pipeline
 from flows.tracking import tracked_run
+from model.atomic import write_json, write_text
 from tasks.curate import CurateConfig
 from tasks.dedup import DedupConfig
 from tasks.evals.suite import heldout_texts, model_meta, score_texts
 from tasks.filters.quality import QualityConfig, QualityPlan
-from tasks.schema import SOURCE_KINDS
+from tasks.readers import SOURCE_KINDS
 
 LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte", "expected_max", "probability",
                    "leak_rate", "exact_rate", "matched_prefix")
@@ -110,8 +110,8 @@ def run_ablation(cfg: RunConfig, against: RunConfig | None = None,
         report = {"arms": {v.name: {"mlflow_run_id": v.run_id, "metrics": v.metrics}
                            for v in views},
                   "heldout_documents": {k: len(v) for k, v in texts.items()}, "rows": rows}
-        (out / "ablation.json").write_text(json.dumps(report, indent=1))
-        (out / "ablation.md").write_text(markdown(rows))
+        write_json(out / "ablation.json", report, indent=1)
+        write_text(out / "ablation.md", markdown(rows))
         for v in views:
             tracker.log_metrics(0, {f"{v.name}/{k}": x for k, x in v.metrics.items()})
         for path in (out / "ablation.json", out / "ablation.md", figure):

@@ -16,6 +16,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.tracking import tracked_run, tracking_uri
+from model.atomic import write_text
 
 CURVES = ("train/loss", "val/loss")  # histories drawn as curves when a run has them
 HIDDEN = ("system/",)  # metric prefixes left out of the table
@@ -146,7 +147,7 @@ def compare_runs(run_ids: list[str], out: Path, experiment: str = "lmforge",
     if bars:
         figures.append(bars)
     table = out / "comparison.md"
-    table.write_text(markdown(rows))
+    write_text(table, markdown(rows))
     with tracked_run("compare", experiment, tags={"lmforge.compared": ",".join(run_ids)}) as t:
         for path in [table, *figures]:
             t.log_artifact(path, "compare")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any, get_args
 
@@ -18,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from infra.cluster import DaskConfig
 from infra.settings import DEFAULT_CONFIG
+from model.atomic import write_text
 from model.config import ModelConfig
 from model.train_config import TrainConfig
 from tasks.curate import CurateConfig
 from tasks.dataset import DatasetConfig
 from tasks.evals.config import EvaluateConfig
-from tasks.readers import Source
+from tasks.readers import Source, source_config
 from tasks.tokenizer import TokenizerConfig
 
 
@@ -92,16 +91,7 @@ def _model_in(annotation: Any) -> Any:
 
 
 def _union_member(model: Any, tag: str) -> Any:
-    from tasks.readers import (
-        BooksSource,
-        CodeSource,
-        CommonCrawlSource,
-        RedditSource,
-        WikipediaSource,
-    )
-    members = {"books": BooksSource, "commoncrawl": CommonCrawlSource, "reddit": RedditSource,
-               "wikipedia": WikipediaSource, "code": CodeSource}
-    return members.get(tag, model)
+    return source_config(tag) or model
 
 
 def format_errors(err: ValidationError, origin: str) -> str:
@@ -145,12 +135,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
 def save_config(cfg: RunConfig, path: Path) -> Path:
     """The resolved config beside the outputs it produced (``lmforge explain`` reads it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # unique per writer: the nodes of a multi-node launch may save into one shared folder
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    tmp.replace(path)
-    return path
+    # the nodes of a multi-node launch may save into one shared folder: the writer's own
+    # temporary name keeps them apart
+    return write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
 def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
@@ -15,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.config import RunConfig, save_config
 from flows.progress import wait_all
 from flows.tracking import Tracker, publish_counts, publish_dedup, tracked_run
+from tasks.accounting import account_inputs, check, inputs_table, reconcile
 from tasks.curate import (
     STAGES,
     cache_key,
@@ -66,13 +68,15 @@ def _filter(batch: list[Shard], sources: list, cfg: RunConfig, root: Path
 
 
 def publish(cfg: RunConfig, layout: Layout, reports: list[StageReport], tracker: Tracker, *,
-            webtext: Path | None, classifier: str | None) -> Path:
+            webtext: Path | None, classifier: str | None,
+            accounting: dict[str, Any]) -> Path:
     """The manifest, the Prefect artifacts and the MLflow record of one curation run."""
     by_name = {r.stage: r for r in reports}
     bias = summarise_bias(by_name["toxicity"].extra)
     manifest = write_manifest(layout, reports, cfg.digest(), {
         "mlflow_run_id": tracker.run_id, "webtext_urls": str(webtext) if webtext else None,
-        "quality_classifier": classifier, "bias": bias})
+        "quality_classifier": classifier, "bias": bias, "accounting": accounting,
+        "inputs": inputs_table(by_name["ingest"])})
     publish_counts("curate", reports, tracker)
     publish_dedup(by_name["dedup"], tracker)
     create_markdown_artifact(curation_report(layout, reports, tracker.url), key="curate-report",
@@ -116,6 +120,10 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
                     "dedup": [dedup],
                     **{s: [r[s] for r in scrubbed] for s in ("classifier", "pii", "toxicity")}}
         reports = [StageReport.merge(by_stage[s]) for s in STAGES]
-        manifest = publish(cfg, layout, reports, tracker, webtext=webtext, classifier=model)
+        reports[0] = account_inputs(layout, reports[0])  # files that yielded nothing
+        accounting = reconcile(layout, reports)
+        manifest = publish(cfg, layout, reports, tracker, webtext=webtext, classifier=model,
+                           accounting=accounting)
+        check(accounting)  # after the manifest is written: it shows what does not add up
     log.info("curated %d documents into %s", reports[-1].total.docs_out, layout.curated)
     return manifest

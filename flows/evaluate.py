@@ -16,6 +16,7 @@ from prefect.artifacts import create_table_artifact
 from flows.config import RunConfig
 from flows.progress import wait_all
 from flows.tracking import tracked_run
+from model.atomic import write_text
 from tasks.evals.suite import Outcome, Target, evaluate_target_task, list_targets
 from tasks.shards import Layout
 from tasks.training import resumable_run_id
@@ -79,7 +80,7 @@ def evaluate_model(cfg: RunConfig, checkpoint: Path | None = None,
         stage.set_tags({"lmforge.eval_runs": json.dumps(runs)})
         summary = out / "metrics.json"  # the main model's metrics, flat
         summary.parent.mkdir(parents=True, exist_ok=True)
-        summary.write_text(json.dumps({"checkpoint": str(main.target.path), **main.metrics},
+        write_text(summary, json.dumps({"checkpoint": str(main.target.path), **main.metrics},
                                       indent=1))
         stage.log_artifact(summary, "eval")
         ordered = sorted(outcomes, key=lambda o: o.target.step)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from flows.config import load_config
 from flows.tracking import Tracker, system_metrics, tracking_uri
 from infra.settings import prepare_environment
+from model.atomic import write_json
 from model.distributed import init_runtime, shutdown
 from tasks.shards import Layout
 from tasks.training import train
@@ -53,9 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     if runtime.local_rank == 0:  # each node's launcher reads its own node's copy
         body = {k: str(v) if isinstance(v, Path) else v
                 for k, v in dataclasses.asdict(result).items()}
-        tmp = args.result.with_name(f".{args.result.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(body))
-        tmp.replace(args.result)
+        write_json(args.result, body)
     shutdown(runtime)
 
 

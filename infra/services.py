@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from infra.settings import lmforge_home, mlflow_backend, redact_text
+from model.atomic import write_json
 
 START_TIMEOUT_S = 240.0  # two busy cores can need well over a minute for a first start
 WORK_POOL = "lmforge"  # the process work pool the local worker polls
@@ -205,13 +206,13 @@ def up(home: Path | None = None, prefect_port: int = 4200, mlflow_port: int = 50
             raise RuntimeError(f"port {port} for the {name} server is taken by another program; "
                                f"pick another with --{name}-port")
         services[name] = start(name, port, home)
-    _state_file(home).write_text(json.dumps({n: asdict(s) for n, s in services.items()}))
+    write_json(_state_file(home), {n: asdict(s) for n, s in services.items()})
     for service in services.values():
         wait_healthy(service, timeout, home)
     if worker and "worker" not in services:
         services["worker"] = start("worker", 0, home, (services["prefect"].api_url,
                                                        services["mlflow"].api_url))
-        _state_file(home).write_text(json.dumps({n: asdict(s) for n, s in services.items()}))
+        write_json(_state_file(home), {n: asdict(s) for n, s in services.items()})
     return services
 
 

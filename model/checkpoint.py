@@ -14,7 +14,6 @@ rank has finished, so a crash mid-save leaves the previous checkpoint as the lat
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import warnings
@@ -35,6 +34,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.tensor import DTensor
 
+from model.atomic import atomic_path, commit, write_json
 from model.config import ModelConfig
 
 META, EXPORT = "meta.json", "model.pt"
@@ -142,6 +142,9 @@ class CheckpointManager:
              names: dict[nn.Parameter, str], meta: dict[str, Any]) -> Path:
         """Collective: every rank calls it. Returns the finished folder."""
         final = self.folder / f"step-{step:07d}"
+        # Every rank writes its shards into one folder, so its temporary name is shared (one
+        # collective writer) rather than unique per process as model.atomic makes it; the
+        # rename at the end is the same commit.
         tmp = final.with_name(final.name + ".tmp")
         if _rank() == 0:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -152,9 +155,9 @@ class CheckpointManager:
         torch.save(_rng_state(), tmp / f"rng-rank{_rank()}.pt")
         _barrier()
         if _rank() == 0:
-            (tmp / META).write_text(json.dumps({"step": step, **meta}, indent=1, default=str))
+            write_json(tmp / META, {"step": step, **meta}, indent=1, default=str)
             shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+            commit(tmp, final)
             for old in self.complete()[:-self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         _barrier()
@@ -222,12 +225,10 @@ def load_any(path: Path) -> tuple[nn.Module, dict[str, Any]]:
 def save_model(out: Path, model: nn.Module | dict[str, torch.Tensor], model_cfg: ModelConfig,
                *, step: int, tokens_seen: int) -> Path:
     """Atomically write the consolidated model and its config."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     weights = model.state_dict() if isinstance(model, nn.Module) else model
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save({"model": weights, "model_config": model_cfg.model_dump(mode="json"),
-                "step": step, "tokens_seen": tokens_seen}, tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        torch.save({"model": weights, "model_config": model_cfg.model_dump(mode="json"),
+                    "step": step, "tokens_seen": tokens_seen}, tmp)
     return out
 
 

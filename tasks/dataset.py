@@ -33,8 +33,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.atomic import atomic_path, commit, temporary_path, write_json
+from tasks.codeversion import code_version
 from tasks.decontaminate import DecontaminationConfig, overlaps
-from tasks.schema import Document, SourceKind
+from tasks.readers import SourceKind
+from tasks.schema import Document
 from tasks.shards import (
     file_digest,
     iter_documents,
@@ -44,7 +47,6 @@ from tasks.shards import (
 )
 from tasks.tokenizer import EOT, load_tokenizer, tokenizer_hash
 
-PACK_VERSION = "1"  # part of every shard's cache key: bump when packing changes
 SPLITS = ("train", "val")
 INDEX_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("split", pa.string()),
                           ("file", pa.string()), ("offset", pa.int64()), ("length", pa.int64()),
@@ -101,10 +103,12 @@ class _ShardWriter:
         self.out, self.dtype, self.result = out, dtype, ShardTokens(shard=shard)
         name = shard_name(shard).replace(".parquet", ".bin")
         self.handles, self.digests, self.offsets = {}, {}, Counter()
+        self.tmp: dict[str, Path] = {}
         for split in SPLITS:
             (out / split).mkdir(parents=True, exist_ok=True)
             self.result.files[split] = f"{split}/{name}"
-            self.handles[split] = (out / split / f".{name}.tmp").open("wb")
+            self.tmp[split] = temporary_path(out / split / name)
+            self.handles[split] = self.tmp[split].open("wb")
             self.digests[split] = hashlib.sha256()
         self.rows: dict[str, list] = {n: [] for n in INDEX_SCHEMA.names}
         self.counts = {k: Counter() for k in ("tokens", "documents", "bytes")}
@@ -129,17 +133,15 @@ class _ShardWriter:
         r = self.result
         for split in SPLITS:
             self.handles[split].close()
-            name = Path(r.files[split]).name
-            (self.out / split / f".{name}.tmp").replace(self.out / r.files[split])
+            commit(self.tmp[split], self.out / r.files[split])
             r.tokens[split] = self.counts["tokens"][split]
             r.documents[split] = self.counts["documents"][split]
             r.bytes[split] = self.counts["bytes"][split]
             r.sha256[split] = self.digests[split].hexdigest()
             r.by_source[split] = dict(self.by_source[split])
         index = self.out / "index" / shard_name(r.shard)
-        index.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(self.rows, schema=INDEX_SCHEMA), index.with_suffix(".tmp"))
-        index.with_suffix(".tmp").replace(index)
+        with atomic_path(index) as tmp:
+            pq.write_table(pa.table(self.rows, schema=INDEX_SCHEMA), tmp)
         return r
 
 
@@ -148,7 +150,8 @@ def pack_shard(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfi
     """Tokenize one curated shard into its train and val token files and document index,
     unless a finished record with the same inputs (curated bytes, tokenizer, config, code
     version) and intact outputs exists: a rerun after a crash redoes only unfinished shards."""
-    key = hashlib.sha256(json.dumps([PACK_VERSION, file_digest(curated), tokenizer_hash(
+    key = hashlib.sha256(json.dumps([code_version(["tasks.dataset"], ["tokenizers"]),
+                                     file_digest(curated), tokenizer_hash(
         Path(tokenizer_path)), cfg.model_dump(mode="json", exclude={"curated_version"})],
         sort_keys=True).encode()
     ).hexdigest()[:16]
@@ -160,10 +163,8 @@ def pack_shard(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfi
     result = _pack(curated, shard, tokenizer_path, cfg, out)
     outputs = output_digests(out, [out / f for f in result.files.values()]
                              + [out / "index" / shard_name(shard)])
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "result": asdict(result), "outputs": outputs}))
-    tmp.replace(record)  # written last: marks the shard finished
+    # written last: marks the shard finished
+    write_json(record, {"key": key, "result": asdict(result), "outputs": outputs})
     return result
 
 
@@ -222,9 +223,10 @@ def build_plan(out: Path, cfg: DatasetConfig, shards: list[int]) -> dict[str, An
                                    "tokens": achieved}
         plan = pd.concat(parts, ignore_index=True) if parts else index.iloc[:0].assign(repeat=0)
         plan = plan.iloc[_order(plan.id + ":" + plan["repeat"].astype(str), str(cfg.seed))]
-        pq.write_table(pa.Table.from_pandas(
-            plan[["id", "source", "file", "offset", "length", "repeat"]], preserve_index=False),
-            out / f"plan-{split}.parquet")
+        with atomic_path(out / f"plan-{split}.parquet") as tmp:
+            pq.write_table(pa.Table.from_pandas(
+                plan[["id", "source", "file", "offset", "length", "repeat"]],
+                preserve_index=False), tmp)
     total = sum(m["tokens"] for m in mixture.values()) or 1
     for m in mixture.values():
         m["share"] = round(m["tokens"] / total, 4)
@@ -277,10 +279,7 @@ def write_dataset_manifest(out: Path, shards: list[ShardTokens], *, seq_len: int
     }
     body = json.dumps(manifest, indent=1, sort_keys=True)
     manifest["version"] = hashlib.sha256(body.encode()).hexdigest()[:16]
-    path = out / "manifest.json"
-    tmp = path.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    tmp.replace(path)
+    write_json(out / "manifest.json", manifest, indent=1, sort_keys=True)
     return manifest
 
 

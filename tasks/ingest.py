@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from model.atomic import atomic_path, write_text
+from tasks.readers import SOURCES
 from tasks.readers.base import SourceBase, expand_paths, fingerprint
 from tasks.shards import file_digest, list_shards, shard_name
 
@@ -83,10 +85,10 @@ class Ledger:
         seen = {(e.url, e.checksum) for e in self.entries()}
         new = []
         for index, source in enumerate(sources):
-            kind = source.kind  # type: ignore[attr-defined]
+            folders = SOURCES[source.kind].reads_folders  # type: ignore[attr-defined]
             for pattern in source.paths:
-                for url, _, info in expand_paths(pattern, want_dirs=kind == "code"):
-                    if info["type"] == "directory" and kind != "code":
+                for url, _, info in expand_paths(pattern, want_dirs=folders):
+                    if info["type"] == "directory" and not folders:
                         continue
                     entry = Entry(url, checksum(url, dict(info)), int(info.get("size") or 0),
                                   index)
@@ -111,20 +113,15 @@ def batch_sources(sources: Sequence[SourceBase], entries: Sequence[Entry]) -> li
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text(path, text)
 
 
 def _link(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # another filesystem: copy
-        shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:  # another filesystem: copy
+            shutil.copyfile(src, tmp)
 
 
 def publish_version(root: Path, batch_root: Path, batch: int, inputs: Sequence[Entry]

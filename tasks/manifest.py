@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pyarrow.dataset as ds
 
+from model.atomic import write_json
 from tasks.report import StageReport
 from tasks.shards import Layout, list_shards
 
@@ -70,9 +70,7 @@ def write_manifest(layout: Layout, reports: Sequence[StageReport], config_hash: 
         "sources": dict(sorted(by_source.items())),
         **(dict(extra) if extra else {}),
     }
-    tmp = layout.manifest.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False))
-    tmp.replace(layout.manifest)
+    write_json(layout.manifest, manifest, indent=2)
     return layout.manifest
 
 

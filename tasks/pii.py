@@ -44,6 +44,7 @@ from presidio_anonymizer.entities import OperatorConfig
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.base import DocRewriter, Rewrite
+from tasks.chunks import bounded_spans
 from tasks.credentials import resolve_secret
 from tasks.schema import Document
 
@@ -103,6 +104,11 @@ class PiiConfig(BaseModel):
         "library accepts years such as '1845' as valid short numbers of some regions")
     tiered: bool = Field(True, description="run only the recognisers a document can trigger, "
                          "and NER only on its capitalised sentences (see the module docs)")
+    chunk_chars: int = Field(
+        100_000, ge=1000, le=1_000_000, description="longer documents are analysed in pieces "
+        "of at most this many characters (cut at paragraph, line, sentence or word breaks), "
+        "whose findings are merged: spaCy refuses texts over 1,000,000 characters and needs "
+        "memory in proportion to the text")
 
 
 # tldextract's module-level extractor may fetch the Public Suffix List over the network; this
@@ -261,9 +267,11 @@ class PiiScrubber(DocRewriter):
         self._ents = {}
         if self.ner is None:
             return
-        jobs = [(i, span) for i, doc in enumerate(batch)
+        limit = self.cfg.chunk_chars
+        jobs = [(i, piece) for i, doc in enumerate(batch)
                 for span in (candidate_spans(doc.text) if self.cfg.tiered
-                             else [(0, len(doc.text))])]
+                             else [(0, len(doc.text))])
+                for piece in bounded_spans(doc.text, limit, *span)]
         texts = [batch[i].text[a:b] for i, (a, b) in jobs]
         for (i, (start, _)), parsed in zip(jobs, self.ner.pipe(texts, batch_size=256),
                                           strict=True):
@@ -272,10 +280,10 @@ class PiiScrubber(DocRewriter):
                     self._ents.setdefault(id(batch[i]), []).append(
                         (start + ent.start_char, start + ent.end_char, NER_LABELS[ent.label_]))
 
-    def _wanted(self, doc: Document, ents: list[tuple[int, int, str]] | None) -> list[str]:
+    def _wanted(self, text: str, ents: list[tuple[int, int, str]] | None) -> list[str]:
         if not self.cfg.tiered:
             return self.entities
-        wanted = [e for e in self.entities if e in TRIGGERS and TRIGGERS[e].search(doc.text)]
+        wanted = [e for e in self.entities if e in TRIGGERS and TRIGGERS[e].search(text)]
         if ents:
             wanted += [e for e in self.entities if e in NER_ENTITIES]
         return wanted
@@ -291,17 +299,30 @@ class PiiScrubber(DocRewriter):
         return {e: OperatorConfig("custom", {"lambda": _hasher(e, salt)}) for e in self.entities}
 
     def analyze(self, doc: Document) -> list[RecognizerResult]:
-        """presidio's findings for ``doc`` (after :meth:`prepare` on its batch)."""
-        ents = self._ents.get(id(doc))
-        wanted = self._wanted(doc, ents)
+        """presidio's findings for ``doc`` (after :meth:`prepare` on its batch); a long
+        document is analysed piece by piece and the findings shifted back into place."""
+        ents = self._ents.get(id(doc)) or []
+        results = []
+        for start, end in bounded_spans(doc.text, self.cfg.chunk_chars):
+            piece = doc.text[start:end]
+            local = [(a - start, b - start, label) for a, b, label in ents
+                     if a >= start and b <= end]
+            for r in self._analyze_piece(piece, local):
+                r.start, r.end = r.start + start, r.end + start
+                results.append(r)
+        return results
+
+    def _analyze_piece(self, text: str, ents: list[tuple[int, int, str]]
+                       ) -> list[RecognizerResult]:
+        wanted = self._wanted(text, ents)
         if not wanted:
             return []
-        artifacts = _artifacts(doc.text, ents or [], self.ner) if self.ner is not None else None
-        results = self.analyzer.analyze(doc.text, language=self.cfg.language, entities=wanted,
+        artifacts = _artifacts(text, ents, self.ner) if self.ner is not None else None
+        results = self.analyzer.analyze(text, language=self.cfg.language, entities=wanted,
                                         score_threshold=self.cfg.min_score,
                                         allow_list=self.cfg.allow, nlp_artifacts=artifacts)
         return [r for r in results if r.entity_type != "PHONE_NUMBER"
-                or _digits(doc.text[r.start:r.end]) >= self.cfg.min_phone_digits]
+                or _digits(text[r.start:r.end]) >= self.cfg.min_phone_digits]
 
     def rewrite(self, doc: Document) -> Rewrite:
         results = self.analyze(doc)

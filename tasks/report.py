@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.atomic import write_json
+
 
 @dataclass(frozen=True)
 class SourceCounts:
@@ -113,10 +115,7 @@ class StageReport:
 
     def save(self, path: Path) -> None:
         """Atomically write the report (a report on disk means the shard's outputs are complete)."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
-        tmp.replace(path)
+        write_json(path, self.to_dict(), indent=1, sort_keys=True)
 
     @classmethod
     def load(cls, path: Path) -> StageReport:

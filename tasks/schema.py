@@ -21,12 +21,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
-
-SourceKind = Literal["books", "commoncrawl", "reddit", "wikipedia", "code"]
-SOURCE_KINDS: tuple[str, ...] = ("books", "commoncrawl", "reddit", "wikipedia", "code")
 
 
 def doc_id(source: str, location: str) -> str:

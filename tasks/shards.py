@@ -17,8 +17,6 @@ complete or not at all; a shard's report is written after its files, so "report 
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.atomic import commit, temporary_path
 from tasks.schema import (
     CURATED_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -89,7 +88,7 @@ class AtomicParquetWriter:
         self.schema = schema
         self.rows_per_group = rows_per_group
         self.rows = 0
-        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._tmp = temporary_path(path)
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[dict[str, Any]] = []
 
@@ -123,7 +122,7 @@ class AtomicParquetWriter:
             self._writer.close()
         finally:
             if exc_type is None and (self.rows or self.keep_empty):
-                os.replace(self._tmp, self.path)
+                commit(self._tmp, self.path)
             else:
                 self._tmp.unlink(missing_ok=True)
                 if exc_type is None:  # nothing to write: no stale file from an earlier run

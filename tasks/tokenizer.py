@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from model.atomic import atomic_path
 from tasks.shards import iter_documents
 
 EOT = "<|endoftext|>"
@@ -68,9 +69,8 @@ def train_tokenizer(curated: list[Path], cfg: TokenizerConfig, out: Path) -> Pat
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(_sample(curated, cfg.sample_docs), trainer=trainer)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tokenizer.save(str(tmp))
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        tokenizer.save(str(tmp))
     return out
 
 

@@ -27,11 +27,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.base import DocFilter, DocRewriter, Rewrite, Verdict
+from tasks.chunks import bounded_spans
+from tasks.readers import SourceKind
 from tasks.report import Tally
-from tasks.schema import Document, SourceKind
+from tasks.schema import Document
 
 _PARAGRAPH = re.compile(r"[^\n]+")
 _SENTENCE = re.compile(r"[^\n]+?(?:[.!?]+(?=\s|$)|$)", re.MULTILINE)
+MAX_UNIT_CHARS = 2000  # about detoxify's 512-token window of English
 DETOXIFY_HEADS = ("toxicity", "severe_toxicity", "obscene", "threat", "insult",
                   "identity_attack")
 
@@ -117,10 +120,14 @@ def detoxify_scorer(cfg: DetoxifyConfig) -> DetoxifyScorer:
     return DetoxifyScorer(cfg)
 
 
-def units(text: str, unit: str = "paragraph") -> list[tuple[int, int]]:
-    """(start, end) of the scored pieces; the whole text when it has none."""
+def units(text: str, unit: str = "paragraph", max_chars: int = MAX_UNIT_CHARS
+          ) -> list[tuple[int, int]]:
+    """(start, end) of the scored pieces; the whole text when it has none. A unit longer than
+    ``max_chars`` (a paragraph of a book without line breaks, a page of minified text) is
+    scored in bounded pieces: the classifiers truncate or dilute long input."""
     pattern = _SENTENCE if unit == "sentence" else _PARAGRAPH
-    spans = [m.span() for m in pattern.finditer(text) if m.group().strip()]
+    spans = [piece for m in pattern.finditer(text) if m.group().strip()
+             for piece in bounded_spans(text, max_chars, *m.span())]
     return spans or [(0, len(text))]
 
 

@@ -21,6 +21,7 @@ import dask.dataframe as dd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.atomic import commit, temporary_path, write_json
 from tasks.dedup.signatures import SIGNATURE_SCHEMA
 from tasks.shards import list_shards
 
@@ -55,8 +56,7 @@ class DedupIndex:
         """Write ``rows`` as the next version (nothing when empty); returns its record."""
         version = self.version + 1
         folder = self.root / f"v{version:05d}"
-        tmp = self.root / f".v{version:05d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = temporary_path(folder)  # a folder of Parquet parts, renamed whole
         shutil.rmtree(folder, ignore_errors=True)  # left by a crash before it was listed
         schema = pa.schema([SIGNATURE_SCHEMA.field(c) for c in rows.columns])
         rows.repartition(npartitions=max(1, min(rows.npartitions, partitions))).to_parquet(
@@ -67,11 +67,9 @@ class DedupIndex:
         if count == 0:
             shutil.rmtree(tmp)
             return None
-        tmp.replace(folder)
+        commit(tmp, folder)
         record = {"version": version, "documents": int(count),
                   "created": datetime.now(UTC).isoformat(timespec="seconds"), **run}
         versions = [*self.versions(), record]
-        staged = self.versions_file.with_name(".versions.json.tmp")
-        staged.write_text(json.dumps(versions, indent=1))
-        staged.replace(self.versions_file)  # the version exists once it is listed here
+        write_json(self.versions_file, versions, indent=1)  # the version exists once listed
         return record

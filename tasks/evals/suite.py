@@ -23,6 +23,7 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from model.atomic import write_json, write_text
 from model.checkpoint import load_any
 from model.data import PackedSequences, PlanStream
 from model.distributed import resolve_device
@@ -149,13 +150,8 @@ def score_texts(model_path: Path, tokens_dir: Path, texts: dict[str, list[str]],
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text(path, "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n"
+                                    for row in rows))
 
 
 def safe_name(name: str) -> str:
@@ -200,10 +196,8 @@ def evaluate_target(target: Target, tokens_dir: Path, cfg: EvaluateConfig, out: 
         if docs:
             record("security/memorisation", memorisation_probe(lm, docs, mem))
     outcome.seconds = time.perf_counter() - start
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(
-        {"model": str(target.path), "step": target.step, "metrics": outcome.metrics},
-        indent=1, default=float))
+    write_json(folder / "metrics.json", {"model": str(target.path), "step": target.step,
+                                         "metrics": outcome.metrics}, indent=1, default=float)
     return outcome
 
 

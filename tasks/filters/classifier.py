@@ -11,7 +11,6 @@ logistic regression: trained in seconds on a sample, saved with the run, loaded 
 
 from __future__ import annotations
 
-import json
 import pickle
 import random
 from functools import lru_cache
@@ -24,8 +23,10 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
+from model.atomic import write_bytes, write_json
 from tasks.base import DocFilter, Verdict
-from tasks.schema import Document, SourceKind
+from tasks.readers import SourceKind
+from tasks.schema import Document
 from tasks.shards import iter_documents
 
 
@@ -97,12 +98,10 @@ def train_classifier(shards: list[Path], cfg: ClassifierConfig, out_dir: Path
                              np.array([labels[i] for i in held])))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "quality_classifier.pkl"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(pickle.dumps(model))
-    tmp.replace(path)
+    write_bytes(path, pickle.dumps(model))
     report = {"model": str(path), "positives": len(pos), "negatives": len(neg),
               "heldout_accuracy": round(accuracy, 4), "heldout_docs": cut}
-    (out_dir / "quality_classifier.json").write_text(json.dumps(report, indent=1))
+    write_json(out_dir / "quality_classifier.json", report, indent=1)
     return report
 
 

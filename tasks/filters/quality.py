@@ -1,23 +1,25 @@
 """Quality-stage configuration per source kind, and the rule chain built from it.
 
-Each source kind gets its own rule set (presets below): the web gets the C4, Gopher and
-FineWeb sets; Wikipedia and books get Gopher (books without the 100,000-word maximum); Reddit
-gets Gopher with a lower word minimum plus rules for short user text; code gets code rules.
+Each source kind gets its own rule set: the defaults below, changed by the preset its reader
+module registers (``SourceSpec.quality``): the web adds the C4 and FineWeb sets; books drop the
+100,000-word maximum; Reddit lowers the word minimum and adds rules for short user text; code
+swaps the prose rules for code rules.
 A YAML config overrides single values, e.g. ``quality: {reddit: {gopher: {min_words: 3}}}``;
 every other value keeps its preset, and ``null`` switches a rule family off.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from tasks.base import DocFilter, DocRewriter
 from tasks.filters import c4, code, fineweb, gopher, repetition, social
 from tasks.filters.language import LanguageFilter
 from tasks.filters.lines import UppercaseLinesRemover
-from tasks.schema import SOURCE_KINDS
+from tasks.readers import SOURCES
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 Step = DocFilter | DocRewriter
@@ -132,60 +134,43 @@ class QualityConfig(BaseModel):
     code: CodeQualityConfig | None = Field(None, description="code rules")
 
 
-def _presets() -> dict[str, dict[str, Any]]:
-    return {
-        "commoncrawl": {"c4": {}, "fineweb": {}},
-        "wikipedia": {},
-        # A novel has far more than 100,000 words, and long narrative text repeats phrases
-        # ("said the old man") far more than the web pages the Gopher n-gram thresholds were
-        # tuned on: books keep the line/paragraph and top n-gram repetition rules only.
-        "books": {"gopher": {"max_words": None, "min_words": 1000},
-                  "repetition": {"dup_ngrams": {}}},
-        # A comment is short: Gopher's 50-word minimum would drop nearly all of them, and
-        # language identification is unsure of one sentence, so only the language is checked.
-        "reddit": {"gopher": {"min_words": 5, "min_stop_words": 1}, "repetition": None,
-                   "social": {}, "language": {"min_score": None}},
-        "code": {"gopher": None, "repetition": None, "language": None,
-                 "uppercase_lines_min_letters": None, "code": {}},
-    }
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
-class QualityPlan(BaseModel):
-    """Quality rules per source kind (presets merged with the config's overrides)."""
+class _QualityPlanBase(BaseModel):
+    """Quality rules per source kind: each kind's preset (its ``SourceSpec.quality``) merged
+    with the config's overrides."""
 
     model_config = _FROZEN
-    books: QualityConfig
-    commoncrawl: QualityConfig
-    reddit: QualityConfig
-    wikipedia: QualityConfig
-    code: QualityConfig
 
     @model_validator(mode="before")
     @classmethod
     def _apply_presets(cls, data: Any) -> Any:
         data = dict(data or {})
-        presets = _presets()
-        for kind in SOURCE_KINDS:
+        for kind, spec in SOURCES.items():
             override = data.get(kind, {})
             if isinstance(override, BaseModel):
                 continue
             if not isinstance(override, dict):
                 raise ValueError(f"quality.{kind} must be a mapping of rule settings")
-            data[kind] = _deep_merge(presets[kind], override)
+            data[kind] = _deep_merge(spec.quality, override)
         return data
 
     def for_source(self, kind: str) -> QualityConfig:
         return getattr(self, kind)
+
+
+QualityPlan = create_model(  # one field per registered source kind
+    "QualityPlan", __base__=_QualityPlanBase, __module__=__name__,
+    **{kind: (QualityConfig, Field(description=f"quality rules of {kind} sources"))
+       for kind in SOURCES})
 
 
 def _c4(cfg: C4Config) -> list[Step]:

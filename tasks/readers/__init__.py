@@ -1,50 +1,54 @@
-"""Readers of the five source kinds, the ``Source`` config union, and partition planning."""
+"""The source registry, the ``Source`` config union, and partition planning.
+
+Every module of this package that ends with ``SOURCE = SourceSpec(...)`` is a source kind; the
+kinds, their config union and their quality presets are all derived from those records.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Annotated, Any
+import importlib
+import pkgutil
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Literal, Union
 
 import fsspec
 from pydantic import Field
 
-from tasks.readers import books, code, commoncrawl, reddit, wikipedia
 from tasks.readers.base import (
     InputPartition,
     ReadContext,
     Shard,
     SourceBase,
-    Split,
+    SourceSpec,
     _piece_bytes,
     expand_paths,
     fingerprint,
 )
-from tasks.readers.books import BooksSource
-from tasks.readers.code import CodeSource
-from tasks.readers.commoncrawl import CommonCrawlSource
-from tasks.readers.reddit import RedditSource
-from tasks.readers.wikipedia import WikipediaSource
 from tasks.schema import Document
 
-Source = Annotated[
-    BooksSource | CommonCrawlSource | RedditSource | WikipediaSource | CodeSource,
-    Field(discriminator="kind"),
-]
 
-_READERS: dict[str, Callable[[InputPartition, Any, ReadContext], Iterator[Document]]] = {
-    "books": books.read_books,
-    "commoncrawl": commoncrawl.read_commoncrawl,
-    "reddit": reddit.read_reddit,
-    "wikipedia": wikipedia.read_wikipedia,
-    "code": code.read_code,
-}
-_SPLITS: dict[str, Callable[[str, int, Any], list[Split]]] = {
-    "books": books.splits,
-    "commoncrawl": commoncrawl.splits,
-    "reddit": reddit.splits,
-    "wikipedia": wikipedia.splits,
-    "code": code.splits,
-}
+def _discover() -> dict[str, SourceSpec]:
+    found: dict[str, SourceSpec] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        spec = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SOURCE", None)
+        if isinstance(spec, SourceSpec):
+            if spec.kind in found:
+                raise ValueError(f"source kind {spec.kind!r} is registered twice")
+            found[spec.kind] = spec
+    return dict(sorted(found.items()))
+
+
+SOURCES: dict[str, SourceSpec] = _discover()
+SOURCE_KINDS: tuple[str, ...] = tuple(SOURCES)
+SourceKind = Literal[SOURCE_KINDS]  # type: ignore[valid-type]
+Source = Annotated[Union[tuple(s.config for s in SOURCES.values())],  # type: ignore[valid-type]  # noqa: UP007
+                   Field(discriminator="kind")]
+
+
+def source_config(kind: str) -> type[SourceBase] | None:
+    """The config model of a source kind (None if there is no such kind)."""
+    spec = SOURCES.get(kind)
+    return spec.config if spec else None
 
 
 def plan_partitions(sources: Sequence[SourceBase]) -> list[InputPartition]:
@@ -57,20 +61,20 @@ def plan_partitions(sources: Sequence[SourceBase]) -> list[InputPartition]:
     parts: list[InputPartition] = []
     unmatched = []
     for index, source in enumerate(sources):
-        kind = source.kind  # type: ignore[attr-defined]
+        spec = SOURCES[source.kind]  # type: ignore[attr-defined]
         seen: set[str] = set()
         for pattern in source.paths:
-            matches = expand_paths(pattern, want_dirs=kind == "code")
+            matches = expand_paths(pattern, want_dirs=spec.reads_folders)
             if not matches:
-                unmatched.append(f"sources.{index} ({kind}): {pattern}")
+                unmatched.append(f"sources.{index} ({spec.kind}): {pattern}")
             for url, rel, info in matches:
-                if url in seen or (kind != "code" and info["type"] == "directory"):
+                if url in seen or (not spec.reads_folders and info["type"] == "directory"):
                     continue
                 seen.add(url)
                 size = _size(url, info)
-                for split in _SPLITS[kind](url, size, source):
+                for split in spec.splits(url, size, source):
                     parts.append(InputPartition(
-                        source_index=index, kind=kind, path=url, rel=rel,
+                        source_index=index, kind=spec.kind, path=url, rel=rel,
                         size=size, fingerprint=fingerprint(info), start=split.start,
                         end=split.end, piece=split.piece, pieces=split.pieces))
     if unmatched:
@@ -116,12 +120,20 @@ def read_partition(part: InputPartition, source: SourceBase, ctx: ReadContext
                    ) -> Iterator[Document]:
     """Documents of one partition; every yielded document is counted as read and kept. The
     ingest stage's ``bytes_in`` is the input bytes of the partition (compressed, as stored);
-    its ``bytes_out`` is the UTF-8 text of the documents."""
+    its ``bytes_out`` is the UTF-8 text of the documents. Once the partition is read, its
+    input file's line in the report's ``inputs`` gets its bytes, documents, skipped and
+    quarantined records (summed over the file's partitions when reports merge)."""
     ctx.tally.add_bytes_in(part.kind, partition_bytes(part))
-    for doc in _READERS[part.kind](part, source, ctx):
+    documents = 0
+    for doc in SOURCES[part.kind].read(part, source, ctx):
         ctx.tally.seen(doc.source, 0)
         ctx.tally.kept(doc.source, doc.nbytes)
+        documents += 1
         yield doc
+    ctx.tally.add_extra("inputs", {part.path: {
+        "source": part.kind, "rel": part.rel, "bytes": partition_bytes(part),
+        "partitions": 1, "documents": documents, "skipped": ctx.skipped,
+        "quarantined": ctx.quarantined}})
 
 
 def partition_bytes(part: InputPartition) -> int:
@@ -129,7 +141,7 @@ def partition_bytes(part: InputPartition) -> int:
 
 
 __all__ = [
-    "BooksSource", "CodeSource", "CommonCrawlSource", "InputPartition", "ReadContext",
-    "RedditSource", "Shard", "Source", "WikipediaSource", "plan_partitions", "plan_shards",
-    "read_partition",
+    "SOURCES", "SOURCE_KINDS", "InputPartition", "ReadContext", "Shard", "Source",
+    "SourceKind", "SourceSpec", "plan_partitions", "plan_shards", "read_partition",
+    "source_config",
 ]

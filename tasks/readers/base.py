@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import fsspec
@@ -94,6 +94,8 @@ class ReadContext:
         self._reject = reject
         self._quarantine = quarantine
         self._side = side
+        self.skipped = 0  # records of this partition dropped on purpose
+        self.quarantined = 0  # unreadable spots of this partition
 
     def location(self, key: str) -> str:
         return f"{self.part.rel}#{key}"
@@ -102,6 +104,7 @@ class ReadContext:
         """A readable record that the reader drops on purpose (redirect, deleted comment, bot)."""
         kind = self.part.kind
         rule = f"{kind}/{reason}"
+        self.skipped += 1
         self.tally.seen(kind, 0)
         self.tally.dropped(kind, rule)
         self._reject(Document.new(kind, self.location(key), ""), rule, values)
@@ -115,6 +118,7 @@ class ReadContext:
             detail: str | None = None, file: str | None = None) -> None:
         """Unreadable input: quarantined with where it is and why, and counted."""
         self.tally.quarantined += 1
+        self.quarantined += 1
         self._quarantine(self.part.kind, file or self.part.path, reason, offset=offset,
                          record=record, detail=detail)
 
@@ -181,3 +185,28 @@ def strides(size: int, split_bytes: int) -> list[Split]:
     """Record-strided pieces, about one per ``split_bytes`` of input."""
     n = max(1, -(-size // split_bytes))
     return [Split(piece=i, pieces=n) for i in range(n)]
+
+
+Reader = Callable[[InputPartition, Any, ReadContext], Iterator[Document]]
+Splitter = Callable[[str, int, Any], list[Split]]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source kind: everything the rest of lmforge needs to know about it. A reader module
+    ends with ``SOURCE = SourceSpec(...)``; ``tasks.readers`` finds every such record, and the
+    config union, the kind list and the quality presets are derived from them, so adding a kind
+    is adding one module."""
+
+    kind: str
+    config: type[SourceBase]  # its pydantic config model, with ``kind: Literal[<kind>]``
+    splits: Splitter  # how one input is cut into partitions
+    read: Reader  # documents of one partition
+    quality: Mapping[str, Any] = field(default_factory=dict)  # QualityConfig preset overrides
+    reads_folders: bool = False  # a folder is one input (a code tree), not a set of files
+
+    def __post_init__(self) -> None:
+        tag = self.config.model_fields.get("kind")
+        if tag is None or getattr(tag.annotation, "__args__", None) != (self.kind,):
+            raise ValueError(f"source kind {self.kind!r}: {self.config.__name__} must declare "
+                             f"`kind: Literal[{self.kind!r}]`")

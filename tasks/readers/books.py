@@ -15,7 +15,14 @@ from typing import Literal
 import fsspec
 from pydantic import Field
 
-from tasks.readers.base import WHOLE, InputPartition, ReadContext, SourceBase, Split
+from tasks.readers.base import (
+    WHOLE,
+    InputPartition,
+    ReadContext,
+    SourceBase,
+    SourceSpec,
+    Split,
+)
 from tasks.schema import Document
 
 # Marker variants seen in the Gutenberg collection, 1990s to today:
@@ -146,3 +153,10 @@ def _language_code(name: str | None) -> str | None:
     if not name:
         return None
     return _LANGUAGES.get(name.strip().lower(), name.strip().lower())
+
+
+# A novel has far more than 100,000 words, and long narrative text repeats phrases ("said the
+# old man") far more than the web pages the Gopher n-gram thresholds were tuned on: books keep
+# the line/paragraph and top n-gram repetition rules only.
+SOURCE = SourceSpec("books", BooksSource, splits, read_books, quality={
+    "gopher": {"max_words": None, "min_words": 1000}, "repetition": {"dup_ngrams": {}}})

@@ -20,8 +20,15 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 
-from tasks.readers.base import InputPartition, ReadContext, SourceBase, Split, byte_ranges
-from tasks.readers.extract import ExtractTimeout, extract_text, extractor
+from tasks.readers.base import (
+    InputPartition,
+    ReadContext,
+    SourceBase,
+    SourceSpec,
+    Split,
+    byte_ranges,
+)
+from tasks.readers.extract import ExtractTimeout, extract_text, extractor, html_pieces
 from tasks.readers.urls import load_url_set, normalise_url
 from tasks.schema import Document
 
@@ -37,8 +44,13 @@ class CommonCrawlSource(SourceBase):
 
     kind: Literal["commoncrawl"]
     max_html_bytes: int = Field(
-        default=5_000_000, gt=0,
-        description="responses larger than this are skipped (CommonCrawl truncates at 1 MiB)")
+        default=64 * 1024 * 1024, gt=0,
+        description="responses larger than this are skipped (CommonCrawl truncates at 1 MiB; "
+        "a user's own crawl may not)")
+    extract_chunk_chars: int = Field(
+        default=1_000_000, ge=10_000, description="longer pages are extracted in pieces of "
+        "about this many characters (the body's elements in order), each under the time "
+        "limit, and the texts joined")
     include_tables: bool = Field(default=False, description="keep table text when extracting")
     extract_timeout_s: float | None = Field(
         default=20.0, gt=0, description="per-page limit of HTML extraction (run in a child "
@@ -149,8 +161,11 @@ class _PageReader:
                                   "status": record.http_headers.get_statuscode()}, **fields)
 
     def _extract(self, html: str, url: str | None, key: str) -> str | None:
+        limit = self.source.extract_chunk_chars
+        pieces = [html] if len(html) <= limit else html_pieces(html, limit)
         try:
-            text = self.extract(html, url, self.source.include_tables)
+            texts = [self.extract(piece, url, self.source.include_tables) for piece in pieces]
+            text = "\n".join(t for t in texts if t)
         except ExtractTimeout as err:
             self.ctx.bad("commoncrawl/extract_timeout", record=key, detail=str(err))
             return None
@@ -228,3 +243,7 @@ def read_commoncrawl(part: InputPartition, source: CommonCrawlSource, ctx: ReadC
             return
         yield from _read_range(fh, part, _PageReader(source, ctx), ctx, gz)
 
+
+# The web gets C4's line cleaning and page rules and FineWeb's rules on top of Gopher's.
+SOURCE = SourceSpec("commoncrawl", CommonCrawlSource, splits, read_commoncrawl,
+                    quality={"c4": {}, "fineweb": {}})

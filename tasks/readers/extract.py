@@ -20,6 +20,8 @@ from functools import lru_cache
 from typing import IO, Any
 
 import trafilatura
+from lxml import etree
+from lxml import html as lxml_html
 
 STARTUP_TIMEOUT_S = 180.0
 _HEADER = struct.Struct("<Q")
@@ -33,6 +35,52 @@ class ExtractTimeout(Exception):
 def extract_text(html: str, url: str | None, include_tables: bool) -> str | None:
     return trafilatura.extract(html, url=url, include_comments=False,
                                include_tables=include_tables, deduplicate=False)
+
+
+def html_pieces(html: str, max_chars: int) -> list[str]:
+    """A long page as several small pages of at most about ``max_chars`` each: the body's
+    elements in document order, consecutive ones grouped, an oversized one split into its
+    children (an element with no children is kept whole), each piece with the page's
+    ``<head>``. Extraction then costs a bounded time per piece."""
+    try:
+        root = lxml_html.document_fromstring(html)
+    except (etree.ParserError, ValueError):
+        return [html]
+    head = root.find("head")
+    head_html = etree.tostring(head, encoding="unicode") if head is not None else ""
+    body = root.find("body")
+    if body is None:
+        return [html]
+    groups: list[list[str]] = [[]]
+    size = 0
+
+    def add(element: etree._Element) -> None:
+        nonlocal size
+        markup = etree.tostring(element, encoding="unicode", with_tail=True)
+        if len(markup) > max_chars and len(element):
+            if element.text and element.text.strip():
+                add_text(element.text)
+            for child in element:
+                add(child)
+            if element.tail and element.tail.strip():
+                add_text(element.tail)
+            return
+        if size + len(markup) > max_chars and groups[-1]:
+            groups.append([])
+            size = 0
+        groups[-1].append(markup)
+        size += len(markup)
+
+    def add_text(text: str) -> None:
+        paragraph = lxml_html.Element("p")
+        paragraph.text = text
+        add(paragraph)
+
+    if body.text and body.text.strip():
+        add_text(body.text)
+    for child in body:
+        add(child)
+    return [f"<html>{head_html}<body>{''.join(g)}</body></html>" for g in groups if g]
 
 
 def _send(stream: IO[bytes], value: Any) -> None:

@@ -22,6 +22,7 @@ from tasks.readers.base import (
     InputPartition,
     ReadContext,
     SourceBase,
+    SourceSpec,
     Split,
     byte_ranges,
     strides,
@@ -205,3 +206,10 @@ def _parse(raw: bytes, ctx: ReadContext, offset: int, line_no: int) -> dict[str,
         ctx.bad("reddit/not_an_object", offset=offset, record=f"line {line_no}")
         return None
     return item
+
+
+# A comment is short: Gopher's 50-word minimum would drop nearly all of them, and language
+# identification is unsure of one sentence, so only the language is checked.
+SOURCE = SourceSpec("reddit", RedditSource, splits, read_reddit, quality={
+    "gopher": {"min_words": 5, "min_stop_words": 1}, "repetition": None, "social": {},
+    "language": {"min_score": None}})

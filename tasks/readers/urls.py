@@ -12,6 +12,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.atomic import atomic_path
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -67,7 +69,6 @@ def merge_url_lists(parts: list[Path], out_dir: Path) -> Path | None:
     for old in out_dir.glob("urls-*.parquet"):
         if old != path:
             old.unlink()
-    tmp = out_dir / f".{path.name}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     return path

@@ -60,7 +60,7 @@ def test_malformed_page_is_quarantined_and_parsing_resumes(tmp_path) -> None:
     result = read("wikipedia", path)
     assert sorted(result.by_title()) == ["Good one", "Good two"]
     assert [q["reason"] for q in result.quarantined] == ["wikipedia/malformed_xml"]
-    assert result.quarantined[0]["record"] == "line 22"  # where the broken page starts
+    assert result.quarantined[0]["record"] == "title Broken & bad"  # which page broke
 
 
 def test_unreadable_file_is_quarantined(tmp_path) -> None:
