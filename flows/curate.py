@@ -18,11 +18,11 @@ from flows.progress import wait_all
 from flows.tracking import Tracker, publish_counts, publish_dedup, tracked_run
 from tasks.accounting import account_inputs, check, inputs_table, reconcile
 from tasks.curate import (
-    STAGES,
-    cache_key,
     classifier_model_task,
     dedup_corpus_task,
     filter_shard_task,
+    merge_reports,
+    scrub_key,
     scrub_shard_task,
     webtext_list_task,
 )
@@ -113,13 +113,10 @@ def curate_corpus(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
         model = classifier_model_task.submit(keys, cfg.curate, layout.root).result()
         dedup = dedup.result()
         scrubbed = wait_all(scrub_shard_task.map(
-            [s.index for s in shards], [cache_key(k, dedup.extra["cache_key"]) for k in keys],
+            [s.index for s in shards], [scrub_key(k, dedup) for k in keys],
             unmapped(cfg.curate), unmapped(layout.root), unmapped(model)),
             f"scrub {len(shards)} shards")
-        by_stage = {**{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
-                    "dedup": [dedup],
-                    **{s: [r[s] for r in scrubbed] for s in ("classifier", "pii", "toxicity")}}
-        reports = [StageReport.merge(by_stage[s]) for s in STAGES]
+        reports = merge_reports(filtered, dedup, scrubbed)
         reports[0] = account_inputs(layout, reports[0])  # files that yielded nothing
         accounting = reconcile(layout, reports)
         manifest = publish(cfg, layout, reports, tracker, webtext=webtext, classifier=model,

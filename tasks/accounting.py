@@ -32,14 +32,20 @@ class AccountingError(RuntimeError):
 
 
 def _head(url: str, n: int = 48) -> str:
+    """The first bytes of a file (decompressed when its name says it is compressed)."""
     try:
         fs, path = fsspec.core.url_to_fs(url)
         if fs.isdir(path):
             return f"a folder of {len(fs.find(path))} files"
-        with fs.open(path, "rb") as fh:
+        with fsspec.open(url, "rb", compression="infer") as fh:
             return f"starts with {fh.read(n)!r}"
-    except OSError as err:
+    except (OSError, EOFError, ValueError) as err:
         return f"unreadable now: {err}"
+
+
+def _seen(seen: Mapping[str, int]) -> str:
+    return ", ".join(f"{what}: {n}" for what, n in sorted(seen.items())) or "nothing the " \
+        "reader recognises"
 
 
 def account_inputs(layout: Layout, ingest: StageReport) -> StageReport:
@@ -54,8 +60,8 @@ def account_inputs(layout: Layout, ingest: StageReport) -> StageReport:
         for url in empty:
             row = inputs[url]
             quarantine(row["source"], url, f"{row['source']}/no_documents", detail=(
-                f"{row['bytes']} bytes read in {row['partitions']} partition(s), no "
-                f"{row['source']} record found; {_head(url)}"))
+                f"{row['bytes']} bytes in {row['partitions']} partition(s), no document; "
+                f"seen {_seen(row.get('seen', {}))}; {_head(url)}"))
             row["quarantined"] += 1
     return StageReport(stage=ingest.stage, sources=ingest.sources, seconds=ingest.seconds,
                        shards=ingest.shards, quarantined=ingest.quarantined + len(empty),

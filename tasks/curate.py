@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
@@ -29,6 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.atomic import atomic_path, write_json
+from tasks.accounting import account_inputs, reconcile
 from tasks.base import DocFilter, DocRewriter, run_steps
 from tasks.codeversion import code_version
 from tasks.dedup import DedupConfig, duplicate_rows, find_duplicates, signature_table
@@ -36,7 +37,7 @@ from tasks.dedup.index import DedupIndex
 from tasks.filters.classifier import ClassifierConfig, QualityClassifierFilter, train_classifier
 from tasks.filters.quality import QualityPlan, build_quality_steps
 from tasks.pii import PiiConfig, PiiScrubber
-from tasks.readers import SOURCE_KINDS, SOURCES, ReadContext, Shard, read_partition
+from tasks.readers import SOURCE_KINDS, SOURCES, ReadContext, Shard, plan_shards, read_partition
 from tasks.readers.base import SourceBase
 from tasks.readers.urls import WEBTEXT_SCHEMA, merge_url_lists
 from tasks.report import StageReport, Tally
@@ -51,6 +52,7 @@ from tasks.shards import (
     list_shards,
     output_digests,
     outputs_intact,
+    prune_shards,
     shard_name,
 )
 from tasks.toxicity import ToxicityConfig, build_toxicity_steps, record_bias
@@ -287,6 +289,43 @@ def webtext_list(root: Path) -> Path | None:
     """Merge the per-shard WebText URL lists into ``DIR/webtext/urls-<hash>.parquet``."""
     layout = Layout(root)
     return merge_url_lists(list_shards(layout.work("webtext")), root / "webtext")
+
+
+def scrub_key(filter_key: str, dedup: StageReport) -> str:
+    """The upstream key of a shard's scrub step: its filter step's and the dedup step's."""
+    return cache_key(filter_key, dedup.extra["cache_key"])
+
+
+def merge_reports(filtered: Sequence[Mapping[str, StageReport]], dedup: StageReport,
+                  scrubbed: Sequence[Mapping[str, StageReport]]) -> list[StageReport]:
+    """One report per stage, in pipeline order, merged over the shards."""
+    by_stage = {**{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
+                "dedup": [dedup],
+                **{s: [r[s] for r in scrubbed] for s in ("classifier", "pii", "toxicity")}}
+    return [StageReport.merge(by_stage[s]) for s in STAGES]
+
+
+def curate_in_process(sources: Sequence[SourceBase], cfg: CurateConfig, root: Path
+                      ) -> tuple[list[StageReport], dict[str, Any]]:
+    """The curate flow's steps in this process, one shard after another, without Prefect or
+    a Dask cluster (tests, benchmarks, debugging); same outputs, same cache keys. Returns the
+    stage reports (inputs accounted) and the accounting (``tasks.accounting.reconcile``).
+    A ``url_allowlist: reddit`` source needs the flow, which orders the shards for it."""
+    if any(getattr(s, "url_allowlist", None) == "reddit" for s in sources):
+        raise ValueError("url_allowlist: 'reddit' needs the curate flow (flows.curate)")
+    layout = Layout(root)
+    layout.make_dirs()
+    shards = plan_shards(sources)
+    prune_shards(layout, len(shards))
+    filtered = [filter_shard(s, sources[s.source_index], cfg, root) for s in shards]
+    keys = [r["quality"].extra["cache_key"] for r in filtered]
+    dedup = dedup_corpus(keys, cfg.dedup, root)
+    model = classifier_model(keys, cfg, root)
+    scrubbed = [scrub_shard(s.index, scrub_key(k, dedup), cfg, root, model)
+                for s, k in zip(shards, keys, strict=True)]
+    reports = merge_reports(filtered, dedup, scrubbed)
+    reports[0] = account_inputs(layout, reports[0])
+    return reports, reconcile(layout, reports)
 
 
 # --- Prefect task wrappers (the flow submits these to the Dask task runner) -----------------

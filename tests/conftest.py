@@ -18,6 +18,20 @@ from infra.settings import SAMPLE_DIR, prepare_environment
 prepare_environment()
 
 
+REPO = Path(__file__).resolve().parents[1]
+STRAY_STORES = ("mlflow.db", "mlruns")  # what MLflow writes when a call names no store
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_mlflow_store() -> Iterator[None]:
+    """Every MLflow call of lmforge names the run's store: none may fall back to MLflow's
+    default of a ``mlflow.db`` or ``mlruns/`` in the working folder."""
+    before = {name for name in STRAY_STORES if (REPO / name).exists()}
+    yield
+    stray = {name for name in STRAY_STORES if (REPO / name).exists()} - before
+    assert not stray, f"an MLflow call without a tracking URI wrote {sorted(stray)} in {REPO}"
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     return SAMPLE_DIR

@@ -133,7 +133,7 @@ def read_partition(part: InputPartition, source: SourceBase, ctx: ReadContext
     ctx.tally.add_extra("inputs", {part.path: {
         "source": part.kind, "rel": part.rel, "bytes": partition_bytes(part),
         "partitions": 1, "documents": documents, "skipped": ctx.skipped,
-        "quarantined": ctx.quarantined}})
+        "quarantined": ctx.quarantined, "seen": dict(ctx.seen)}})
 
 
 def partition_bytes(part: InputPartition) -> int:

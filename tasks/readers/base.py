@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -96,6 +97,7 @@ class ReadContext:
         self._side = side
         self.skipped = 0  # records of this partition dropped on purpose
         self.quarantined = 0  # unreadable spots of this partition
+        self.seen: Counter[str] = Counter()  # records that are not documents of this source
 
     def location(self, key: str) -> str:
         return f"{self.part.rel}#{key}"
@@ -108,6 +110,11 @@ class ReadContext:
         self.tally.seen(kind, 0)
         self.tally.dropped(kind, rule)
         self._reject(Document.new(kind, self.location(key), ""), rule, values)
+
+    def saw(self, what: str) -> None:
+        """A record that is not a document of this source and not an error (a WARC request
+        record, a talk page): counted, so a file that yields nothing says what it held."""
+        self.seen[what] += 1
 
     def side(self, name: str, row: Mapping[str, Any]) -> None:
         """A side output row (e.g. the WebText URL list of Reddit submissions)."""

@@ -189,7 +189,9 @@ def read_code(part: InputPartition, source: CodeSource, ctx: ReadContext) -> Ite
         number = -1
         for entry in entries:
             if posixpath.splitext(entry.path)[1].lower() not in wanted:
-                continue  # not source code: not a record of this source
+                if part.piece == 0:
+                    ctx.saw("file of another type")  # not source code: not a record
+                continue
             number += 1
             if number % part.pieces != part.piece:
                 continue

@@ -146,8 +146,9 @@ class _PageReader:
     def _response(self, record: ArcWarcRecord, key: str, fields: dict[str, Any]
                   ) -> Document | None:
         ctype = record.http_headers.get_header("Content-Type") or ""
-        if not ctype.lower().startswith(_HTML_TYPES):
-            return None  # images, PDFs, robots.txt: not documents of this reader
+        if not ctype.lower().startswith(_HTML_TYPES):  # images, PDFs, robots.txt, redirects
+            self.ctx.saw(f"response {ctype.split(';')[0].strip() or 'without Content-Type'}")
+            return None
         payload = record.content_stream().read(self.source.max_html_bytes + 1)
         if len(payload) > self.source.max_html_bytes:
             self.ctx.skip(key, "too_large", bytes=len(payload))
@@ -206,7 +207,9 @@ def _read_range(fh: IO[bytes], part: InputPartition, read_page: _PageReader, ctx
                 key = _header(record, "WARC-Record-ID") or "unknown"
                 if problem := _broken(record):
                     ctx.bad("commoncrawl/broken_record", offset=pos, record=key, detail=problem)
-                elif record.rec_type in ("response", "conversion"):
+                elif record.rec_type not in ("response", "conversion"):
+                    ctx.saw(f"{record.rec_type} record")
+                else:
                     doc = read_page(record, key)
                     while record.raw_stream.read(SCAN_CHUNK):  # skipped or partly read
                         pass

@@ -24,6 +24,7 @@ from lxml import etree
 from lxml import html as lxml_html
 
 STARTUP_TIMEOUT_S = 180.0
+_NOT_TEXT = ("script", "style", "noscript", "template")
 _HEADER = struct.Struct("<Q")
 _CHILD = "from tasks.readers.extract import _serve; _serve()"
 
@@ -41,11 +42,14 @@ def html_pieces(html: str, max_chars: int) -> list[str]:
     """A long page as several small pages of at most about ``max_chars`` each: the body's
     elements in document order, consecutive ones grouped, an oversized one split into its
     children (an element with no children is kept whole), each piece with the page's
-    ``<head>``. Extraction then costs a bounded time per piece."""
+    ``<head>``; scripts and styles, which are not text, are left out first. Extraction then
+    costs a bounded time per piece."""
     try:
         root = lxml_html.document_fromstring(html)
     except (etree.ParserError, ValueError):
         return [html]
+    for element in list(root.iter(*_NOT_TEXT)):  # not text; each piece would repeat them
+        element.drop_tree()
     head = root.find("head")
     head_html = etree.tostring(head, encoding="unicode") if head is not None else ""
     body = root.find("body")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from licenseclassifier import identify_license
@@ -70,19 +70,23 @@ UNKNOWN = License("unknown", "no SPDX identifier, licence notice or licence file
 
 
 def _or(tokens: list[str], allow: set[str]) -> tuple[bool, list[str]]:
-    value, tokens = _and(tokens, allow)
-    while tokens and tokens[0].upper() == "OR":
-        right, tokens = _and(tokens[1:], allow)
-        value = value or right
-    return value, tokens
+    return _chain(tokens, allow, "OR", _and, any)
 
 
 def _and(tokens: list[str], allow: set[str]) -> tuple[bool, list[str]]:
-    value, tokens = _atom(tokens, allow)
-    while tokens and tokens[0].upper() == "AND":
-        right, tokens = _atom(tokens[1:], allow)
-        value = value and right
-    return value, tokens
+    return _chain(tokens, allow, "AND", _atom, all)
+
+
+def _chain(tokens: list[str], allow: set[str], op: str,
+           operand: Callable[[list[str], set[str]], tuple[bool, list[str]]],
+           combine: Callable[[list[bool]], bool]) -> tuple[bool, list[str]]:
+    """``operand (op operand)*``, its values combined (``any`` for OR, ``all`` for AND)."""
+    value, tokens = operand(tokens, allow)
+    values = [value]
+    while tokens and tokens[0].upper() == op:
+        value, tokens = operand(tokens[1:], allow)
+        values.append(value)
+    return combine(values), tokens
 
 
 def _atom(tokens: list[str], allow: set[str]) -> tuple[bool, list[str]]:

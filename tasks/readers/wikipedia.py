@@ -310,7 +310,8 @@ def _parse_page(raw: str, source: WikipediaSource, site: SiteInfo, ctx: ReadCont
         return None
     namespace = int(page.findtext("ns") or 0)
     if namespace not in source.namespaces:
-        return None  # other namespaces are not documents of this source: not counted
+        ctx.saw(f"page in namespace {namespace}")  # not a document of this source
+        return None
     wikitext = page.findtext("revision/text") or ""
     if skip := _skip_reason(page, title, wikitext, source):
         ctx.skip(page_id, skip)

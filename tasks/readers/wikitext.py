@@ -234,6 +234,7 @@ def _clean_text(line: str) -> str:
     line = re.sub(r"\s+([,.;:!?)\]])", r"\1", line)
     line = re.sub(r"([(\[])\s+", r"\1", line)
     line = re.sub(r"([,;])(?:\s*[,;])+", r"\1", line)
+    line = re.sub(r"\s*[,;]+(?=[.!?](?:\s|$))", "", line)  # "52 minutes,." (a cut citation)
     line = re.sub(r"^[,;:.]\s*", "", line)
     return edge[0] + line.strip() + edge[1] if line.strip() else " ".join(edge)
 

@@ -10,7 +10,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from infra.settings import SAMPLE_DIR
-from tasks.curate import STAGES, CurateConfig, cache_key, dedup_corpus, filter_shard, scrub_shard
+from tasks.curate import STAGES, CurateConfig, curate_in_process, filter_shard
 from tasks.manifest import write_manifest
 from tasks.readers import Source, plan_shards
 from tasks.report import StageReport
@@ -28,17 +28,9 @@ CFG = CurateConfig.model_validate({"pii": {"ner_model": None}})
 
 
 def curate(root: Path) -> list[StageReport]:
-    shards = plan_shards(SOURCES)
-    filtered = [filter_shard(s, SOURCES[s.source_index], CFG, root) for s in shards]
-    keys = [r["quality"].extra["cache_key"] for r in filtered]
-    dedup = dedup_corpus(keys, CFG.dedup, root)
-    scrubbed = [scrub_shard(s.index, cache_key(k, dedup.extra["cache_key"]), CFG, root)
-                for s, k in zip(shards, keys, strict=True)]
-    by_stage = {"dedup": [dedup],
-                **{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
-                **{s: [r[s] for r in scrubbed] for s in ("classifier", "pii", "toxicity")}}
-    reports = [StageReport.merge(by_stage[s]) for s in STAGES]
-    write_manifest(Layout(root), reports, "test")
+    reports, accounting = curate_in_process(SOURCES, CFG, root)
+    assert accounting["ok"], accounting["problems"]
+    write_manifest(Layout(root), reports, "test", {"accounting": accounting})
     return reports
 
 

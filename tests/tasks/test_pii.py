@@ -118,3 +118,21 @@ def test_tiered_output_matches_presidios_full_analyzer() -> None:
     ours, theirs = score(tiered, truth), score(full, truth)
     for entity in NER_ENTITIES:
         assert ours[entity][0] >= theirs[entity][0]
+
+
+@pytest.mark.skipif(resolve_ner_model("auto") is None, reason="no spaCy English model")
+def test_text_longer_than_spacys_limit_is_scrubbed_in_pieces() -> None:
+    # spaCy refuses over 1,000,000 characters (E088); a long book must not fail the stage,
+    # and entities on both sides of a piece boundary are still found
+    scrubber = PiiScrubber(PiiConfig(chunk_chars=50_000))
+    filler = "The whale swam on through the grey water, and the crew watched it go.\n\n"
+    text = ("Write to jane.doe@example.com before we sail. " + filler * 16_000
+            + "Yesterday Maria Garcia flew from Berlin. Call +1 (415) 555-0132 today.")
+    assert len(text) > 1_000_000
+    doc = _doc(text)
+    scrubber.prepare([doc])
+    out = scrubber.rewrite(doc)
+    assert out.counts["EMAIL_ADDRESS"] == 1 and out.counts["PHONE_NUMBER"] == 1
+    assert out.counts["PERSON"] == 1 and "Maria Garcia" not in out.text
+    assert "jane.doe" not in out.text and "555-0132" not in out.text
+    assert len(out.text) > 1_000_000

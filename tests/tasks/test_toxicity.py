@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,11 @@ def test_detoxify_heads_reach_documents_and_the_bias_report(tiny_detoxify) -> No
     cfg = ToxicityConfig(mode="annotate", detoxify=tiny_detoxify)
     kept, _, _ = run(cfg, [Document.new("reddit", f"r#{i}", "you are lovely") for i in range(3)])
     assert all("detoxify.identity_attack" in d.scores for d in kept)
+
+
+def test_long_units_are_scored_in_bounded_pieces() -> None:
+    paragraph = "The sea was calm and the sky was grey over the harbour. " * 200  # one line
+    spans = units(paragraph, max_chars=2000)
+    assert len(spans) > 5 and all(b - a <= 2000 for a, b in spans)
+    assert spans[0][0] == 0 and spans[-1][1] == len(paragraph)
+    assert all(a == b for (_, a), (b, _) in pairwise(spans))  # every character scored once

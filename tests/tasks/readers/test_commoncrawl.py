@@ -6,6 +6,7 @@ from warcio.warcwriter import WARCWriter
 
 from infra.make_sample import EPOCH, FACTS, Prose, _warc_response, html_page
 from tasks.readers.commoncrawl import decode_html
+from tasks.readers.extract import html_pieces
 from tests.tasks.readers.helpers import read
 
 WARC = "commoncrawl/CC-MAIN-20240301-00000.warc.gz"
@@ -132,3 +133,20 @@ def test_remote_style_fsspec_path() -> None:
     result = read("commoncrawl", "memory://crawl/*.warc.gz")
     assert len(result.docs) == 2
     assert result.docs[0].location.startswith("a.warc.gz#")
+
+
+def test_very_long_page_is_extracted_in_pieces(tmp_path) -> None:
+    paragraphs = [f"Paragraph {i} tells how the ferry crossed the river at dawn, as every "
+                  "day, and how the passengers watched the gulls over the water." for i in
+                  range(30_000)]
+    script = "<script>" + "var x = 1;" * 100_000 + "</script>"
+    page = ("<html><head><title>Long</title>" + script + "</head><body><article>"
+            + "".join(f"<p>{p}</p>" for p in paragraphs) + "</article>" + script
+            + "</body></html>")
+    assert len(page) > 5_000_000
+    pieces = html_pieces(page, 1_000_000)
+    assert len(pieces) >= 4 and all(len(p) < 1_100_000 for p in pieces)
+    assert all("<title>Long</title>" in p and "var x" not in p for p in pieces)
+    (tmp_path / "long.warc.gz").write_bytes(_warc([("https://e.com/long", page.encode())]))
+    doc, = read("commoncrawl", tmp_path / "long.warc.gz").docs
+    assert doc.text.count("Paragraph ") == len(paragraphs)
