@@ -107,6 +107,7 @@ def run(config: ConfigOpt = None, output: OutputOpt = None,
     metrics = result["metrics"]
     out.print(f"Curated shards:    {cfg.output.resolve() / 'curated'}")
     out.print(f"Manifest:          {result['manifest']}")
+    _print_accounting(Path(result["manifest"]))
     out.print(f"Model:             {result['checkpoint']}")
     out.print(f"Validation:        loss {metrics['loss']:.3f}, perplexity "
                   f"{metrics['perplexity']:.1f}, {metrics.get('bits_per_byte', float('nan')):.3f}"
@@ -122,6 +123,19 @@ def curate(config: ConfigOpt = None, output: OutputOpt = None,
 
     manifest = _run_flow(curate_corpus, _load(config, output), dask=True)
     out.print(f"Manifest:          {manifest}")
+    _print_accounting(Path(manifest))
+
+
+def _print_accounting(manifest: Path) -> None:
+    """Where every record went, per source (the manifest's ``accounting``)."""
+    import json
+
+    accounting = json.loads(manifest.read_text()).get("accounting", {})
+    for source, row in accounting.get("sources", {}).items():
+        quarantined = (f", [yellow]{row['quarantined_rows']} quarantined[/yellow]"
+                       if row["quarantined_rows"] else "")
+        out.print(f"  {source:<12} {row['read']} read = {row['curated']} curated + "
+                  f"{row['rejected']} rejected{quarantined}")
 
 
 @app.command()

@@ -79,13 +79,17 @@ def publish(cfg: RunConfig, layout: Layout, reports: list[StageReport], tracker:
         "inputs": inputs_table(by_name["ingest"])})
     publish_counts("curate", reports, tracker)
     publish_dedup(by_name["dedup"], tracker)
-    create_markdown_artifact(curation_report(layout, reports, tracker.url), key="curate-report",
+    create_markdown_artifact(curation_report(layout, reports, tracker.url, accounting),
+                             key="curate-report",
                              description="Funnel, removals per rule, lengths, duplicates, PII")
     tracker.log_metrics(0, {f"bias.{source}.identity_attack_{k}": v
                             for source, values in bias.items() for k, v in values.items()})
     if cfg.curate.dedup.index:
         tracker.set_tags({"dedup.index": cfg.curate.dedup.index, "dedup.index_version":
                           str(by_name["dedup"].extra.get("index_version"))})
+    tracker.log_metrics(0, {f"accounting.{source}.{key}": row[key]
+                            for source, row in accounting["sources"].items()
+                            for key in ("read", "curated", "rejected", "quarantined_rows")})
     tracker.log_artifact(manifest)
     return manifest
 

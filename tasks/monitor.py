@@ -6,7 +6,8 @@ without images or network access."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -44,12 +45,27 @@ def length_histogram(layout: Layout) -> dict[str, Counter[str]]:
             for s, c in sorted(out.items())}
 
 
+def accounting_table(accounting: Mapping[str, Any]) -> str:
+    """Per source: records read, where they went, and whether it adds up."""
+    rows = ["| source | read | curated | rejected | quarantined | adds up |",
+            "|---|---:|---:|---:|---:|---|"]
+    for source, r in accounting.get("sources", {}).items():
+        rows.append(f"| {source} | {r['read']} | {r['curated']} | {r['rejected']} | "
+                    f"{r['quarantined_rows']} | {'yes' if r['ok'] else '**no**'} |")
+    problems = [f"- {p}" for p in accounting.get("problems", [])]
+    return "\n".join(rows + (["", *problems] if problems else [])) + "\n"
+
+
 def curation_report(layout: Layout, reports: Sequence[StageReport],
-                    mlflow_url: str | None = None) -> str:
+                    mlflow_url: str | None = None,
+                    accounting: Mapping[str, Any] | None = None) -> str:
     by_stage = {r.stage: r for r in reports}
     parts = ["# Curation report\n"]
     if mlflow_url:
         parts.append(f"MLflow run: [{mlflow_url}]({mlflow_url})\n")
+    if accounting is not None:
+        parts.append("## Accounting: every record read is curated, rejected or quarantined\n")
+        parts.append(accounting_table(accounting))
     parts.append("## Funnel: documents after each stage\n")
     first = reports[0].total.docs_in if reports else 0
     parts.append(bars([("input", first)] + [(r.stage, r.total.docs_out) for r in reports]))
