@@ -8,7 +8,7 @@ import pytest
 
 from tasks.filters.quality import QualityPlan
 from tasks.readers import SOURCE_KINDS, SOURCES, Source, SourceKind
-from tasks.readers.base import SourceBase, SourceSpec, WHOLE
+from tasks.readers.base import WHOLE, SourceBase, SourceSpec
 
 
 def test_union_kinds_and_presets_come_from_the_records() -> None:
