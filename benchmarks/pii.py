@@ -25,14 +25,8 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 
 from infra.settings import prepare_environment
-from tasks.pii import (
-    NER_ENTITIES,
-    PATTERN_ENTITIES,
-    OfflineEmailRecognizer,
-    PiiConfig,
-    PiiScrubber,
-    _credential_url_recognizer,
-)
+from tasks.pii import NER_ENTITIES, PATTERN_ENTITIES, PiiConfig, PiiScrubber
+from tasks.pii_engines import OfflineEmailRecognizer, _credential_url_recognizer
 from tasks.schema import Document
 
 FIRST = ["Maria", "James", "Aiko", "Olumide", "Sofia", "Liam", "Priya", "Chen", "Fatima", "Lucas"]
@@ -175,7 +169,7 @@ def main() -> None:
     data = corpus(args.docs)
     texts, truth = [t for t, _ in data], [s for _, s in data]
     print(f"corpus: {len(texts)} documents of ~2 KB, {sum(map(len, truth))} planted entities")
-    cfg = PiiConfig(ner_model=args.model)
+    cfg = PiiConfig(ner_model=args.model, entities=PATTERN_ENTITIES + NER_ENTITIES)
     lm_s, lm = run_lmforge(texts, cfg)
     pr_s, pr = run_presidio(texts, cfg, args.model)
     print(f"lmforge tiered:   {len(texts) / lm_s:7.1f} docs/s")

@@ -17,7 +17,10 @@ archive, fetched by name (``pip download``, ``apt-get download``) into a cache f
 - ``code/pip-*/``, ``code/pywb-*/``: the ``pip`` sdist (MIT, vendored MPL/Apache/BSD packages
   under ``src/pip/_vendor/``) and the ``pywb`` sdist (GPL-3.0), as trees;
 - ``code/trafilatura-*.tar.gz``: the ``trafilatura`` sdist (Apache-2.0), read as an archive;
-- ``html/``: the ``trafilatura`` sdist's ``tests/resources/``: real web pages.
+- ``html/``: the ``trafilatura`` sdist's ``tests/resources/``: real web pages;
+- ``python-docs/python-docs.warc.gz``: Debian's ``python3.11-doc``: the 530 HTML pages of the
+  Python documentation (technical English full of identifiers and quotes, and index pages),
+  as the response records a crawl of docs.python.org would hold.
 
 The cache is reused when its ``sources.json`` records the same package list; each entry notes
 the exact file fetched and its SHA-256. Debian versions float with the archive (security
@@ -46,8 +49,9 @@ log = logging.getLogger("lmforge.real_corpora")
 
 REPO = Path(__file__).resolve().parents[1]
 PYPI = {"gensim": "4.4.0", "pywb": "2.10.0", "pip": "26.3", "trafilatura": "2.3.1"}
-DEBIAN = ["r-cran-janeaustenr", "r-cran-tokenizers", "libpython3.11-stdlib"]
-FORMAT = 2  # bump when the layout below changes
+DEBIAN = ["r-cran-janeaustenr", "r-cran-tokenizers", "libpython3.11-stdlib", "python3.11-doc"]
+FORMAT = 3  # bump when the layout below changes
+DOCS_URL = "https://docs.python.org/3.11/"
 
 
 def default_cache() -> Path:
@@ -159,6 +163,33 @@ def _cpython(deb: Path, work: Path, out: Path) -> int:
     return count
 
 
+def _python_docs(deb: Path, work: Path, out: Path) -> int:
+    """The HTML pages of the Python documentation as one WARC (record ids derived from the
+    URLs, so document ids are the same on every fetch)."""
+    import io
+    import uuid
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    root = _deb_extract(deb, work / "pydoc") / "usr/share/doc/python3.11/html"
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    pages = sorted(p for p in root.rglob("*.html") if p.is_file() and "_static" not in p.parts)
+    for page in pages:
+        url = DOCS_URL + page.relative_to(root).as_posix()
+        headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")],
+                                   protocol="HTTP/1.1")
+        record = writer.create_warc_record(url, "response", payload=io.BytesIO(
+            page.read_bytes()), http_headers=headers, warc_headers_dict={
+                "WARC-Record-ID": f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url)}>",
+                "WARC-Date": "2026-12-01T00:00:00Z"})
+        writer.write_record(record)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "python-docs.warc.gz").write_bytes(buf.getvalue())
+    return len(pages)
+
+
 def _untar(archive: Path, into: Path) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
@@ -212,11 +243,13 @@ def fetch(cache: Path) -> Path:
             if path.suffix.lower() in (".html", ".htm"):
                 shutil.copy(path, html / path.name)
         cpython = _cpython(debs["libpython3.11-stdlib"], work, code / "cpython")
+        docs = _python_docs(debs["python3.11-doc"], work, staging / "python-docs")
         books = _books(debs, work, staging / "books")
         cache.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), str(cache))
     record.write_text(json.dumps({**wanted, "files": files, "books": books,
-                                  "cpython_files": cpython}, indent=1))
+                                  "cpython_files": cpython, "python_doc_pages": docs},
+                                 indent=1))
     return cache
 
 

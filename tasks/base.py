@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, ClassVar, TypeVar, final
 
+from pydantic import BaseModel, ConfigDict
+
 from tasks.report import Tally
 from tasks.schema import Document
 
@@ -58,11 +60,41 @@ class Rewrite:
     counts: Mapping[str, int] = field(default_factory=dict)
 
 
+class RuleParams(BaseModel):
+    """A rule's parameters, declared once on the rule class: each field's default is the
+    published value and its description cites where it comes from. The quality config's
+    families are built from these models, never restated (``tasks.filters.quality``).
+
+    ``None`` disables a threshold, ``False`` a switch; a rule whose ``switches`` are all off
+    is left out of the chain (by default every field is a switch; shared settings such as the
+    word tokenizer are not)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    switches: ClassVar[tuple[str, ...] | None] = None
+
+    def active(self) -> bool:
+        names = type(self).switches
+        names = tuple(type(self).model_fields) if names is None else names
+        return not names or any(_on(getattr(self, n)) for n in names)
+
+
+def _on(value: Any) -> bool:
+    """A switch is off when None, False or an empty mapping/list (no n-grams to check)."""
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, (dict, list, tuple)) and not value)
+
+
 class Step(ABC):
     """Shared batching and timing of filters and rewriters."""
 
     name: ClassVar[str]
     batch_size: ClassVar[int] = 1
+    Params: ClassVar[type[RuleParams]] = RuleParams
+
+    def __init__(self, params: RuleParams | None = None, **values: Any) -> None:
+        """Build from a params object or from its field values (``MyFilter(min_words=5)``)."""
+        self.params = params if params is not None else self.Params(**values)
 
     def prepare(self, batch: list[Document]) -> None:  # noqa: B027 - optional hook
         """Precompute per-batch state (model scores) before the per-document call."""

@@ -29,30 +29,29 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import tldextract
 from presidio_analyzer import (
-    AnalyzerEngine,
-    Pattern,
-    PatternRecognizer,
-    RecognizerRegistry,
     RecognizerResult,
 )
-from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, NlpEngineProvider
-from presidio_analyzer.predefined_recognizers import EmailRecognizer, SpacyRecognizer
-from presidio_anonymizer import AnonymizerEngine
+from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_anonymizer.entities import OperatorConfig
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.base import DocRewriter, Rewrite
 from tasks.chunks import bounded_spans
+from tasks.code_text import text_spans
 from tasks.credentials import resolve_secret
+from tasks.pii_engines import (
+    NER_ENTITIES,
+    build_engines,
+)
+from tasks.pii_lookalikes import lookalike
+from tasks.readers import SourceKind
 from tasks.schema import Document
 
 log = logging.getLogger(__name__)
 
 PATTERN_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS",
                     "US_SSN", "URL_CREDENTIALS"]
-NER_ENTITIES = ["PERSON", "LOCATION"]
 # presidio's default mapping of spaCy labels (presidio_analyzer/conf/default.yaml)
 NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
               "FAC": "LOCATION"}
@@ -83,8 +82,19 @@ class PiiConfig(BaseModel):
     """What to detect and how to replace it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    entities: list[str] = Field(default=PATTERN_ENTITIES + NER_ENTITIES,
-                                description="presidio entity types to scrub")
+    entities: list[str] = Field(default=list(PATTERN_ENTITIES), description="presidio entity "
+                                "types scrubbed in every source: contact identifiers and "
+                                "secrets")
+    extra_entities: dict[SourceKind, list[str]] = Field(
+        {"reddit": list(NER_ENTITIES)}, description="source -> entity types scrubbed there "
+        "as well: names and places where people write about themselves (Reddit); in "
+        "encyclopaedic, literary and documentation text they name public people and places")
+    code_scope: Literal["comments_and_strings", "all"] = Field(
+        "comments_and_strings", description="in code, scrub only comments and string "
+        "literals (where personal data lives), never the code itself")
+    reject_lookalikes: bool = Field(
+        True, description="matches that are ISBNs, DOIs, version strings, network ranges or "
+        "issue references are not personal data (tasks/pii_lookalikes.py)")
     policy: Literal["placeholder", "mask", "hash"] = Field(
         "placeholder", description="'<EMAIL_ADDRESS>', '*****', or a salted hash that is the "
         "same for the same value within one document")
@@ -111,27 +121,6 @@ class PiiConfig(BaseModel):
         "memory in proportion to the text")
 
 
-# tldextract's module-level extractor may fetch the Public Suffix List over the network; this
-# one only ever uses the snapshot shipped in the wheel.
-_OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None,
-                                     fallback_to_snapshot=True)
-
-
-class OfflineEmailRecognizer(EmailRecognizer):
-    """presidio's e-mail recogniser, validating domains against the bundled suffix list."""
-
-    def validate_result(self, pattern_text: str) -> bool:
-        return _OFFLINE_TLD(pattern_text).fqdn != ""
-
-
-def _credential_url_recognizer(language: str) -> PatternRecognizer:
-    # scheme://user:password@host — the password is the secret; the whole URL is replaced.
-    pattern = Pattern("url-with-credentials",
-                      r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]+:[^\s/@]+@[^\s/]+\S*", 0.9)
-    return PatternRecognizer(supported_entity="URL_CREDENTIALS", patterns=[pattern],
-                             supported_language=language)
-
-
 def resolve_ner_model(ner_model: str | None, *, warn: bool = False) -> str | None:
     """The spaCy model to load, or None for pattern-only; raises if a named one is missing.
     With ``warn``, says (once per process) that names and places are not being detected."""
@@ -152,67 +141,6 @@ def resolve_ner_model(ner_model: str | None, *, warn: bool = False) -> str | Non
 @lru_cache(maxsize=4)
 def _warn_once(message: str) -> None:
     log.warning(message)
-
-
-class PreparedNlpEngine(NlpEngine):
-    """Stands in for presidio's spaCy engine when every call brings its own NLP artifacts
-    (built by :class:`PiiScrubber` from its faster NER pass); processes no text itself."""
-
-    engine_name = "prepared"
-
-    def __init__(self, language: str) -> None:
-        self.language = language
-
-    def load(self) -> None:
-        return None
-
-    def is_loaded(self) -> bool:
-        return True
-
-    def process_text(self, text: str, language: str) -> NlpArtifacts:
-        raise NotImplementedError("PreparedNlpEngine needs nlp_artifacts with every call")
-
-    def process_batch(self, texts: Any, language: str, batch_size: int = 1, n_process: int = 1,
-                      **kwargs: Any) -> Any:
-        raise NotImplementedError("PreparedNlpEngine needs nlp_artifacts with every call")
-
-    def is_stopword(self, word: str, language: str) -> bool:
-        return False
-
-    def is_punct(self, word: str, language: str) -> bool:
-        return False
-
-    def get_supported_entities(self) -> list[str]:
-        return NER_ENTITIES
-
-    def get_supported_languages(self) -> list[str]:
-        return [self.language]
-
-
-@lru_cache(maxsize=4)
-def build_engines(ner_model: str | None, language: str) -> tuple[AnalyzerEngine, AnonymizerEngine]:
-    """Analyzer (pattern recognisers, plus presidio's SpacyRecognizer fed by our NER pass) and
-    anonymizer, built once per process."""
-    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)  # per-language noise
-    if ner_model is None:
-        nlp: NlpEngine = NlpEngineProvider(nlp_configuration={
-            "nlp_engine_name": "no_op",
-            "models": [{"lang_code": language, "model_name": "no_op"}]}).create_engine()
-    else:
-        nlp = PreparedNlpEngine(language)
-    registry = RecognizerRegistry(supported_languages=[language])
-    registry.load_predefined_recognizers(
-        languages=[language], nlp_engine=NlpEngineProvider(nlp_configuration={
-            "nlp_engine_name": "no_op",
-            "models": [{"lang_code": language, "model_name": "no_op"}]}).create_engine())
-    registry.remove_recognizer("EmailRecognizer")
-    registry.add_recognizer(OfflineEmailRecognizer(supported_language=language))
-    registry.add_recognizer(_credential_url_recognizer(language))
-    if ner_model is not None:
-        registry.add_recognizer(SpacyRecognizer(supported_language=language,
-                                                supported_entities=NER_ENTITIES))
-    analyzer = AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=[language])
-    return analyzer, AnonymizerEngine()
 
 
 @lru_cache(maxsize=2)
@@ -252,9 +180,11 @@ class PiiScrubber(DocRewriter):
     batch_size = 64
 
     def __init__(self, cfg: PiiConfig) -> None:
+        super().__init__()
         self.cfg = cfg
         model = resolve_ner_model(cfg.ner_model)
-        self.entities = [e for e in cfg.entities if model is not None or e not in NER_ENTITIES]
+        wanted = {*cfg.entities, *(e for es in cfg.extra_entities.values() for e in es)}
+        self.entities = [e for e in wanted if model is not None or e not in NER_ENTITIES]
         self.ner = load_ner(model) if model is not None and any(
             e in NER_ENTITIES for e in self.entities) else None
         self.analyzer, self.anonymizer = build_engines(model, cfg.language)
@@ -269,8 +199,10 @@ class PiiScrubber(DocRewriter):
             return
         limit = self.cfg.chunk_chars
         jobs = [(i, piece) for i, doc in enumerate(batch)
-                for span in (candidate_spans(doc.text) if self.cfg.tiered
-                             else [(0, len(doc.text))])
+                if any(e in NER_ENTITIES for e in self._source_entities(doc.source))
+                for start, end in self._scope(doc)
+                for span in (_within(candidate_spans(doc.text[start:end]), start)
+                             if self.cfg.tiered else [(start, end)])
                 for piece in bounded_spans(doc.text, limit, *span)]
         texts = [batch[i].text[a:b] for i, (a, b) in jobs]
         for (i, (start, _)), parsed in zip(jobs, self.ner.pipe(texts, batch_size=256),
@@ -280,12 +212,13 @@ class PiiScrubber(DocRewriter):
                     self._ents.setdefault(id(batch[i]), []).append(
                         (start + ent.start_char, start + ent.end_char, NER_LABELS[ent.label_]))
 
-    def _wanted(self, text: str, ents: list[tuple[int, int, str]] | None) -> list[str]:
+    def _wanted(self, text: str, ents: list[tuple[int, int, str]] | None,
+                entities: list[str]) -> list[str]:
         if not self.cfg.tiered:
-            return self.entities
-        wanted = [e for e in self.entities if e in TRIGGERS and TRIGGERS[e].search(text)]
+            return entities
+        wanted = [e for e in entities if e in TRIGGERS and TRIGGERS[e].search(text)]
         if ents:
-            wanted += [e for e in self.entities if e in NER_ENTITIES]
+            wanted += [e for e in entities if e in NER_ENTITIES]
         return wanted
 
     def _operators(self, doc: Document) -> dict[str, OperatorConfig]:
@@ -298,23 +231,39 @@ class PiiScrubber(DocRewriter):
         salt = f"{self._salt}:{doc.id}".encode()
         return {e: OperatorConfig("custom", {"lambda": _hasher(e, salt)}) for e in self.entities}
 
+    def _source_entities(self, source: str) -> list[str]:
+        extra = self.cfg.extra_entities.get(source, [])  # type: ignore[call-overload]
+        return [e for e in self.entities if e in self.cfg.entities or e in extra]
+
+    def _scope(self, doc: Document) -> list[tuple[int, int]]:
+        """The parts of ``doc`` to scrub: everything, or a source file's comments and strings."""
+        if doc.source == "code" and self.cfg.code_scope == "comments_and_strings":
+            spans = text_spans(doc.text, doc.meta.get("language"))
+            if spans is not None:
+                return spans
+        return [(0, len(doc.text))]
+
     def analyze(self, doc: Document) -> list[RecognizerResult]:
-        """presidio's findings for ``doc`` (after :meth:`prepare` on its batch); a long
-        document is analysed piece by piece and the findings shifted back into place."""
+        """presidio's findings for ``doc`` (after :meth:`prepare` on its batch), in the parts
+        of it in scope; a long text is analysed piece by piece and the findings shifted back
+        into place; look-alikes (ISBNs, versions, network ranges, ...) are left out."""
         ents = self._ents.get(id(doc)) or []
+        entities = self._source_entities(doc.source)
         results = []
-        for start, end in bounded_spans(doc.text, self.cfg.chunk_chars):
-            piece = doc.text[start:end]
-            local = [(a - start, b - start, label) for a, b, label in ents
-                     if a >= start and b <= end]
-            for r in self._analyze_piece(piece, local):
-                r.start, r.end = r.start + start, r.end + start
-                results.append(r)
+        for scope in self._scope(doc):
+            for start, end in bounded_spans(doc.text, self.cfg.chunk_chars, *scope):
+                local = [(a - start, b - start, label) for a, b, label in ents
+                         if a >= start and b <= end]
+                for r in self._analyze_piece(doc.text[start:end], local, entities):
+                    r.start, r.end = r.start + start, r.end + start
+                    if not (self.cfg.reject_lookalikes
+                            and lookalike(doc.text, r.start, r.end, r.entity_type)):
+                        results.append(r)
         return results
 
-    def _analyze_piece(self, text: str, ents: list[tuple[int, int, str]]
-                       ) -> list[RecognizerResult]:
-        wanted = self._wanted(text, ents)
+    def _analyze_piece(self, text: str, ents: list[tuple[int, int, str]],
+                       entities: list[str]) -> list[RecognizerResult]:
+        wanted = self._wanted(text, ents, entities)
         if not wanted:
             return []
         artifacts = _artifacts(text, ents, self.ner) if self.ner is not None else None
@@ -351,6 +300,10 @@ def _artifacts(text: str, ents: list[tuple[int, int, str]], nlp: Any) -> NlpArti
     artifacts.keywords = [t.lower_ for t in doc
                           if not (t.is_stop or t.is_punct or t.is_space or t.like_num)]
     return artifacts
+
+
+def _within(spans: list[tuple[int, int]], offset: int) -> list[tuple[int, int]]:
+    return [(a + offset, b + offset) for a, b in spans]
 
 
 def _digits(text: str) -> int:

@@ -15,10 +15,15 @@ from collections import Counter
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
-from tasks.base import DocFilter, DocRewriter, Rewrite, Verdict
+from pydantic import Field
+
+from tasks.base import DocFilter, DocRewriter, Rewrite, RuleParams, Verdict
+from tasks.filters.text import logical_lines
 from tasks.schema import Document
 
+_PAPER = "Raffel et al. 2020, §2.2"
 END_PUNCTUATION = (".", "?", "!", '"', "'")
 ELLIPSIS = "..."
 POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies",
@@ -29,37 +34,53 @@ _SENTENCE_END = re.compile(r"[.!?]+(?=[\"')\]]*(\s|$))")
 
 
 class C4LineCleaner(DocRewriter):
-    """Keep only the lines C4 keeps; ``None`` disables a line rule."""
+    """Keep only the lines C4 keeps; ``None`` or ``false`` disables a line rule."""
 
     name = "c4_lines"
 
-    def __init__(self, *, min_words_per_line: int | None = 3, max_word_length: int | None = 1000,
-                 terminal_punctuation: bool = True, javascript: bool = True,
-                 policy: bool = True, citations: bool = True) -> None:
-        self.min_words, self.max_word_length = min_words_per_line, max_word_length
-        self.terminal, self.javascript = terminal_punctuation, javascript
-        self.policy, self.citations = policy, citations
+    class Params(RuleParams):
+        min_words_per_line: int | None = Field(3, description=f"lines with fewer words are "
+                                               f"removed ({_PAPER})")
+        max_word_length: int | None = Field(1000, description="lines with a longer 'word' are "
+                                            "removed (tensorflow_datasets c4_utils)")
+        terminal_punctuation: bool = Field(True, description="remove lines not ending in "
+                                           f". ? ! \" ' ({_PAPER})")
+        javascript: bool = Field(True, description=f"remove lines mentioning javascript "
+                                 f"({_PAPER})")
+        policy: bool = Field(True, description=f"remove cookie / terms-of-use lines ({_PAPER})")
+        citations: bool = Field(True, description="strip Wikipedia-style citation marks like "
+                                "[1] (c4_utils)")
+        logical_lines: bool = Field(
+            True, description="judge lines as written, not as hard-wrapped: a line that "
+            "stops mid-sentence is joined with its continuation first (C4's pages came from "
+            "WET files, one paragraph per line)")
+        switches: ClassVar[tuple[str, ...]] = ("min_words_per_line", "max_word_length",
+                                               "terminal_punctuation", "javascript", "policy")
 
     def _why(self, line: str) -> str | None:
+        p = self.params
         words = line.split()
-        if self.max_word_length is not None and any(len(w) > self.max_word_length for w in words):
+        if p.max_word_length is not None and any(len(w) > p.max_word_length for w in words):
             return "too_long_word"
-        if self.terminal and (not line.endswith(END_PUNCTUATION) or line.endswith(ELLIPSIS)):
+        if p.terminal_punctuation and (not line.endswith(END_PUNCTUATION)
+                                       or line.endswith(ELLIPSIS)):
             return "no_terminal_punctuation"
-        if self.min_words is not None and len(words) < self.min_words:
+        if p.min_words_per_line is not None and len(words) < p.min_words_per_line:
             return "too_few_words"
         lowered = line.lower()
-        if self.javascript and "javascript" in lowered:
+        if p.javascript and "javascript" in lowered:
             return "javascript"
-        if self.policy and any(p in lowered for p in POLICY_PHRASES):
+        if p.policy and any(phrase in lowered for phrase in POLICY_PHRASES):
             return "policy"
         return None
 
     def rewrite(self, doc: Document) -> Rewrite:
         kept, removed = [], Counter()
-        for raw in doc.text.splitlines():
+        lines = logical_lines(doc.text) if self.params.logical_lines else \
+            tuple(doc.text.splitlines())
+        for raw in lines:
             line = raw.strip()
-            if self.citations:
+            if self.params.citations:
                 line = _CITATION.sub("", line)
             if not line:
                 continue
@@ -77,6 +98,9 @@ class C4LoremIpsumFilter(DocFilter):
 
     name = "c4"
 
+    class Params(RuleParams):
+        lorem_ipsum: bool = Field(True, description=f"drop pages with 'lorem ipsum' ({_PAPER})")
+
     def keep(self, doc: Document) -> Verdict:
         if "lorem ipsum" in doc.text.lower():
             return Verdict.drop("lorem_ipsum")
@@ -87,6 +111,10 @@ class C4CurlyBracketFilter(DocFilter):
     """A curly brace marks code or templates in a natural-language page."""
 
     name = "c4"
+
+    class Params(RuleParams):
+        curly_bracket: bool = Field(True, description=f"drop pages with a curly bracket "
+                                    f"({_PAPER})")
 
     def keep(self, doc: Document) -> Verdict:
         if "{" in doc.text:
@@ -103,12 +131,13 @@ class C4MinSentencesFilter(DocFilter):
 
     name = "c4"
 
-    def __init__(self, *, min_sentences: int = 5) -> None:
-        self.min_sentences = min_sentences
+    class Params(RuleParams):
+        min_sentences: int | None = Field(5, description=f"drop pages with fewer sentences "
+                                          f"({_PAPER})")
 
     def keep(self, doc: Document) -> Verdict:
         n = count_sentences(doc.text)
-        if n < self.min_sentences:
+        if n < self.params.min_sentences:
             return Verdict.drop("too_few_sentences", sentences=n)
         return Verdict.ok(sentences=n)
 
@@ -135,8 +164,18 @@ class C4BadWordsFilter(DocFilter):
 
     name = "c4"
 
-    def __init__(self, *, word_list: str | None = None) -> None:
-        self.words, self.phrases = load_bad_words(word_list)
+    class Params(RuleParams):
+        bad_words: bool = Field(
+            False, description="drop pages with a word of the bad-words list. Off by default: "
+            "Dodge et al. 2021 found C4's list removed medical, LGBTQ+ and minority-dialect "
+            "pages; the toxicity stage handles abuse")
+        bad_words_list: str | None = Field(None, description="a word list file; null uses the "
+                                           "list shipped in the better-profanity package")
+        switches: ClassVar[tuple[str, ...]] = ("bad_words",)
+
+    def __init__(self, params: RuleParams | None = None, **values: object) -> None:
+        super().__init__(params, **values)
+        self.words, self.phrases = load_bad_words(self.params.bad_words_list)
 
     def keep(self, doc: Document) -> Verdict:
         lowered = doc.text.lower()
@@ -146,3 +185,7 @@ class C4BadWordsFilter(DocFilter):
         if hit is not None:
             return Verdict.drop("bad_words", entries=1)
         return Verdict.ok()
+
+
+RULES = [C4LineCleaner, C4LoremIpsumFilter, C4CurlyBracketFilter, C4MinSentencesFilter,
+         C4BadWordsFilter]

@@ -6,9 +6,14 @@ below 0.25 are removed), plus data-file detection, one rule per class. ``None`` 
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
-from tasks.base import DocFilter, Verdict
+from pydantic import Field
+
+from tasks.base import DocFilter, RuleParams, Verdict
 from tasks.schema import Document
+
+_PAPER = "Li et al. 2023 (StarCoder), §3; Chen et al. 2021 (Codex), §3.1"
 
 # a line of literals only: numbers, quoted strings, base64-ish runs, separators
 _DATA_LINE = re.compile(r"""[\s\d.,;:\[\]{}()+\-eE"'xXa-fA-F]*|[A-Za-z0-9+/=]{40,}""")
@@ -19,16 +24,18 @@ class CodeLineLengthFilter(DocFilter):
 
     name = "code"
 
-    def __init__(self, *, max_line_length: int | None = 1000,
-                 max_mean_line_length: float | None = 100) -> None:
-        self.max_line_length, self.max_mean_line_length = max_line_length, max_mean_line_length
+    class Params(RuleParams):
+        max_line_length: int | None = Field(1000, description=f"longest line ({_PAPER})")
+        max_mean_line_length: float | None = Field(100, description=f"largest mean line length "
+                                                   f"({_PAPER})")
 
     def keep(self, doc: Document) -> Verdict:
         lengths = [len(line) for line in doc.text.splitlines()] or [0]
         longest, mean = max(lengths), sum(lengths) / len(lengths)
-        if self.max_line_length is not None and longest > self.max_line_length:
+        p = self.params
+        if p.max_line_length is not None and longest > p.max_line_length:
             return Verdict.drop("long_line", max_line_length=longest)
-        if self.max_mean_line_length is not None and mean > self.max_mean_line_length:
+        if p.max_mean_line_length is not None and mean > p.max_mean_line_length:
             return Verdict.drop("long_mean_line", mean_line_length=round(mean, 2))
         return Verdict.ok(max_line_length=longest, mean_line_length=round(mean, 2))
 
@@ -38,12 +45,13 @@ class CodeAlphanumFilter(DocFilter):
 
     name = "code"
 
-    def __init__(self, *, min_fraction: float = 0.25) -> None:
-        self.min_fraction = min_fraction
+    class Params(RuleParams):
+        min_alphanumeric_fraction: float | None = Field(
+            0.25, description=f"share of alphanumeric characters ({_PAPER})")
 
     def keep(self, doc: Document) -> Verdict:
         fraction = sum(c.isalnum() for c in doc.text) / (len(doc.text) or 1)
-        if fraction < self.min_fraction:
+        if fraction < self.params.min_alphanumeric_fraction:
             return Verdict.drop("low_alphanumeric_fraction", fraction=round(fraction, 4))
         return Verdict.ok(fraction=round(fraction, 4))
 
@@ -54,14 +62,21 @@ class CodeDataFileFilter(DocFilter):
 
     name = "code"
 
-    def __init__(self, *, max_ratio: float = 0.5, min_lines: int = 20) -> None:
-        self.max_ratio, self.min_lines = max_ratio, min_lines
+    class Params(RuleParams):
+        max_data_line_ratio: float | None = Field(0.5, description="share of lines that hold "
+                                                  "only literals (lmforge's rule)")
+        min_data_lines: int = Field(20, ge=1, description="files with fewer non-empty lines "
+                                    "are not judged")
+        switches: ClassVar[tuple[str, ...]] = ("max_data_line_ratio",)
 
     def keep(self, doc: Document) -> Verdict:
         lines = [line.strip() for line in doc.text.splitlines() if line.strip()]
-        if len(lines) < self.min_lines:
+        if len(lines) < self.params.min_data_lines:
             return Verdict.ok(lines=len(lines))
         data = sum(bool(_DATA_LINE.fullmatch(line)) for line in lines) / len(lines)
-        if data > self.max_ratio:
+        if data > self.params.max_data_line_ratio:
             return Verdict.drop("data_file", data_line_ratio=round(data, 4))
         return Verdict.ok(data_line_ratio=round(data, 4))
+
+
+RULES = [CodeLineLengthFilter, CodeAlphanumFilter, CodeDataFileFilter]

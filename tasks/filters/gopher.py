@@ -1,21 +1,28 @@
 """Gopher quality rules (Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights
 from Training Gopher", Appendix A.1.1, MassiveText quality filters), one rule per class.
 
-Defaults are the paper's values; ``None`` disables a side of a rule. Words are the tokens that
-hold a letter or digit; ratios that the reference implementation takes over all tokens
-(punctuation included) are taken the same way. One deliberate difference: stop words are
-matched case-insensitively ("The" counts as "the").
+Each class declares its parameters once (``Params``: the paper's values, ``None`` disables a
+side). Words are whitespace-delimited as in the paper (``word_tokenizer: datatrove`` counts
+datatrove's NLTK-style tokens instead, punctuation marks included). Two readings the paper
+leaves open are made explicit: list markers that start a line are markup, not words; stop
+words are matched case-insensitively and without surrounding punctuation ("The", "of,").
 """
 
 from __future__ import annotations
 
-from tasks.base import DocFilter, Verdict
-from tasks.filters.text import tokens, words
+from typing import ClassVar
+
+from pydantic import Field
+
+from tasks.base import DocFilter, RuleParams, Verdict
+from tasks.filters.text import BULLETS, WordTokenizer, counted_words, ratio_units
+from tasks.filters.text import word_tokenizer_field as _tokenizer
 from tasks.schema import Document
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
-BULLETS = ("•", "-", "●", "‣", "◦", "⁃", "▪", "*")
 ELLIPSES = ("...", "…")
+_PAPER = "Rae et al. 2021, App. A.1.1"
+_STRIP = "\"'“”‘’()[]{},.;:!?"
 
 
 class GopherWordCountFilter(DocFilter):
@@ -23,15 +30,19 @@ class GopherWordCountFilter(DocFilter):
 
     name = "gopher"
 
-    def __init__(self, *, min_words: int | None = 50, max_words: int | None = 100_000) -> None:
-        self.min_words, self.max_words = min_words, max_words
+    class Params(RuleParams):
+        min_words: int | None = Field(50, description=f"fewest words ({_PAPER})")
+        max_words: int | None = Field(100_000, description=f"most words ({_PAPER})")
+        word_tokenizer: WordTokenizer = _tokenizer()
+        switches: ClassVar[tuple[str, ...]] = ("min_words", "max_words")
 
     def keep(self, doc: Document) -> Verdict:
-        n = len(words(doc.text))
-        if self.min_words is not None and n < self.min_words:
-            return Verdict.drop("too_few_words", words=n, min_words=self.min_words)
-        if self.max_words is not None and n > self.max_words:
-            return Verdict.drop("too_many_words", words=n, max_words=self.max_words)
+        p = self.params
+        n = len(counted_words(doc.text, p.word_tokenizer))
+        if p.min_words is not None and n < p.min_words:
+            return Verdict.drop("too_few_words", words=n, min_words=p.min_words)
+        if p.max_words is not None and n > p.max_words:
+            return Verdict.drop("too_many_words", words=n, max_words=p.max_words)
         return Verdict.ok(words=n)
 
 
@@ -40,33 +51,41 @@ class GopherMeanWordLengthFilter(DocFilter):
 
     name = "gopher"
 
-    def __init__(self, *, min_mean: float | None = 3, max_mean: float | None = 10) -> None:
-        self.min_mean, self.max_mean = min_mean, max_mean
+    class Params(RuleParams):
+        min_mean_word_length: float | None = Field(3, description=f"shortest mean ({_PAPER})")
+        max_mean_word_length: float | None = Field(10, description=f"longest mean ({_PAPER})")
+        word_tokenizer: WordTokenizer = _tokenizer()
+        switches: ClassVar[tuple[str, ...]] = ("min_mean_word_length", "max_mean_word_length")
 
     def keep(self, doc: Document) -> Verdict:
-        ws = words(doc.text)
+        p = self.params
+        ws = counted_words(doc.text, p.word_tokenizer)
         mean = sum(map(len, ws)) / len(ws) if ws else 0.0
-        if self.min_mean is not None and mean < self.min_mean:
+        if p.min_mean_word_length is not None and mean < p.min_mean_word_length:
             return Verdict.drop("short_mean_word_length", mean=round(mean, 3))
-        if self.max_mean is not None and mean > self.max_mean:
+        if p.max_mean_word_length is not None and mean > p.max_mean_word_length:
             return Verdict.drop("long_mean_word_length", mean=round(mean, 3))
         return Verdict.ok(mean=round(mean, 3))
 
 
 class GopherSymbolRatioFilter(DocFilter):
-    """Hash symbols, and separately ellipses, per token must not exceed 0.1 (the survey's
+    """Hash symbols, and separately ellipses, per word must not exceed 0.1 (the survey's
     symbol-to-word rule)."""
 
     name = "gopher"
 
-    def __init__(self, *, max_ratio: float = 0.1) -> None:
-        self.max_ratio = max_ratio
+    class Params(RuleParams):
+        max_symbol_word_ratio: float | None = Field(
+            0.1, description=f"'#' or ellipses per word ({_PAPER}; the survey's 0.1)")
+        word_tokenizer: WordTokenizer = _tokenizer()
+        switches: ClassVar[tuple[str, ...]] = ("max_symbol_word_ratio",)
 
     def keep(self, doc: Document) -> Verdict:
-        n = len(tokens(doc.text)) or 1
+        p = self.params
+        n = len(ratio_units(doc.text, p.word_tokenizer)) or 1
         hashes = doc.text.count("#") / n
         ellipses = sum(doc.text.count(e) for e in ELLIPSES) / n
-        if max(hashes, ellipses) > self.max_ratio:
+        if max(hashes, ellipses) > p.max_symbol_word_ratio:
             return Verdict.drop("high_symbol_word_ratio", hash_ratio=round(hashes, 4),
                                 ellipsis_ratio=round(ellipses, 4))
         return Verdict.ok(hash_ratio=round(hashes, 4), ellipsis_ratio=round(ellipses, 4))
@@ -77,13 +96,14 @@ class GopherBulletLinesFilter(DocFilter):
 
     name = "gopher"
 
-    def __init__(self, *, max_ratio: float = 0.9) -> None:
-        self.max_ratio = max_ratio
+    class Params(RuleParams):
+        max_bullet_lines_ratio: float | None = Field(
+            0.9, description=f"share of lines starting with a bullet ({_PAPER})")
 
     def keep(self, doc: Document) -> Verdict:
         ls = doc.text.splitlines() or [""]
         ratio = sum(line.lstrip().startswith(BULLETS) for line in ls) / len(ls)
-        if ratio > self.max_ratio:
+        if ratio > self.params.max_bullet_lines_ratio:
             return Verdict.drop("too_many_bullet_lines", ratio=round(ratio, 4))
         return Verdict.ok(ratio=round(ratio, 4))
 
@@ -93,29 +113,33 @@ class GopherEllipsisLinesFilter(DocFilter):
 
     name = "gopher"
 
-    def __init__(self, *, max_ratio: float = 0.3) -> None:
-        self.max_ratio = max_ratio
+    class Params(RuleParams):
+        max_ellipsis_lines_ratio: float | None = Field(
+            0.3, description=f"share of lines ending with an ellipsis ({_PAPER})")
 
     def keep(self, doc: Document) -> Verdict:
         ls = doc.text.splitlines() or [""]
         ratio = sum(line.rstrip().endswith(ELLIPSES) for line in ls) / len(ls)
-        if ratio > self.max_ratio:
+        if ratio > self.params.max_ellipsis_lines_ratio:
             return Verdict.drop("too_many_ellipsis_lines", ratio=round(ratio, 4))
         return Verdict.ok(ratio=round(ratio, 4))
 
 
 class GopherAlphaWordsFilter(DocFilter):
-    """At least 80% of tokens must contain an alphabetic character."""
+    """At least 80% of words must contain an alphabetic character."""
 
     name = "gopher"
 
-    def __init__(self, *, min_ratio: float = 0.8) -> None:
-        self.min_ratio = min_ratio
+    class Params(RuleParams):
+        min_alpha_words_ratio: float | None = Field(
+            0.8, description=f"share of words with a letter ({_PAPER})")
+        word_tokenizer: WordTokenizer = _tokenizer()
+        switches: ClassVar[tuple[str, ...]] = ("min_alpha_words_ratio",)
 
     def keep(self, doc: Document) -> Verdict:
-        toks = tokens(doc.text)
-        ratio = sum(any(c.isalpha() for c in t) for t in toks) / (len(toks) or 1)
-        if ratio < self.min_ratio:
+        units = ratio_units(doc.text, self.params.word_tokenizer)
+        ratio = sum(any(c.isalpha() for c in t) for t in units) / (len(units) or 1)
+        if ratio < self.params.min_alpha_words_ratio:
             return Verdict.drop("too_few_alpha_words", ratio=round(ratio, 4))
         return Verdict.ok(ratio=round(ratio, 4))
 
@@ -125,11 +149,23 @@ class GopherStopWordsFilter(DocFilter):
 
     name = "gopher"
 
-    def __init__(self, *, min_stop_words: int = 2) -> None:
-        self.min_stop_words = min_stop_words
+    class Params(RuleParams):
+        min_stop_words: int | None = Field(2, description=f"distinct stop words ({_PAPER})")
+        word_tokenizer: WordTokenizer = _tokenizer()
+        switches: ClassVar[tuple[str, ...]] = ("min_stop_words",)
 
     def keep(self, doc: Document) -> Verdict:
-        found = STOP_WORDS.intersection(w.lower() for w in words(doc.text))
-        if len(found) < self.min_stop_words:
-            return Verdict.drop("too_few_stop_words", stop_words=len(found))
-        return Verdict.ok(stop_words=len(found))
+        p = self.params
+        if p.word_tokenizer == "datatrove":  # datatrove counts occurrences, case-sensitively
+            found = sum(t in STOP_WORDS for t in ratio_units(doc.text, "datatrove"))
+        else:  # "at least two of the following words": distinct words, any case
+            found = len(STOP_WORDS.intersection(w.strip(_STRIP).lower()
+                                                for w in counted_words(doc.text, "whitespace")))
+        if found < p.min_stop_words:
+            return Verdict.drop("too_few_stop_words", stop_words=found)
+        return Verdict.ok(stop_words=found)
+
+
+RULES = [GopherWordCountFilter, GopherMeanWordLengthFilter, GopherSymbolRatioFilter,
+         GopherBulletLinesFilter, GopherEllipsisLinesFilter, GopherAlphaWordsFilter,
+         GopherStopWordsFilter]

@@ -1,25 +1,40 @@
 """Gopher repetition rules (Rae et al. 2021, Table A1), one rule per class. A document that
 repeats lines, paragraphs or n-grams too much is boilerplate or spam. ``None`` disables a side.
 
-Measured as datatrove measures them (repeats after the first occurrence; character fractions
-over the whole text), so the decisions agree with the reference implementation.
+Repeats are counted after the first occurrence, and character fractions are over the whole
+text, as in the reference implementation. Lines that hold no letter or digit (the bare list
+marker or separator that text extraction leaves behind) are markup, not repeated text
+(``ignore_markup_lines``; ``false`` counts them as datatrove does).
 """
 
 from __future__ import annotations
 
-from tasks.base import DocFilter, Verdict
+from typing import ClassVar
+
+from pydantic import Field
+
+from tasks.base import DocFilter, RuleParams, Verdict
 from tasks.filters.text import (
+    WordTokenizer,
     duplicate_ngram_chars,
     duplicates,
     paragraphs,
     raw_lines,
     top_ngram_chars,
 )
+from tasks.filters.text import word_tokenizer_field as _tokenizer
 from tasks.schema import Document
 
-# (n, max fraction of characters) — Gopher Table A1
-TOP_NGRAMS = ((2, 0.20), (3, 0.18), (4, 0.16))
-DUP_NGRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+_TABLE = "Rae et al. 2021, Table A1"
+
+
+def _counted(fraction: float, char_fraction: float, max_fraction: float | None,
+             max_char_fraction: float | None, what: str) -> Verdict:
+    if max_fraction is not None and fraction > max_fraction:
+        return Verdict.drop(f"dup_{what}s", fraction=round(fraction, 4))
+    if max_char_fraction is not None and char_fraction > max_char_fraction:
+        return Verdict.drop(f"dup_{what}_chars", char_fraction=round(char_fraction, 4))
+    return Verdict.ok(fraction=round(fraction, 4), char_fraction=round(char_fraction, 4))
 
 
 class DuplicateParagraphsFilter(DocFilter):
@@ -27,19 +42,19 @@ class DuplicateParagraphsFilter(DocFilter):
 
     name = "gopher_rep"
 
-    def __init__(self, *, max_fraction: float | None = 0.3,
-                 max_char_fraction: float | None = 0.2) -> None:
-        self.max_fraction, self.max_char_fraction = max_fraction, max_char_fraction
+    class Params(RuleParams):
+        max_dup_paragraph_fraction: float | None = Field(
+            0.3, description=f"share of repeated paragraphs ({_TABLE})")
+        max_dup_paragraph_char_fraction: float | None = Field(
+            0.2, description=f"characters in repeated paragraphs ({_TABLE})")
 
     def keep(self, doc: Document) -> Verdict:
+        p = self.params
         paras = paragraphs(doc.text)
         count, chars = duplicates(paras)
-        frac, char_frac = count / len(paras), chars / max(1, len(doc.text))
-        if self.max_fraction is not None and frac > self.max_fraction:
-            return Verdict.drop("dup_paragraphs", fraction=round(frac, 4))
-        if self.max_char_fraction is not None and char_frac > self.max_char_fraction:
-            return Verdict.drop("dup_paragraph_chars", char_fraction=round(char_frac, 4))
-        return Verdict.ok(fraction=round(frac, 4), char_fraction=round(char_frac, 4))
+        return _counted(count / len(paras), chars / max(1, len(doc.text)),
+                        p.max_dup_paragraph_fraction, p.max_dup_paragraph_char_fraction,
+                        "paragraph")
 
 
 class DuplicateLinesFilter(DocFilter):
@@ -47,48 +62,73 @@ class DuplicateLinesFilter(DocFilter):
 
     name = "gopher_rep"
 
-    def __init__(self, *, max_fraction: float | None = 0.3,
-                 max_char_fraction: float | None = 0.2) -> None:
-        self.max_fraction, self.max_char_fraction = max_fraction, max_char_fraction
+    class Params(RuleParams):
+        max_dup_line_fraction: float | None = Field(
+            0.3, description=f"share of repeated lines ({_TABLE})")
+        max_dup_line_char_fraction: float | None = Field(
+            0.2, description=f"characters in repeated lines ({_TABLE})")
+        ignore_markup_lines: bool = Field(
+            True, description="lines without a letter or digit are markup, not repeats")
+        switches: ClassVar[tuple[str, ...]] = ("max_dup_line_fraction",
+                                               "max_dup_line_char_fraction")
 
     def keep(self, doc: Document) -> Verdict:
+        p = self.params
         ls = raw_lines(doc.text)
+        if p.ignore_markup_lines:
+            ls = tuple(line for line in ls if any(c.isalnum() for c in line)) or ("",)
         count, chars = duplicates(ls)
-        frac, char_frac = count / len(ls), chars / max(1, len(doc.text))
-        if self.max_fraction is not None and frac > self.max_fraction:
-            return Verdict.drop("dup_lines", fraction=round(frac, 4))
-        if self.max_char_fraction is not None and char_frac > self.max_char_fraction:
-            return Verdict.drop("dup_line_chars", char_fraction=round(char_frac, 4))
-        return Verdict.ok(fraction=round(frac, 4), char_fraction=round(char_frac, 4))
+        return _counted(count / len(ls), chars / max(1, len(doc.text)),
+                        p.max_dup_line_fraction, p.max_dup_line_char_fraction, "line")
 
 
-class TopNGramFilter(DocFilter):
-    """The most frequent word n-gram may cover at most ``max_fraction`` of the characters
-    (Gopher: 0.20 for 2-grams, 0.18 for 3-grams, 0.16 for 4-grams)."""
+class TopNGramsFilter(DocFilter):
+    """The most frequent word n-gram may cover at most a share of the characters (Gopher:
+    0.20 for 2-grams, 0.18 for 3-grams, 0.16 for 4-grams)."""
 
     name = "gopher_rep"
 
-    def __init__(self, *, n: int, max_fraction: float) -> None:
-        self.n, self.max_fraction = n, max_fraction
+    class Params(RuleParams):
+        top_ngrams: dict[int, float] = Field(
+            {2: 0.20, 3: 0.18, 4: 0.16}, description="n -> largest share of characters of "
+            f"the most frequent n-gram ({_TABLE})")
+        word_tokenizer: WordTokenizer = _tokenizer()
+        switches: ClassVar[tuple[str, ...]] = ("top_ngrams",)
 
     def keep(self, doc: Document) -> Verdict:
-        frac = top_ngram_chars(doc.text, self.n) / max(1, len(doc.text))
-        if frac > self.max_fraction:
-            return Verdict.drop(f"top_{self.n}gram", fraction=round(frac, 4))
-        return Verdict.ok(fraction=round(frac, 4))
+        p, size = self.params, max(1, len(doc.text))
+        measured = {}
+        for n, limit in sorted(p.top_ngrams.items()):
+            frac = top_ngram_chars(doc.text, n, p.word_tokenizer) / size
+            if frac > limit:
+                return Verdict.drop(f"top_{n}gram", fraction=round(frac, 4))
+            measured[f"top_{n}gram"] = round(frac, 4)
+        return Verdict.ok(**measured)
 
 
-class DuplicateNGramFilter(DocFilter):
-    """Repeated word n-grams may cover at most ``max_fraction`` of the characters (Gopher:
-    0.15 for 5-grams down to 0.10 for 10-grams)."""
+class DuplicateNGramsFilter(DocFilter):
+    """Repeated word n-grams may cover at most a share of the characters (Gopher: 0.15 for
+    5-grams down to 0.10 for 10-grams)."""
 
     name = "gopher_rep"
 
-    def __init__(self, *, n: int, max_fraction: float) -> None:
-        self.n, self.max_fraction = n, max_fraction
+    class Params(RuleParams):
+        dup_ngrams: dict[int, float] = Field(
+            {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+            description=f"n -> largest share of characters in repeated n-grams ({_TABLE})")
+        word_tokenizer: WordTokenizer = _tokenizer()
+        switches: ClassVar[tuple[str, ...]] = ("dup_ngrams",)
 
     def keep(self, doc: Document) -> Verdict:
-        frac = duplicate_ngram_chars(doc.text, self.n) / max(1, len(doc.text))
-        if frac > self.max_fraction:
-            return Verdict.drop(f"dup_{self.n}gram", fraction=round(frac, 4))
-        return Verdict.ok(fraction=round(frac, 4))
+        p, size = self.params, max(1, len(doc.text))
+        measured = {}
+        for n, limit in sorted(p.dup_ngrams.items()):
+            frac = duplicate_ngram_chars(doc.text, n, p.word_tokenizer) / size
+            if frac > limit:
+                return Verdict.drop(f"dup_{n}gram", fraction=round(frac, 4))
+            measured[f"dup_{n}gram"] = round(frac, 4)
+        return Verdict.ok(**measured)
+
+
+RULES = [DuplicateParagraphsFilter, DuplicateLinesFilter, TopNGramsFilter,
+         DuplicateNGramsFilter]

@@ -4,8 +4,11 @@ comment is judged by different tells — a post that is only links, or key-mashi
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
-from tasks.base import DocFilter, Verdict
+from pydantic import Field
+
+from tasks.base import DocFilter, RuleParams, Verdict
 from tasks.filters.text import words
 from tasks.schema import Document
 
@@ -18,13 +21,13 @@ class UrlRatioFilter(DocFilter):
 
     name = "social"
 
-    def __init__(self, *, max_ratio: float = 0.5) -> None:
-        self.max_ratio = max_ratio
+    class Params(RuleParams):
+        max_url_ratio: float | None = Field(0.5, description="share of words that are links")
 
     def keep(self, doc: Document) -> Verdict:
         urls = len(_URL.findall(doc.text))
         ratio = urls / max(1, len(doc.text.split()))
-        if ratio > self.max_ratio:
+        if ratio > self.params.max_url_ratio:
             return Verdict.drop("url_ratio", ratio=round(ratio, 4))
         return Verdict.ok(ratio=round(ratio, 4))
 
@@ -34,13 +37,13 @@ class RepeatedCharactersFilter(DocFilter):
 
     name = "social"
 
-    def __init__(self, *, max_run: int = 10) -> None:
-        self.max_run = max_run
+    class Params(RuleParams):
+        max_repeated_chars: int | None = Field(10, description="longest run of one character")
 
     def keep(self, doc: Document) -> Verdict:
         longest = max((len(m.group()) for m in _RUN.finditer(doc.text)
                        if not m.group(1).isspace()), default=0)
-        if longest > self.max_run:
+        if longest > self.params.max_repeated_chars:
             return Verdict.drop("repeated_characters", run=longest)
         return Verdict.ok(run=longest)
 
@@ -50,14 +53,19 @@ class UniqueWordsFilter(DocFilter):
 
     name = "social"
 
-    def __init__(self, *, min_ratio: float = 0.3, min_words: int = 10) -> None:
-        self.min_ratio, self.min_words = min_ratio, min_words
+    class Params(RuleParams):
+        min_unique_word_ratio: float | None = Field(0.3, description="distinct words per word")
+        unique_words_from: int = Field(10, ge=1, description="shorter texts are not judged")
+        switches: ClassVar[tuple[str, ...]] = ("min_unique_word_ratio",)
 
     def keep(self, doc: Document) -> Verdict:
         ws = [w.lower() for w in words(doc.text)]
-        if len(ws) < self.min_words:
+        if len(ws) < self.params.unique_words_from:
             return Verdict.ok(words=len(ws))
         ratio = len(set(ws)) / len(ws)
-        if ratio < self.min_ratio:
+        if ratio < self.params.min_unique_word_ratio:
             return Verdict.drop("repetitive", ratio=round(ratio, 4))
         return Verdict.ok(ratio=round(ratio, 4))
+
+
+RULES = [UrlRatioFilter, RepeatedCharactersFilter, UniqueWordsFilter]

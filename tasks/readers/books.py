@@ -158,5 +158,7 @@ def _language_code(name: str | None) -> str | None:
 # A novel has far more than 100,000 words, and long narrative text repeats phrases ("said the
 # old man") far more than the web pages the Gopher n-gram thresholds were tuned on: books keep
 # the line/paragraph and top n-gram repetition rules only.
+# A book's title and part headings stand alone in capitals ("PRIDE AND PREJUDICE").
 SOURCE = SourceSpec("books", BooksSource, splits, read_books, quality={
-    "gopher": {"max_words": None, "min_words": 1000}, "repetition": {"dup_ngrams": {}}})
+    "gopher": {"max_words": None, "min_words": 1000}, "repetition": {"dup_ngrams": {}},
+    "uppercase_lines": {"keep_title_lines": True}})

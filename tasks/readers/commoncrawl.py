@@ -199,17 +199,21 @@ def _broken(record: ArcWarcRecord) -> str | None:
 def _read_range(fh: IO[bytes], part: InputPartition, read_page: _PageReader, ctx: ReadContext,
                 gz: bool) -> Iterator[Document]:
     pos = part.start if part.start == 0 else find_record_start(fh, part.start, part.end, gz)
+    seen: dict[str, int] = {}  # record id -> offset: a document's id comes from its record id
     while pos is not None and (part.end is None or pos < part.end):
         fh.seek(pos)
         records = ArchiveIterator(fh)
         try:
             for record in records:
-                key = _header(record, "WARC-Record-ID") or "unknown"
+                key = _header(record, "WARC-Record-ID") or f"offset-{pos}"
                 if problem := _broken(record):
                     ctx.bad("commoncrawl/broken_record", offset=pos, record=key, detail=problem)
                 elif record.rec_type not in ("response", "conversion"):
                     ctx.saw(f"{record.rec_type} record")
+                elif key in seen:  # a copy of a record (real WARCs have them): one document
+                    ctx.skip(f"{key}@{pos}", "duplicate_record_id", first_offset=seen[key])
                 else:
+                    seen[key] = pos
                     doc = read_page(record, key)
                     while record.raw_stream.read(SCAN_CHUNK):  # skipped or partly read
                         pass
@@ -247,6 +251,10 @@ def read_commoncrawl(part: InputPartition, source: CommonCrawlSource, ctx: ReadC
         yield from _read_range(fh, part, _PageReader(source, ctx), ctx, gz)
 
 
-# The web gets C4's line cleaning and page rules and FineWeb's rules on top of Gopher's.
-SOURCE = SourceSpec("commoncrawl", CommonCrawlSource, splits, read_commoncrawl,
-                    quality={"c4": {}, "fineweb": {}})
+# The web gets C4's line cleaning and page rules and FineWeb's rules on top of Gopher's, as
+# FineWeb combined them: without C4's terminal-punctuation line rule (FineWeb found it removed
+# too much and has its own line-punctuation rule), and without C4's curly-bracket page rule,
+# which removes every page with a code sample (documentation, Q&A; 100 of 466 pages of the
+# Python documentation in benchmarks/decisions.py).
+SOURCE = SourceSpec("commoncrawl", CommonCrawlSource, splits, read_commoncrawl, quality={
+    "c4": {"terminal_punctuation": False, "curly_bracket": False}, "fineweb": {}})

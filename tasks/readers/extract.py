@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import pickle
+import re
 import select
 import struct
 import subprocess
@@ -33,9 +34,38 @@ class ExtractTimeout(Exception):
     """Extraction of one page took longer than the limit."""
 
 
+_PREFORMATTED = frozenset({"pre", "code", "textarea", "listing", "plaintext", "xmp"})
+_SPACES = re.compile(r"\s+")
+
+
+def unwrap_html_text(root: etree._Element) -> None:
+    """Whitespace inside text as a browser shows it: outside preformatted elements a line
+    break in the HTML source is a space. trafilatura keeps the source's line breaks, so a page
+    whose paragraphs are hard-wrapped (the Python documentation) would reach the line rules
+    as sentence fragments."""
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        if element.tag in _PREFORMATTED or any(a.tag in _PREFORMATTED
+                                               for a in element.iterancestors()):
+            continue
+        if element.text and "\n" in element.text:
+            element.text = _SPACES.sub(" ", element.text)
+        if element.tail and "\n" in element.tail and element.getparent() is not None and \
+                element.getparent().tag not in _PREFORMATTED:
+            element.tail = _SPACES.sub(" ", element.tail)
+
+
 def extract_text(html: str, url: str | None, include_tables: bool) -> str | None:
-    return trafilatura.extract(html, url=url, include_comments=False,
-                               include_tables=include_tables, deduplicate=False)
+    try:
+        tree = lxml_html.document_fromstring(html)
+    except (etree.ParserError, ValueError):
+        tree = None
+    if tree is not None:
+        unwrap_html_text(tree)
+    return trafilatura.extract(tree if tree is not None else html, url=url,
+                               include_comments=False, include_tables=include_tables,
+                               deduplicate=False)
 
 
 def html_pieces(html: str, max_chars: int) -> list[str]:

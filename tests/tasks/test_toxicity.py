@@ -34,13 +34,29 @@ def run(cfg: ToxicityConfig, docs: list[Document]):
     return kept, rejected, tally.report()
 
 
-def test_worst_paragraph_decides() -> None:
-    docs = [Document.new("reddit", "r#1", POLITE), Document.new("reddit", "r#2",
-                                                                POLITE + "\n\n" + RUDE)]
+def test_a_mostly_toxic_document_is_dropped_with_its_spans() -> None:
+    docs = [Document.new("reddit", "r#1", POLITE), Document.new("reddit", "r#2", RUDE)]
     kept, rejected, _ = run(ToxicityConfig(), docs)
     assert [d.location for d in kept] == ["r#1"]
     assert kept[0].scores["toxicity"] < 0.5
-    assert rejected[0][:2] == ("r#2", "toxicity/toxic") and rejected[0][2]["toxicity"] > 0.9
+    location, reason, detail = rejected[0]
+    assert (location, reason) == ("r#2", "toxicity/toxic") and detail["toxic_share"] == 1.0
+    assert detail["spans"][0][:2] == [0, len(RUDE)] and detail["spans"][0][2] > 0.9
+
+
+def test_one_toxic_paragraph_is_removed_not_the_document() -> None:
+    text = POLITE + "\n\n" + RUDE + "\n\n" + POLITE
+    kept, rejected, report = run(ToxicityConfig(), [Document.new("reddit", "r#1", text)])
+    assert not rejected and RUDE not in kept[0].text and kept[0].text.count("ferry") == 20
+    assert kept[0].meta["toxic_spans"] == {"spans_removed": 1, "chars_removed": len(RUDE)}
+    assert 0 < kept[0].scores["toxic_share"] < 0.1
+    assert report.sources["reddit"].changed == 1
+
+
+def test_drop_mode_drops_any_toxic_unit() -> None:
+    text = POLITE + "\n\n" + RUDE
+    kept, rejected, _ = run(ToxicityConfig(mode="drop"), [Document.new("reddit", "r#1", text)])
+    assert not kept and rejected[0][1] == "toxicity/toxic"
 
 
 def test_annotate_mode_keeps_everything_with_scores() -> None:
@@ -49,20 +65,23 @@ def test_annotate_mode_keeps_everything_with_scores() -> None:
     assert len(kept) == 1 and not rejected and kept[0].scores["toxicity"] > 0.9
 
 
-def test_drop_spans_removes_only_the_toxic_sentence() -> None:
-    text = "The mill was rebuilt in 1890. " + RUDE + " The bridge is new."
-    kept, rejected, report = run(ToxicityConfig(mode="drop-spans", unit="sentence"),
-                                 [Document.new("books", "b#1", text)])
-    assert not rejected and kept[0].text == "The mill was rebuilt in 1890. The bridge is new."
-    assert kept[0].meta["toxic_spans"] == {"spans_removed": 1}
-    assert report.sources["books"].changed == 1
+def test_sentence_units() -> None:
+    text = "The mill was rebuilt in 1890. " + RUDE + " The bridge is new. " + POLITE
+    kept, rejected, _ = run(ToxicityConfig(unit="sentence"), [Document.new("web", "w#1", text)])
+    assert not rejected and kept[0].text.startswith(
+        "The mill was rebuilt in 1890. The bridge is new.")
 
 
-def test_thresholds_per_source() -> None:
-    cfg = ToxicityConfig(per_source={"books": {"toxicity": 0.999999}})
-    docs = [Document.new("books", "b#1", RUDE), Document.new("reddit", "r#1", RUDE)]
+def test_policies_per_source() -> None:
+    cfg = ToxicityConfig(per_source={"reddit": {"thresholds": {"toxicity": 0.999999}}})
+    docs = [Document.new("books", "b#1", RUDE), Document.new("reddit", "r#1", RUDE),
+            Document.new("code", "c#1", RUDE), Document.new("commoncrawl", "w#1", RUDE)]
     kept, rejected, _ = run(cfg, docs)
-    assert [d.source for d in kept] == ["books"] and [r[0] for r in rejected] == ["r#1"]
+    # books lose the span but are never dropped; code is not scored; reddit's threshold is
+    # its own; the web follows the defaults
+    assert {d.location: d.text for d in kept} == {"b#1": "", "r#1": RUDE, "c#1": RUDE}
+    assert [r[0] for r in rejected] == ["w#1"]
+    assert "toxicity" not in next(d for d in kept if d.source == "code").scores
 
 
 def test_units() -> None:

@@ -61,7 +61,7 @@ def test_bad_words_list_from_the_package_and_from_a_file(tmp_path) -> None:
     assert packaged.keep(doc("Scunthorpe is a town in England.")).keep  # no substring hits
     words = tmp_path / "words.txt"
     words.write_text("turnip\nrotten eggs\n")
-    custom = C4BadWordsFilter(word_list=str(words))
+    custom = C4BadWordsFilter(bad_words=True, bad_words_list=str(words))
     assert custom.keep(doc("A Turnip!")).reason == "bad_words"
     assert custom.keep(doc("They threw rotten eggs.")).reason == "bad_words"
     assert custom.keep(doc("Turnips are fine.")).keep

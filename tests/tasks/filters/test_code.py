@@ -19,6 +19,6 @@ def test_line_length_rules() -> None:
 
 
 def test_alphanumeric_fraction() -> None:
-    f = CodeAlphanumFilter(min_fraction=0.25)
+    f = CodeAlphanumFilter(min_alphanumeric_fraction=0.25)
     assert f.keep(doc("def f(x): return x")).keep
     assert f.keep(doc("{}[]();,.:" * 10 + "ab")).reason == "low_alphanumeric_fraction"

@@ -14,7 +14,7 @@ def doc(text: str) -> Document:
 
 
 def test_line_punctuation_share() -> None:
-    f = FineWebLinePunctuationFilter(min_ratio=0.12)
+    f = FineWebLinePunctuationFilter(min_line_punctuation_ratio=0.12)
     menu = "\n".join(["Home", "News", "Sport", "Weather", "Contact", "About", "Shop", "Login"])
     assert f.keep(doc(menu)).reason == "line_punctuation"
     assert f.keep(doc(menu + "\nThis one ends well.")).reason == "line_punctuation"  # 1/9
@@ -22,14 +22,14 @@ def test_line_punctuation_share() -> None:
 
 
 def test_short_lines() -> None:
-    f = FineWebShortLinesFilter(max_ratio=0.67, short_length=30)
+    f = FineWebShortLinesFilter(max_short_line_ratio=0.67, short_line_length=30)
     long_line = "This is a long line that has more than thirty characters in it."
     assert f.keep(doc("\n".join(["short"] * 2 + [long_line]))).keep  # 0.666
     assert f.keep(doc("\n".join(["short"] * 3 + [long_line]))).reason == "short_lines"
 
 
 def test_duplicate_line_chars() -> None:
-    f = FineWebDuplicateLineCharsFilter(max_ratio=0.01)
+    f = FineWebDuplicateLineCharsFilter(max_duplicate_line_char_ratio=0.01)
     base = "\n".join(f"Unique line number {i} with its own words." for i in range(50))
     assert f.keep(doc(base)).keep
     assert f.keep(doc(base + "\nUnique line number 3 with its own words.")).reason == \
@@ -37,6 +37,6 @@ def test_duplicate_line_chars() -> None:
 
 
 def test_list_ratio() -> None:
-    f = FineWebListRatioFilter(max_ratio=0.3)
+    f = FineWebListRatioFilter(max_newline_ratio=0.3)
     assert f.keep(doc("one\ntwo\nthree\nfour")).reason == "list_ratio"
     assert f.keep(doc("a sentence of several words\nand another line of words")).keep

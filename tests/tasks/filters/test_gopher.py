@@ -36,7 +36,7 @@ def test_word_count_none_disables_a_side() -> None:
 
 
 def test_mean_word_length() -> None:
-    f = GopherMeanWordLengthFilter(min_mean=3, max_mean=10)
+    f = GopherMeanWordLengthFilter(min_mean_word_length=3, max_mean_word_length=10)
     assert reason(f, "ab ab ab") == "short_mean_word_length"
     assert reason(f, "abc abc") is None
     assert reason(f, "abcdefghij") is None
@@ -44,26 +44,26 @@ def test_mean_word_length() -> None:
 
 
 def test_symbol_ratio_is_the_surveys_point_one() -> None:
-    f = GopherSymbolRatioFilter(max_ratio=0.1)
+    f = GopherSymbolRatioFilter(max_symbol_word_ratio=0.1)
     assert reason(f, "# " + "word " * 9) is None  # 1 symbol / 10 words = 0.1
     assert reason(f, "# # " + "word " * 8) == "high_symbol_word_ratio"
     assert reason(f, "... " + "word " * 8) == "high_symbol_word_ratio"  # ellipsis counts
 
 
 def test_bullet_lines() -> None:
-    f = GopherBulletLinesFilter(max_ratio=0.9)
+    f = GopherBulletLinesFilter(max_bullet_lines_ratio=0.9)
     assert reason(f, "\n".join(["- item"] * 9 + ["text"])) is None
     assert reason(f, "\n".join(["• item"] * 10)) == "too_many_bullet_lines"
 
 
 def test_ellipsis_lines() -> None:
-    f = GopherEllipsisLinesFilter(max_ratio=0.3)
+    f = GopherEllipsisLinesFilter(max_ellipsis_lines_ratio=0.3)
     assert reason(f, "a...\nb\nc\nd") is None
     assert reason(f, "a...\nb…\nc\nd") == "too_many_ellipsis_lines"
 
 
 def test_alpha_words() -> None:
-    f = GopherAlphaWordsFilter(min_ratio=0.8)
+    f = GopherAlphaWordsFilter(min_alpha_words_ratio=0.8)
     assert reason(f, "one two three four 5") is None
     assert reason(f, "one two three 4 5") == "too_few_alpha_words"
 

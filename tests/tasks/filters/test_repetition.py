@@ -10,9 +10,9 @@ import pytest
 from infra.make_sample import FACTS, Prose
 from tasks.filters.repetition import (
     DuplicateLinesFilter,
-    DuplicateNGramFilter,
+    DuplicateNGramsFilter,
     DuplicateParagraphsFilter,
-    TopNGramFilter,
+    TopNGramsFilter,
 )
 from tasks.filters.text import duplicate_ngram_chars, tokens, top_ngram_chars
 from tasks.schema import Document
@@ -49,20 +49,20 @@ def test_fast_ngram_measures_match_the_reference(seed: int) -> None:
     rng = random.Random(seed)
     vocab = ["the", "mill", "river", "old", "bridge", ",", ".", "town", "of", "a"]
     text = " ".join(rng.choice(vocab) for _ in range(rng.randint(5, 400)))
-    toks = list(tokens(text))
-    for n in (2, 3, 4):
-        assert top_ngram_chars(text, n) == ref_top(toks, n)
-    for n in range(5, 11):
-        assert duplicate_ngram_chars(text, n) == ref_dup(toks, n)
+    for mode, toks in (("datatrove", list(tokens(text))), ("whitespace", text.split())):
+        for n in (2, 3, 4):
+            assert top_ngram_chars(text, n, mode) == ref_top(toks, n)
+        for n in range(5, 11):
+            assert duplicate_ngram_chars(text, n, mode) == ref_dup(toks, n)
 
 
 def test_prose_passes_and_copy_pasted_text_fails() -> None:
     prose = " ".join(Prose(3).article("Arvel", 4))
     assert all(f.keep(doc(prose)).keep for f in (
         DuplicateParagraphsFilter(), DuplicateLinesFilter(),
-        TopNGramFilter(n=2, max_fraction=0.2), DuplicateNGramFilter(n=5, max_fraction=0.15)))
+        TopNGramsFilter(), DuplicateNGramsFilter()))
     spam = (Prose(4).paragraph(FACTS, 3) + " ") * 4
-    verdict = DuplicateNGramFilter(n=5, max_fraction=0.15).keep(doc(spam))
+    verdict = DuplicateNGramsFilter(dup_ngrams={5: 0.15}).keep(doc(spam))
     assert verdict.reason == "dup_5gram" and verdict.values["fraction"] > 0.5
 
 
@@ -74,12 +74,23 @@ def test_duplicate_lines_and_paragraphs() -> None:
     chars = "\n\n".join(["x" * 300, "x" * 300, "short one", "short two", "short three",
                          "short four", "short five", "short six", "short seven", "eight"])
     assert DuplicateParagraphsFilter().keep(doc(chars)).reason == "dup_paragraph_chars"
-    assert DuplicateLinesFilter(max_fraction=None, max_char_fraction=None).keep(
-        doc(lines)).keep
+    assert DuplicateLinesFilter(max_dup_line_fraction=None,
+                                max_dup_line_char_fraction=None).keep(doc(lines)).keep
+
+
+def test_list_markers_left_by_extraction_are_not_repeated_lines() -> None:
+    # trafilatura renders a definition list as "- " lines before each entry (the Python
+    # documentation's API pages): markup, not text that repeats
+    entry = "- \nint PyLong_CheckN(PyObject *p)\n- Return true if its argument is type N."
+    text = "\n".join(entry.replace("N", str(i)) for i in range(20))
+    assert DuplicateLinesFilter().keep(doc(text)).keep
+    assert DuplicateLinesFilter(ignore_markup_lines=False).keep(doc(text)).reason == \
+        "dup_lines"
 
 
 def test_top_ngram_threshold() -> None:
     text = "big sale " * 30 + "and some other words to dilute the text a little bit"
-    verdict = TopNGramFilter(n=2, max_fraction=0.2).keep(doc(text))
+    verdict = TopNGramsFilter(top_ngrams={2: 0.2}).keep(doc(text))
     assert verdict.reason == "top_2gram"
-    assert TopNGramFilter(n=2, max_fraction=0.99).keep(doc(text)).keep
+    assert TopNGramsFilter(top_ngrams={2: 0.99}).keep(doc(text)).keep
+    assert not TopNGramsFilter.Params(top_ngrams={}).active()  # an empty table: no rule

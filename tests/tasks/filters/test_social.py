@@ -10,20 +10,20 @@ def doc(text: str, source: str = "reddit") -> Document:
 
 
 def test_url_dump() -> None:
-    f = UrlRatioFilter(max_ratio=0.5)
+    f = UrlRatioFilter(max_url_ratio=0.5)
     assert f.keep(doc("https://a.example https://b.example look")).reason == "url_ratio"
     assert f.keep(doc("A good read about the mill: https://a.example today")).keep
 
 
 def test_repeated_characters() -> None:
-    f = RepeatedCharactersFilter(max_run=10)
+    f = RepeatedCharactersFilter(max_repeated_chars=10)
     assert f.keep(doc("lol" + "l" * 12)).reason == "repeated_characters"
     assert f.keep(doc("Well..... ok!!!")).keep
     assert f.keep(doc("a" + " " * 40 + "b")).keep  # whitespace runs do not count
 
 
 def test_unique_words() -> None:
-    f = UniqueWordsFilter(min_ratio=0.3)
+    f = UniqueWordsFilter(min_unique_word_ratio=0.3)
     assert f.keep(doc("spam " * 20)).reason == "repetitive"
     assert f.keep(doc("spam spam")).keep  # too short to judge
 

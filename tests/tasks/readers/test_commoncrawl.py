@@ -80,7 +80,8 @@ def _pages(n: int, seed: int = 21) -> list[tuple[str, bytes]]:
 
 
 def test_corrupt_record_in_the_middle_keeps_records_after_it(tmp_path) -> None:
-    good_a, good_b = _warc(_pages(3)), _warc(_pages(3, seed=22))
+    other = [(url.replace("e.com/", "e.com/b"), page) for url, page in _pages(3, seed=22)]
+    good_a, good_b = _warc(_pages(3)), _warc(other)  # record ids come from the URLs
     garbage = b"\x1f\x8b\x08\x00" + b"\x13\x37" * 300  # a gzip header, then noise
     (tmp_path / "x.warc.gz").write_bytes(good_a + garbage + good_b)
     result = read("commoncrawl", tmp_path / "x.warc.gz")
@@ -150,3 +151,13 @@ def test_very_long_page_is_extracted_in_pieces(tmp_path) -> None:
     (tmp_path / "long.warc.gz").write_bytes(_warc([("https://e.com/long", page.encode())]))
     doc, = read("commoncrawl", tmp_path / "long.warc.gz").docs
     assert doc.text.count("Paragraph ") == len(paragraphs)
+
+
+def test_a_repeated_record_id_is_one_document(tmp_path) -> None:
+    # real WARCs repeat records (pywb's example-extra.warc): the copy is skipped, so
+    # document ids stay unique
+    data = _warc(_pages(2))
+    (tmp_path / "twice.warc.gz").write_bytes(data + data)
+    result = read("commoncrawl", tmp_path / "twice.warc.gz")
+    assert len(result.docs) == 2 and len({d.id for d in result.docs}) == 2
+    assert [r for _, r in result.skipped] == ["commoncrawl/duplicate_record_id"] * 2
