@@ -85,6 +85,9 @@ def curation_report(layout: Layout, reports: Sequence[StageReport],
         parts.append("## Duplicate clusters by size\n")
         parts.append(bars([(f"size {s}", n) for s, n in sorted(sizes.items(),
                                                                key=lambda kv: int(kv[0]))]))
+        lsh = by_stage["dedup"].extra.get("lsh")
+        if lsh:
+            parts.append(lsh_section(lsh))
     if "pii" in by_stage:
         entities: Counter[str] = Counter()
         for per_source in by_stage["pii"].extra.get("pii", {}).values():
@@ -96,3 +99,21 @@ def curation_report(layout: Layout, reports: Sequence[StageReport],
         parts.append("## Toxicity removals per source\n")
         parts.append(bars([(s, c.docs_dropped) for s, c in sorted(tox.sources.items())]))
     return "\n".join(parts)
+
+
+def lsh_section(lsh: Mapping[str, Any]) -> str:
+    """The banding's S-curve (percent of pairs at each Jaccard that become candidates) and the
+    verified near-duplicate pairs per Jaccard bin."""
+    head = (f"## Near-duplicate detection: {lsh['bands']} bands x {lsh['rows']} rows\n\n"
+            f"A pair at Jaccard {lsh['threshold']:.2f} becomes a candidate with probability "
+            f"{lsh['p_candidate_at_threshold']:.3f}; {lsh.get('candidate_edges', 0):,} MinHash "
+            "candidate edges")
+    if "verified_edges" in lsh:
+        head += f", {lsh['verified_edges']:,} verified by exact Jaccard"
+    parts = [head + ".\n", "P(candidate | Jaccard), percent:\n",
+             bars([(j, 100 * p) for j, p in lsh["s_curve"].items()], "%")]
+    if "verified_jaccard" in lsh:
+        parts += ["Verified pairs per exact Jaccard:\n",
+                  bars(list(lsh["verified_jaccard"].items()))]
+    return "\n".join(parts)
+

@@ -67,6 +67,7 @@ def _number(value: str, before: str, after: str) -> str | None:
 
 
 def _ip_lookalike(value: str, before: str, after: str) -> str | None:
+    before = re.sub(r"(?:<[^<>]*>\s*)+$", " ", before)  # "<td>5.188.210.101": a tag, no ">="
     if "/" in value or re.match(r"/\d{1,3}\b", after):
         return "network_range"
     if ":" not in value:

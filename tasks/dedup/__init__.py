@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.dedup.cluster import (
+    KIND_MINHASH,
     candidate_edges,
     components_local,
     connected_components,
@@ -32,7 +33,13 @@ from tasks.dedup.cluster import (
     verify_edges,
 )
 from tasks.dedup.index import DedupIndex
-from tasks.dedup.minhash import MinHashConfig, MinHasher, normalise, shingle_hashes
+from tasks.dedup.minhash import (
+    MinHashConfig,
+    MinHasher,
+    candidate_probability,
+    normalise,
+    shingle_hashes,
+)
 from tasks.dedup.signatures import SIGNATURE_SCHEMA, signature_table
 from tasks.report import StageReport, Tally
 
@@ -132,6 +139,8 @@ def find_duplicates(files: list[Path], cfg: DedupConfig, out_dir: Path,
         str(out_dir), write_index=False, compression="zstd", partition_on=["shard"])
     dups = _stored(out_dir)  # computed once; the report and the index read it back
     report = _report(docs, dups, comps, start)
+    if cfg.minhash is not None:
+        report.extra["lsh"] = _lsh_summary(cfg.minhash, scratch, verify)
     if index is not None:
         kept = _without(docs[~docs.prior], dups[["id"]])
         indexed = index.read(["id"])
@@ -150,6 +159,37 @@ def _checkpoint(frame: dd.DataFrame, path: Path) -> dd.DataFrame:
     frame.to_parquet(str(path), write_index=False)
     log.info("dedup: %s in %.1f s", path.name, time.perf_counter() - start)
     return dd.read_parquet(str(path))
+
+
+def _lsh_summary(cfg: MinHashConfig, scratch: Path, verify: bool) -> dict:
+    """The banding, its S-curve, and what it found: MinHash candidate edges and, verified,
+    their exact Jaccard per bin, so a reader sees the recall the banding promises (the curve)
+    next to the pairs it produced."""
+    bands, rows = cfg.bands_rows()
+    summary: dict = {"bands": bands, "rows": rows, "threshold": cfg.threshold,
+                     "p_candidate_at_threshold": round(
+                         candidate_probability(cfg.threshold, bands, rows), 4),
+                     "s_curve": cfg.s_curve()}
+    candidates = _edge_column(scratch / "candidates", "kind")
+    summary["candidate_edges"] = int((candidates == KIND_MINHASH).sum())
+    if verify:
+        jaccard = _edge_column(scratch / "verified", "jaccard").dropna()
+        summary["verified_edges"] = len(jaccard)
+        edges = [cfg.threshold, *(e for e in (0.85, 0.9, 0.95) if e > cfg.threshold), 1.0]
+        counts = pd.cut(jaccard, edges, right=False)
+        summary["verified_jaccard"] = {
+            f"{iv.left:.2f}-{iv.right:.2f}": int(n)
+            for iv, n in counts.value_counts(sort=False).items()}
+        summary["verified_jaccard"][f"{edges[-2]:.2f}-1.00"] += int((jaccard >= 1.0).sum())
+    return summary
+
+
+def _edge_column(path: Path, column: str) -> pd.Series:
+    files = sorted(path.glob("*.parquet"))
+    if not files:
+        return pd.Series(dtype="float64")
+    return pd.concat([pq.read_table(f, columns=[column]).column(column).to_pandas()
+                      for f in files], ignore_index=True)
 
 
 def _rows(path: Path) -> int:

@@ -60,27 +60,36 @@ def candidate_edges(keys: dd.DataFrame) -> dd.DataFrame:
     return edges[["src", "dst", "kind"]].drop_duplicates()
 
 
-def _jaccard(frame: pd.DataFrame) -> pd.Series:
+def _jaccard(frame: pd.DataFrame) -> np.ndarray:
     def one(a: np.ndarray, b: np.ndarray) -> float:
         if len(a) == 0 or len(b) == 0:
             return 0.0
         inter = len(np.intersect1d(a, b, assume_unique=True))
         return inter / (len(a) + len(b) - inter)
-    return pd.Series([one(np.asarray(a), np.asarray(b))
-                      for a, b in zip(frame.sh_src, frame.sh_dst, strict=True)],
-                     index=frame.index, dtype="float64")
+    return np.fromiter((one(np.asarray(a), np.asarray(b))
+                        for a, b in zip(frame.sh_src, frame.sh_dst, strict=True)),
+                       dtype="float64", count=len(frame))
+
+
+def _verified(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The partition's edges at or above the threshold, with their Jaccard. One function
+    per partition on purpose: a Jaccard column computed by a separate ``map_partitions`` and
+    assigned back is aligned by partition, and dask's optimiser may plan the two branches
+    with different shuffles (row orders), giving edges each other's similarity."""
+    out = frame[["src", "dst", "kind"]].assign(jaccard=_jaccard(frame))
+    return out[out.jaccard >= threshold]
 
 
 def verify_edges(edges: dd.DataFrame, shingles: dd.DataFrame, threshold: float
                  ) -> dd.DataFrame:
-    """Keep exact/URL edges; keep MinHash edges whose true Jaccard reaches the threshold."""
-    sure = edges[edges.kind != KIND_MINHASH]
+    """Keep exact/URL edges; keep MinHash edges whose true Jaccard reaches the threshold
+    (their ``jaccard`` kept for the report; NaN on exact and URL edges)."""
+    sure = edges[edges.kind != KIND_MINHASH].assign(jaccard=np.nan)
     maybe = edges[edges.kind == KIND_MINHASH]
     maybe = maybe.merge(shingles.rename(columns={"id": "src", "shingles": "sh_src"}), on="src")
     maybe = maybe.merge(shingles.rename(columns={"id": "dst", "shingles": "sh_dst"}), on="dst")
-    maybe = maybe.assign(jaccard=maybe.map_partitions(_jaccard, meta=("jaccard", "float64")))
-    kept = maybe[maybe.jaccard >= threshold][["src", "dst", "kind"]]
-    return dd.concat([sure, kept])
+    meta = _verified(maybe._meta, threshold)
+    return dd.concat([sure, maybe.map_partitions(_verified, threshold, meta=meta)])
 
 
 def components_local(edges: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,9 @@ repeats lines, paragraphs or n-grams too much is boilerplate or spam. ``None`` d
 Repeats are counted after the first occurrence, and character fractions are over the whole
 text, as in the reference implementation. Lines that hold no letter or digit (the bare list
 marker or separator that text extraction leaves behind) are markup, not repeated text
-(``ignore_markup_lines``; ``false`` counts them as datatrove does).
+(``ignore_markup_lines``; ``false`` counts them as datatrove does), and so are the lines of a
+program listing in a tutorial, whose repeats ("return NULL;", "import argparse") are syntax
+(``ignore_code_lines``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tasks.filters.text import (
     WordTokenizer,
     duplicate_ngram_chars,
     duplicates,
+    is_code_line,
     paragraphs,
     raw_lines,
     top_ngram_chars,
@@ -69,6 +72,9 @@ class DuplicateLinesFilter(DocFilter):
             0.2, description=f"characters in repeated lines ({_TABLE})")
         ignore_markup_lines: bool = Field(
             True, description="lines without a letter or digit are markup, not repeats")
+        ignore_code_lines: bool = Field(
+            True, description="lines of program listings (statements, prompts, imports, "
+            "calls) are syntax, not repeats; false counts them as datatrove does")
         switches: ClassVar[tuple[str, ...]] = ("max_dup_line_fraction",
                                                "max_dup_line_char_fraction")
 
@@ -77,6 +83,8 @@ class DuplicateLinesFilter(DocFilter):
         ls = raw_lines(doc.text)
         if p.ignore_markup_lines:
             ls = tuple(line for line in ls if any(c.isalnum() for c in line)) or ("",)
+        if p.ignore_code_lines:
+            ls = tuple(line for line in ls if not is_code_line(line)) or ("",)
         count, chars = duplicates(ls)
         return _counted(count / len(ls), chars / max(1, len(doc.text)),
                         p.max_dup_line_fraction, p.max_dup_line_char_fraction, "line")

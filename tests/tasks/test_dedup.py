@@ -20,6 +20,8 @@ from tasks.dedup import (
     signature_table,
 )
 from tasks.dedup.index import DedupIndex
+from tasks.dedup.minhash import candidate_probability
+from tasks.monitor import lsh_section
 from tasks.schema import Document
 
 
@@ -178,6 +180,38 @@ def test_bands_and_rows_cover_num_perm() -> None:
     assert bands * rows <= 128 and bands > 1
 
 
+@pytest.mark.parametrize("threshold", [0.7, 0.8, 0.85, 0.9])
+@pytest.mark.parametrize("num_perm", [64, 128, 256])
+def test_verified_banding_reaches_the_recall_at_the_threshold(threshold, num_perm) -> None:
+    cfg = MinHashConfig(threshold=threshold, num_perm=num_perm)
+    bands, rows = cfg.bands_rows()
+    assert bands * rows <= num_perm
+    assert candidate_probability(threshold, bands, rows) >= cfg.min_recall
+    # of the bandings that reach it, the one with the fewest candidates below the threshold:
+    # one more row per band (with as many bands as fit) falls short
+    assert candidate_probability(threshold, num_perm // (rows + 1), rows + 1) < cfg.min_recall
+    balanced = MinHashConfig(threshold=threshold, num_perm=num_perm, min_recall=None)
+    assert candidate_probability(threshold, *balanced.bands_rows()) < cfg.min_recall
+    # without verification every candidate is removed: the balanced choice stays
+    unverified = MinHashConfig(threshold=threshold, num_perm=num_perm, verify=False)
+    assert unverified.bands_rows() == balanced.bands_rows()
+
+
+def test_report_carries_the_s_curve_and_verified_pairs(tmp_path) -> None:
+    docs = [Document.new("commoncrawl", f"c#{i}", edit(text(9), i % 3, seed=i))
+            for i in range(6)]
+    report, _ = run(tmp_path, [docs[:3], docs[3:]], DedupConfig(exact=False, url=False))
+    lsh = report.extra["lsh"]
+    assert (lsh["bands"], lsh["rows"]) == (18, 7) and lsh["p_candidate_at_threshold"] > 0.98
+    curve = list(lsh["s_curve"].values())
+    assert curve == sorted(curve) and lsh["s_curve"]["1.00"] == 1.0
+    assert lsh["verified_edges"] == sum(lsh["verified_jaccard"].values()) >= 5
+    assert set(lsh["verified_jaccard"]) == {"0.80-0.85", "0.85-0.90", "0.90-0.95", "0.95-1.00"}
+    section = lsh_section(lsh)  # the curation report's section
+    assert "18 bands x 7 rows" in section and "probability 0.986" in section
+    assert "0.80-0.85" in section
+
+
 def test_empty_input(tmp_path) -> None:
     report, dups = run(tmp_path, [[]])
     assert dups == {} and report.total.docs_in == 0
@@ -194,3 +228,32 @@ def test_same_result_with_a_real_dask_cluster(tmp_path) -> None:
         _, distributed = run(tmp_path, [docs[:4], docs[4:]], tag="d2")
     assert {k: v["survivor"] for k, v in local.items()} == {
         k: v["survivor"] for k, v in distributed.items()}
+
+
+def _jaccard(a: str, b: str) -> float:
+    x, y = shingle_hashes(a), shingle_hashes(b)
+    inter = len(np.intersect1d(x, y))
+    return inter / (len(x) + len(y) - inter)
+
+
+def test_verification_keeps_each_edge_with_its_own_similarity(tmp_path) -> None:
+    """Many shards, many candidate edges: every removal is at the threshold from its survivor
+    and every close pair is found (a Jaccard column aligned to the wrong edges once removed
+    distant copies and kept close ones, with the same number of removals)."""
+    rng = random.Random(5)
+    pairs = []
+    for i in range(300):
+        base = text(1000 + i)
+        pairs.append((Document.new("commoncrawl", f"o#{i}", base),
+                      Document.new("commoncrawl", f"c#{i}", edit(base, rng.choice((1, 25)),
+                                                                seed=i))))
+    docs = [d for p in pairs for d in p]
+    _, dups = run(tmp_path, [docs[k::8] for k in range(8)],
+                  DedupConfig(exact=False, url=False))
+    by_id = {d.id: d for d in docs}
+    close = {o.id for o, c in pairs if _jaccard(o.text, c.text) >= 0.8}
+    assert 50 < len(close) < 250
+    assert all(_jaccard(by_id[i].text, by_id[r["survivor"]].text) >= 0.8
+               for i, r in dups.items())
+    found = {o.id for o, c in pairs if c.id in dups or o.id in dups}
+    assert found == close
