@@ -19,8 +19,8 @@ import argparse
 import json
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +104,24 @@ def _decide(doc: Document, steps: list[DocFilter | DocRewriter]) -> tuple[str | 
     return None, {}
 
 
-def decide_all(cache: Path, cfg: CurateConfig | None = None) -> list[Decision]:
-    """Every judged document through quality rules, then toxicity, one at a time."""
+def labelled_documents(cache: Path) -> list[Document]:
+    """The documents either judgment set labels (read once, kept in memory: a few MB)."""
+    keys = set(load_judgments()) | {f"{r['source']}:{r['location']}" for r in _pii_rows()}
+    return [d for d in judged_documents(cache) if f"{d.source}:{d.location}" in keys]
+
+
+def decide_all(cache: Path, cfg: CurateConfig | None = None,
+               docs: Iterable[Document] | None = None) -> list[Decision]:
+    """Every judged document through quality rules, then toxicity, one at a time (``docs``:
+    the documents already read, else they are read from ``cache``)."""
     cfg = cfg or CurateConfig()
     judgments = load_judgments()
     quality = {kind: build_quality_steps(cfg.quality.for_source(kind))
                for kind in ("wikipedia", "books", "commoncrawl", "code")}
     toxicity = build_toxicity_steps(cfg.toxicity, list(quality)) if cfg.toxicity else []
     out = []
-    for doc in judged_documents(cache):
+    for read in judged_documents(cache) if docs is None else docs:
+        doc = replace(read, scores={}, meta=dict(read.meta))  # the rules rewrite the text
         row = judgments.get(f"{doc.source}:{doc.location}")
         if row is None:
             continue
@@ -195,7 +204,12 @@ def _locate(text: str, value: str, occurrence: int) -> tuple[int, int] | None:
     return pos, pos + len(value)
 
 
-def pii_scores(cache: Path) -> dict[str, dict[str, tuple[int, int, int]]]:
+def _pii_rows() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in PII_LABELS.read_text(encoding="utf-8").splitlines()]
+
+
+def pii_scores(cache: Path, docs: Iterable[Document] | None = None
+               ) -> dict[str, dict[str, tuple[int, int, int]]]:
     """(true positives, false positives, false negatives) per system and entity on the
     labelled spans of real text: lmforge's scrubber (default config, patterns) and presidio's
     analyzer with the same recognisers on the whole text (no code scope, no look-alike
@@ -206,11 +220,10 @@ def pii_scores(cache: Path) -> dict[str, dict[str, tuple[int, int, int]]]:
                "presidio": PiiScrubber(PiiConfig(ner_model=None, reject_lookalikes=False,
                                                  code_scope="all", tiered=False))}
     labels: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for line in PII_LABELS.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for row in _pii_rows():
         labels[f"{row['source']}:{row['location']}"].append(row)
     counts = {name: {e: [0, 0, 0] for e in CONTACT_ENTITIES} for name in systems}
-    for doc in judged_documents(cache):
+    for doc in judged_documents(cache) if docs is None else docs:
         rows = labels.get(f"{doc.source}:{doc.location}")
         if not rows:
             continue
@@ -253,8 +266,9 @@ def main() -> None:
     args = parser.parse_args()
     prepare_environment()
     cache = fetch(args.cache or default_cache())
-    report(decide_all(cache), args.show)
-    pii_report(pii_scores(cache))
+    docs = labelled_documents(cache)
+    report(decide_all(cache, docs=docs), args.show)
+    pii_report(pii_scores(cache, docs))
 
 
 if __name__ == "__main__":

@@ -367,6 +367,15 @@ def explain(doc_id: Annotated[str, typer.Argument(help="a document id from curat
                           ", ".join(f"{k}={v}" for k, v in rule.values.items()))
         out.print(table)
     for key, value in result.later.items():
+        if key == "toxicity" and "passages" in value:
+            out.print(f"toxicity ({value['mode']}): {value['toxic_units']} units over "
+                      f"{value['thresholds']}, {value['toxic_share']:.1%} of the text "
+                      f"(documents over {value['max_toxic_share']} are dropped)")
+            for p in value["passages"]:
+                text = " ".join(p["text"].split())
+                out.print(f"  {p['score']:.3f} [{p['start']}:{p['end']}] "
+                          f"{text[:300]}{'…' if len(text) > 300 else ''}", markup=False)
+            continue
         out.print(f"{key}: {value}")
     if result.status == "not found":
         raise typer.Exit(1)

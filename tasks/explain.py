@@ -15,11 +15,13 @@ import pyarrow.dataset as ds
 from tasks.base import DocFilter, DocRewriter
 from tasks.curate import CurateConfig
 from tasks.filters.quality import build_quality_steps
+from tasks.pii import PiiScrubber
 from tasks.readers import ReadContext, plan_shards, read_partition
 from tasks.readers.base import SourceBase
 from tasks.report import Tally
 from tasks.schema import Document
 from tasks.shards import Layout, shard_number
+from tasks.toxicity import toxic_passages
 
 
 @dataclass
@@ -106,4 +108,17 @@ def explain(root: Path, doc_id: str, sources: Sequence[SourceBase],
     if original is not None:
         out.rules = _rules(original, build_quality_steps(curate.quality.for_source(
             original.source)))
+        if curate.toxicity is not None and all(r.passed for r in out.rules):
+            out.later["toxicity"] = _toxicity(original, curate)
     return out
+
+
+def _toxicity(doc: Document, curate: CurateConfig) -> dict[str, Any]:
+    """The toxicity stage's view, on the text as it reached it (after quality cleaning and
+    PII scrubbing): the passages over the thresholds, with their scores."""
+    if curate.pii is not None:
+        scrubber = PiiScrubber(curate.pii)
+        scrubber.prepare([doc])
+        doc.text = scrubber.rewrite(doc).text
+    assert curate.toxicity is not None
+    return toxic_passages(doc, curate.toxicity)

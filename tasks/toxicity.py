@@ -305,6 +305,23 @@ def build_toxicity_steps(cfg: ToxicityConfig, sources: list[str] | None = None
     return [ToxicityFilter(scoring), ToxicSpanRemover(scoring)]
 
 
+def toxic_passages(doc: Document, cfg: ToxicityConfig, show: int = 5) -> dict[str, Any]:
+    """What decided a document's toxicity: its mode, the toxic share, and the worst units
+    with their scores and text (``lmforge explain``)."""
+    mode, thresholds, max_share = cfg.policy(doc.source)
+    if mode == "off":
+        return {"mode": mode}
+    scoring = _Scoring(cfg, scorers_for(cfg))
+    scoring.score([doc], fresh=True)
+    toxic = scoring.toxic(doc)
+    evidence = _evidence(toxic, len(doc.text))
+    return {"mode": mode, "thresholds": dict(thresholds), "max_toxic_share": max_share,
+            "toxic_share": evidence["toxic_share"], "toxic_units": len(toxic),
+            "passages": [{"start": a, "end": b, "score": round(score, 4),
+                          "text": doc.text[a:b]}
+                         for a, b, score in sorted(toxic, key=lambda t: -t[2])[:show]]}
+
+
 def record_bias(docs_scores: list[tuple[str, Mapping[str, float]]], tally: Tally,
                 threshold: float = 0.5) -> None:
     """Identity-attack scores per source (sum, count, flagged): the stage's bias signal."""

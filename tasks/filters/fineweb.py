@@ -14,7 +14,13 @@ from typing import ClassVar
 from pydantic import Field
 
 from tasks.base import DocFilter, RuleParams, Verdict
-from tasks.filters.text import WordTokenizer, duplicates, ratio_units
+from tasks.filters.text import (
+    WordTokenizer,
+    code_lines_field,
+    duplicates,
+    is_code_line,
+    ratio_units,
+)
 from tasks.filters.text import word_tokenizer_field as _tokenizer
 from tasks.schema import Document
 
@@ -74,12 +80,15 @@ class FineWebDuplicateLineCharsFilter(DocFilter):
             0.1, description=f"characters in repeated lines ({_PAPER} text; datatrove 0.01)")
         ignore_markup_lines: bool = Field(
             True, description="lines without a letter or digit are markup, not repeats")
+        ignore_code_lines: bool = code_lines_field()
         switches: ClassVar[tuple[str, ...]] = ("max_duplicate_line_char_ratio",)
 
     def keep(self, doc: Document) -> Verdict:
         ls = _lines(doc.text)
         if self.params.ignore_markup_lines:
             ls = [line for line in ls if any(c.isalnum() for c in line)]
+        if self.params.ignore_code_lines:
+            ls = [line for line in ls if not is_code_line(line)]
         _, chars = duplicates(tuple(ls))
         ratio = chars / max(1, len(doc.text.replace("\n", "")))
         if ratio > self.params.max_duplicate_line_char_ratio:

@@ -156,8 +156,8 @@ class GopherStopWordsFilter(DocFilter):
 
     def keep(self, doc: Document) -> Verdict:
         p = self.params
-        if p.word_tokenizer == "datatrove":  # datatrove counts occurrences, case-sensitively
-            found = sum(t in STOP_WORDS for t in ratio_units(doc.text, "datatrove"))
+        if p.word_tokenizer == "datatrove":  # datatrove: distinct tokens, case-sensitively
+            found = len(STOP_WORDS.intersection(ratio_units(doc.text, "datatrove")))
         else:  # "at least two of the following words": distinct words, any case
             found = len(STOP_WORDS.intersection(w.strip(_STRIP).lower()
                                                 for w in counted_words(doc.text, "whitespace")))

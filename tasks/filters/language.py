@@ -30,6 +30,7 @@ _MASK = re.compile(
     r"|\b\w*_\w*"  # snake_case
     r"|\b\w*\d\w*"  # anything with a digit: versions, numbers, hex
     r"|\w+\(\)"  # calls: open()
+    r"|\b\w+=[^\s,)]*|\*{1,2}\w+"  # keyword arguments of a signature: title=None, **options
     r"|[^\w\s]{2,}")  # runs of symbols: ->, ==, */
 _PARAGRAPH = re.compile(r"\n\s*\n|\n")
 MIN_LETTERS = 20  # a paragraph with fewer letters after masking does not vote

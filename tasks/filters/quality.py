@@ -118,6 +118,20 @@ QualityPlan = create_model(  # one field per registered source kind
     **{kind: (QualityConfig, Field(description=f"quality rules of {kind} sources"))
        for kind in SOURCES})
 
+# The settings under which the four web families decide as datatrove's filters do (its
+# word tokenizer and counting, no markup or code-line exclusions, physical lines for C4, and
+# the 0.01 duplicate-line share of its FineWeb filter where the paper's text says 0.1). Merge
+# them into a source's quality config for parity; ``benchmarks/quality.py`` measures it.
+DATATROVE_PARITY: dict[str, dict[str, Any]] = {
+    "repetition": {"word_tokenizer": "datatrove", "ignore_markup_lines": False,
+                   "ignore_code_lines": False},
+    "gopher": {"word_tokenizer": "datatrove"},
+    "c4": {"logical_lines": False, "terminal_punctuation": True, "curly_bracket": True},
+    "fineweb": {"word_tokenizer": "datatrove", "ignore_markup_lines": False,
+                "ignore_code_lines": False, "max_duplicate_line_char_ratio": 0.01},
+}
+
+
 # FineWeb's order (Penedo et al. 2024): language, Gopher repetition, Gopher quality, C4,
 # FineWeb; after the survey's all-caps line rule. C4 cleans lines, so the rules after it see
 # the cleaned text.

@@ -6,7 +6,8 @@ text, as in the reference implementation. Lines that hold no letter or digit (th
 marker or separator that text extraction leaves behind) are markup, not repeated text
 (``ignore_markup_lines``; ``false`` counts them as datatrove does), and so are the lines of a
 program listing in a tutorial, whose repeats ("return NULL;", "import argparse") are syntax
-(``ignore_code_lines``).
+(``ignore_code_lines``; the n-gram rules then measure the prose around the listings, since a
+tutorial's incremental examples repeat most of their n-grams by design).
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ from tasks.filters.text import (
     paragraphs,
     raw_lines,
     top_ngram_chars,
+    without_code_lines,
 )
+from tasks.filters.text import code_lines_field as _code_lines
 from tasks.filters.text import word_tokenizer_field as _tokenizer
 from tasks.schema import Document
 
 _TABLE = "Rae et al. 2021, Table A1"
+
+
+def _measured(text: str, ignore_code_lines: bool) -> str:
+    return without_code_lines(text) if ignore_code_lines else text
 
 
 def _counted(fraction: float, char_fraction: float, max_fraction: float | None,
@@ -72,9 +79,7 @@ class DuplicateLinesFilter(DocFilter):
             0.2, description=f"characters in repeated lines ({_TABLE})")
         ignore_markup_lines: bool = Field(
             True, description="lines without a letter or digit are markup, not repeats")
-        ignore_code_lines: bool = Field(
-            True, description="lines of program listings (statements, prompts, imports, "
-            "calls) are syntax, not repeats; false counts them as datatrove does")
+        ignore_code_lines: bool = _code_lines()
         switches: ClassVar[tuple[str, ...]] = ("max_dup_line_fraction",
                                                "max_dup_line_char_fraction")
 
@@ -101,13 +106,16 @@ class TopNGramsFilter(DocFilter):
             {2: 0.20, 3: 0.18, 4: 0.16}, description="n -> largest share of characters of "
             f"the most frequent n-gram ({_TABLE})")
         word_tokenizer: WordTokenizer = _tokenizer()
+        ignore_code_lines: bool = _code_lines()
         switches: ClassVar[tuple[str, ...]] = ("top_ngrams",)
 
     def keep(self, doc: Document) -> Verdict:
-        p, size = self.params, max(1, len(doc.text))
+        p = self.params
+        text = _measured(doc.text, p.ignore_code_lines)
+        size = max(1, len(text))
         measured = {}
         for n, limit in sorted(p.top_ngrams.items()):
-            frac = top_ngram_chars(doc.text, n, p.word_tokenizer) / size
+            frac = top_ngram_chars(text, n, p.word_tokenizer) / size
             if frac > limit:
                 return Verdict.drop(f"top_{n}gram", fraction=round(frac, 4))
             measured[f"top_{n}gram"] = round(frac, 4)
@@ -125,13 +133,16 @@ class DuplicateNGramsFilter(DocFilter):
             {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
             description=f"n -> largest share of characters in repeated n-grams ({_TABLE})")
         word_tokenizer: WordTokenizer = _tokenizer()
+        ignore_code_lines: bool = _code_lines()
         switches: ClassVar[tuple[str, ...]] = ("dup_ngrams",)
 
     def keep(self, doc: Document) -> Verdict:
-        p, size = self.params, max(1, len(doc.text))
+        p = self.params
+        text = _measured(doc.text, p.ignore_code_lines)
+        size = max(1, len(text))
         measured = {}
         for n, limit in sorted(p.dup_ngrams.items()):
-            frac = duplicate_ngram_chars(doc.text, n, p.word_tokenizer) / size
+            frac = duplicate_ngram_chars(text, n, p.word_tokenizer) / size
             if frac > limit:
                 return Verdict.drop(f"dup_{n}gram", fraction=round(frac, 4))
             measured[f"dup_{n}gram"] = round(frac, 4)

@@ -15,6 +15,7 @@ Words are counted two ways (``word_tokenizer``):
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -29,12 +30,18 @@ _NEWLINES = re.compile(r"\n+")
 CACHE = 64
 
 
+def code_lines_field() -> Any:
+    """The one declaration of ``ignore_code_lines`` that line and n-gram repetition rules share."""
+    return Field(True, description="lines of program listings (statements, prompts, imports, "
+                 "calls) are syntax, not repeated text; false counts them as datatrove does")
+
+
 def word_tokenizer_field() -> Any:
     """The one declaration of the ``word_tokenizer`` setting every word-based rule shares."""
     return Field("whitespace", description="how words are counted: 'whitespace' as in the "
                  "papers (Gopher, App. A; C4 and FineWeb split on whitespace), 'datatrove' "
-                 "as datatrove does (NLTK-style tokens: punctuation marks count as words), for "
-                 "parity with its decisions")
+                 "as datatrove does (spaCy's English tokens: punctuation marks count in the "
+                 "ratios and n-grams), for parity with its decisions")
 
 
 @lru_cache(maxsize=CACHE)
@@ -50,14 +57,49 @@ def whitespace_words(text: str) -> tuple[str, ...]:
 
 
 def counted_words(text: str, tokenizer: WordTokenizer) -> tuple[str, ...]:
-    """The words the word-count, word-length and stop-word rules count."""
-    return whitespace_words(text) if tokenizer == "whitespace" else words(text)
+    """The words the word-count, word-length and stop-word rules count: whitespace words, or
+    datatrove's tokens that are not all punctuation."""
+    if tokenizer == "whitespace":
+        return whitespace_words(text)
+    return tuple(t for t in datatrove_tokens(text) if not is_punctuation(t))
 
 
 def ratio_units(text: str, tokenizer: WordTokenizer) -> tuple[str, ...]:
     """The units of the per-word ratios (alphabetic words, symbols) and of the n-grams:
     whitespace words, or every token with punctuation marks (datatrove)."""
-    return whitespace_words(text) if tokenizer == "whitespace" else tokens(text)
+    return whitespace_words(text) if tokenizer == "whitespace" else datatrove_tokens(text)
+
+
+@lru_cache(maxsize=1)
+def _spacy_english() -> Any:
+    try:
+        import spacy
+    except ImportError as exc:  # pragma: no cover - spaCy comes with presidio
+        raise ImportError("word_tokenizer 'datatrove' tokenizes with spaCy's blank English "
+                          "pipeline (no model download): pip install spacy") from exc
+    return spacy.blank("en").tokenizer
+
+
+@lru_cache(maxsize=CACHE)
+def datatrove_tokens(text: str) -> tuple[str, ...]:
+    """The tokens datatrove's English word tokenizer yields: spaCy's rule-based English
+    tokenizer (no model), each token stripped, whitespace tokens dropped."""
+    return tuple(t for t in (tok.text.strip() for tok in _spacy_english()(text)) if t)
+
+
+_PUNCTUATION_CATEGORIES = frozenset({"Sm", "Sc", "Sk", "Cc"})
+
+
+@lru_cache(maxsize=4096)
+def _is_punctuation_char(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    return category[0] == "P" or category in _PUNCTUATION_CATEGORIES or ch in "►"
+
+
+def is_punctuation(token: str) -> bool:
+    """Every character a punctuation mark, a math/currency/modifier symbol or a control
+    character (datatrove's "symbol words", which its word counts leave out)."""
+    return all(_is_punctuation_char(ch) for ch in token)
 
 
 @lru_cache(maxsize=CACHE)
@@ -107,6 +149,13 @@ def is_code_line(line: str) -> bool:
     boilerplate that line-repetition rules are after. A line that starts like a sentence
     ("If the value ...") is never code."""
     return bool(_CODE_LINE.search(line)) and not _PROSE_START.match(line)
+
+
+@lru_cache(maxsize=CACHE)
+def without_code_lines(text: str) -> str:
+    """The text with the lines of program listings removed (``is_code_line``): what
+    repetition rules written for prose should measure in a tutorial."""
+    return "\n".join(line for line in text.split("\n") if not is_code_line(line))
 
 
 def duplicates(items: tuple[str, ...]) -> tuple[int, int]:
@@ -198,7 +247,8 @@ def logical_lines(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-_CLOSED = (".", "!", "?", ":", ";", '"', "'", "”", "’", ")", "]", "…", "¶")
+_CLOSED = (".", "!", "?", '"', "'", "”", "’", ")", "]", "…", "¶")
+_PAUSED = (";", ":")  # a clause or a list ends here, or the sentence goes on in lower case
 
 
 def is_list_item(line: str) -> bool:
@@ -209,6 +259,8 @@ def is_list_item(line: str) -> bool:
 def _continues(prev: str, line: str) -> bool:
     if prev.endswith(_CLOSED) or is_list_item(line):
         return False
+    if prev.endswith(_PAUSED):
+        return line[0].islower() and not is_code_line(line)
     if line[0].islower():
         return True
     return len(prev) >= 60 and not line[0].isdigit()

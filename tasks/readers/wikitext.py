@@ -239,6 +239,9 @@ def _clean_text(line: str) -> str:
     return edge[0] + line.strip() + edge[1] if line.strip() else " ".join(edge)
 
 
+_NESTED_ITEM = re.compile(r"^-(?:\s+-)+(?:\s+|$)")
+
+
 def _finish(text: str, drop_sections: set[str]) -> str:
     """Clean every line, then drop appendix sections and sections left without text."""
     lines: list[tuple[int, str]] = []  # (heading level, or 0 for text; text)
@@ -248,7 +251,9 @@ def _finish(text: str, drop_sections: set[str]) -> str:
             with contextlib.suppress(ValueError):
                 lines.append((int(level), _clean_line(title)))
                 continue
-        line = _clean_line(raw)
+        # a nested item ("** x": one <li> per marker) is one item: "- - x" would read as
+        # punctuation words to every word-based rule
+        line = _NESTED_ITEM.sub("- ", _clean_line(raw))
         item = line.startswith("- ") or line == "-"
         body = line[2:] if item else line
         if not any(c.isalnum() for c in body):

@@ -218,6 +218,15 @@ def test_explain_shows_every_rule_with_measured_values(curated) -> None:
     assert kept.status == "kept" and all(r.passed for r in kept.rules)
     assert "toxicity" in kept.later["scores"]
 
+    toxic = next(r for r in rows if r["reason"] == "toxicity:toxicity/toxic")
+    why = explain(root, toxic["id"], SOURCES, CFG).later["toxicity"]
+    detail = json.loads(toxic["detail"])
+    assert why["toxic_share"] == detail["toxic_share"] > why["max_toxic_share"]
+    worst = why["passages"][0]
+    # the passage that decided, its text and score, as the stage recorded it
+    assert [worst["start"], worst["end"], worst["score"]] == detail["spans"][0]
+    assert worst["text"].strip() and worst["score"] > min(why["thresholds"].values())
+
     dup = next(r for r in rows if r["reason"] == "dedup:minhash")
     assert explain(root, dup["id"], SOURCES, CFG).later["detail"]["survivor"]
     assert explain(root, "0" * 32, SOURCES, CFG).status == "not found"

@@ -76,3 +76,10 @@ def test_localised_namespaces_of_the_dump() -> None:
 def test_definition_lists_and_indented_lines() -> None:
     assert wikitext_to_text("; Term : its definition\n: an indented line") == \
         "Term its definition\nan indented line"
+
+
+def test_nested_list_items_are_one_item_each() -> None:
+    """Actinopterygii's taxonomy ("*** Order †Pycnodontiformes") once came out as "- - - Order",
+    1,370 bare "-" words that sank the article below Gopher's alphabetic-word share."""
+    text = wikitext_to_text("Orders:\n* Subclass A\n** Order B\n*** Order C\n#* Note D\n")
+    assert text.splitlines()[1:] == ["- Subclass A", "- Order B", "- Order C", "- Note D"]
