@@ -57,8 +57,10 @@ def better(metric: str, a: float, b: float) -> str:
 
 
 def _arm(cfg: RunConfig, root: Path, name: str) -> RunConfig:
+    # each arm is a model of its own, not a version of the other
+    register = f"{cfg.tracking.experiment}-{cfg.model.arch}-{name}"
     return cfg.model_copy(update={"output": root / name,
-                                  "train": cfg.train.model_copy(update={"register_as": None})})
+                                  "train": cfg.train.model_copy(update={"register_as": register})})
 
 
 @flow(name="ablation", flow_run_name="ablation-{cfg.output.name}")

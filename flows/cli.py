@@ -17,18 +17,17 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 
-from flows.config import ConfigError, RunConfig, load_config
-from flows.launch import Endpoints, platform
-from infra import services
 from infra.settings import prepare_environment
+
+if TYPE_CHECKING:  # the heavy imports (Prefect, MLflow, torch, presidio) wait for a command
+    from flows.config import RunConfig
+    from flows.launch import Endpoints
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lmforge: curate corpora, train and evaluate language models.")
@@ -44,19 +43,49 @@ OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="output f
                                                 "(overrides the config's `output`)")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"lmforge {version('lmforge')}")
+        except PackageNotFoundError:
+            typer.echo("lmforge (not installed: a source checkout)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="print the version and exit")]
+         = False) -> None:
+    """lmforge: curate corpora, train and evaluate language models."""
+
+
 def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
     logging.getLogger("flows").setLevel(logging.INFO)
 
 
-def _load(config: Path | None, output: Path | None) -> RunConfig:
+def _load(config: Path | None, output: Path | None, *, inputs: bool | None = None
+          ) -> RunConfig:
+    """The validated config; with ``inputs`` set, the paths checked too (``preflight``: the
+    inputs when True, the output folder always), all before any server or cluster starts."""
+    from flows.config import ConfigError, load_config, preflight
+
     prepare_environment()
     try:
-        return load_config(config, output=output)
+        cfg = load_config(config, output=output)
     except ConfigError as err:
-        console.print(f"[red]{err}[/red]")
+        console.print(f"[red]{escape(str(err))}[/red]")
         raise typer.Exit(2) from None
+    if inputs is not None and (problems := preflight(cfg, inputs=inputs)):
+        for problem in problems:
+            console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(2)
+    return cfg
 
 
 def _links(endpoints: Endpoints, flow_run_id: Any, result: Any) -> None:
@@ -67,12 +96,31 @@ def _links(endpoints: Endpoints, flow_run_id: Any, result: Any) -> None:
         if result.get("mlflow_url"):
             out.print(f"MLflow run:        {result['mlflow_url']}")
     if endpoints.prefect_temporary or not endpoints.mlflow_uri.startswith("http"):
-        out.print("The UIs show this run once `lmforge services up` is running.")
+        out.print("These links show the run once `lmforge services up` is running (the run "
+                  "was recorded in the same databases).")
 
 
 def _run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool = False
               ) -> Any:
-    """Run one flow with the platform endpoints (and a Dask cluster for shard work)."""
+    """Run one flow with the platform endpoints (and a Dask cluster for shard work); Ctrl-C
+    ends it with one line that says how to resume."""
+    try:
+        return _run_flow_until_done(flow_fn, cfg, *args, dask=dask)
+    except KeyboardInterrupt:
+        for name in ("distributed", "prefect", "asyncio", "tornado"):  # shutdown chatter
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        import sys
+
+        command = " ".join(["lmforge", *sys.argv[1:]])
+        console.print(f"[yellow]Interrupted.[/yellow] Finished shards and checkpoints are kept: "
+                      f"rerun `{escape(command)}` to resume where it stopped.", soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
+def _run_flow_until_done(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any,
+                         dask: bool = False) -> Any:
+    from flows.launch import platform
+
     start = time.perf_counter()
     with platform() as endpoints:
         if dask:
@@ -102,7 +150,7 @@ def run(config: ConfigOpt = None, output: OutputOpt = None,
     _setup_logging(verbose)
     from flows.pipeline import run_pipeline
 
-    cfg = _load(config, output)
+    cfg = _load(config, output, inputs=True)
     result = _run_flow(run_pipeline, cfg)
     metrics = result["metrics"]
     out.print(f"Curated shards:    {cfg.output.resolve() / 'curated'}")
@@ -121,21 +169,36 @@ def curate(config: ConfigOpt = None, output: OutputOpt = None,
     _setup_logging(verbose)
     from flows.curate import curate_corpus
 
-    manifest = _run_flow(curate_corpus, _load(config, output), dask=True)
+    manifest = _run_flow(curate_corpus, _load(config, output, inputs=True), dask=True)
     out.print(f"Manifest:          {manifest}")
     _print_accounting(Path(manifest))
 
 
 def _print_accounting(manifest: Path) -> None:
-    """Where every record went, per source (the manifest's ``accounting``)."""
+    """Where every record went, per source (the manifest's ``accounting``), what each stage
+    removed, and what was quarantined and where it is."""
     import json
 
-    accounting = json.loads(manifest.read_text()).get("accounting", {})
-    for source, row in accounting.get("sources", {}).items():
+    data = json.loads(manifest.read_text())
+    for source, row in data.get("accounting", {}).get("sources", {}).items():
         quarantined = (f", [yellow]{row['quarantined_rows']} quarantined[/yellow]"
                        if row["quarantined_rows"] else "")
         out.print(f"  {source:<12} {row['read']} read = {row['curated']} curated + "
                   f"{row['rejected']} rejected{quarantined}")
+    removed = {stage: sum(r.get("dropped", {}).values())
+               for stage, r in data.get("stages", {}).items()}
+    if any(removed.values()):
+        out.print("  rejected by stage: " + ", ".join(f"{stage} {n}" for stage, n in
+                                                      removed.items() if n))
+    ingest = data.get("stages", {}).get("ingest", {}).get("extra", {})
+    if reused := ingest.get("shards_reused", 0):
+        shards = reused + ingest.get("shards_run", 0)
+        out.print(f"  resumed: {reused} of {shards} shards reused from an earlier run "
+                  "(same inputs, config and code), the rest computed")
+    records = data.get("outputs", {}).get("quarantine", {}).get("records", 0)
+    if records:
+        out.print(f"  [yellow]{records} unreadable records quarantined[/yellow] (reason and "
+                  f"place of each): {manifest.parent / 'quarantine'}")
 
 
 @app.command()
@@ -145,7 +208,7 @@ def tokenize(config: ConfigOpt = None, output: OutputOpt = None,
     _setup_logging(verbose)
     from flows.tokens import tokenize_corpus
 
-    manifest = _run_flow(tokenize_corpus, _load(config, output), dask=True)
+    manifest = _run_flow(tokenize_corpus, _load(config, output, inputs=False), dask=True)
     out.print(f"Token dataset:     {manifest}")
 
 
@@ -156,7 +219,7 @@ def train(config: ConfigOpt = None, output: OutputOpt = None,
     _setup_logging(verbose)
     from flows.train import train_model
 
-    checkpoint = _run_flow(train_model, _load(config, output))
+    checkpoint = _run_flow(train_model, _load(config, output, inputs=False))
     out.print(f"Model:             {checkpoint}")
 
 
@@ -171,7 +234,8 @@ def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
     _setup_logging(verbose)
     from flows.evaluate import evaluate_model
 
-    metrics = _run_flow(evaluate_model, _load(config, output), checkpoint, dask=True)
+    metrics = _run_flow(evaluate_model, _load(config, output, inputs=False), checkpoint,
+                        dask=True)
     for key, value in metrics.items():
         out.print(f"{key:>16}: {value:.4f}")
 
@@ -185,7 +249,7 @@ def ingest(config: ConfigOpt = None, output: OutputOpt = None,
     from flows.ingest import ingest_new
     from tasks.ingest import Ledger
 
-    cfg = _load(config, output)
+    cfg = _load(config, output, inputs=True)
     new = Ledger(cfg.output.resolve()).new_inputs(cfg.sources)
     result = _run_flow(ingest_new, cfg, None, new, dask=bool(new))  # no cluster for nothing
     if result["new_inputs"] == 0:
@@ -200,6 +264,8 @@ def cluster_spec(config: ConfigOpt = None) -> None:
     """Print what the config's dask section starts: the DaskCluster manifest (kind
     kubernetes, for `kubectl apply -f -`) or the SLURM job script (kind slurm)."""
     cfg = _load(config, None)
+    import yaml
+
     from infra.cluster import kube_cluster_spec, slurm_cluster
 
     if cfg.dask.kind == "kubernetes":
@@ -223,6 +289,8 @@ def deploy(config: Annotated[Path, typer.Option("--config", "-c", help="pipeline
     _setup_logging(False)
     _load(config, output)  # validate before registering anything
     from flows.deploy import SCHEDULES, deploy_all
+    from flows.launch import platform
+    from infra import services
 
     up = services.running()
     if "prefect" not in up and not os.environ.get("PREFECT_API_URL"):
@@ -263,6 +331,7 @@ def compare(run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids (t
     logged to MLflow)."""
     _setup_logging(False)
     from flows.compare import compare_runs
+    from flows.launch import platform
 
     prepare_environment()
     with platform() as endpoints:
@@ -291,8 +360,8 @@ def ablate(config: ConfigOpt = None, output: OutputOpt = None,
     _setup_logging(verbose)
     from flows.ablation import run_ablation
 
-    cfg = _load(config, output)
-    other = _load(against, None) if against else None
+    cfg = _load(config, output, inputs=True)
+    other = _load(against, None, inputs=True) if against else None
     names = ("a", "b") if against else ("curated", "uncurated")
     result = _run_flow(run_ablation, cfg, other, names)
     _print_rows(result["rows"], "lmforge ablate")
@@ -303,6 +372,8 @@ def ablate(config: ConfigOpt = None, output: OutputOpt = None,
 @app.command("config")
 def show_config(config: ConfigOpt = None, output: OutputOpt = None) -> None:
     """Validate a config and print it with every default filled in."""
+    import yaml
+
     cfg = _load(config, output)
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
@@ -311,6 +382,8 @@ def show_config(config: ConfigOpt = None, output: OutputOpt = None) -> None:
 def services_up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
     """Start the Prefect and MLflow servers and a worker of the `lmforge` work pool in the
     background (state in $LMFORGE_HOME)."""
+    from infra import services
+
     prepare_environment()
     with console.status("starting Prefect and MLflow servers"):
         try:
@@ -325,6 +398,8 @@ def services_up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
 @services_app.command("down")
 def services_down() -> None:
     """Stop the servers started by `services up`."""
+    from infra import services
+
     stopped = services.down()
     out.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
@@ -332,6 +407,8 @@ def services_down() -> None:
 @services_app.command("status")
 def services_status() -> None:
     """Show which servers are up and their URLs."""
+    from infra import services
+
     recorded, running = services.recorded(), services.running()
     if not recorded:
         out.print("no services recorded; start them with `lmforge services up`")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, get_args
 
@@ -158,3 +159,47 @@ def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_errors(err, str(path))) from None
+
+
+def preflight(cfg: RunConfig, *, inputs: bool = True) -> list[str]:
+    """What would make the run fail, found before any service or cluster starts: local input
+    patterns that match no file (and why: a missing folder, an empty one) and an output folder
+    that cannot be created or written. One line per problem, saying what to do."""
+    from tasks.readers.base import expand_paths, glob_root
+
+    problems = []
+    for index, source in enumerate(cfg.sources if inputs else []):
+        for pattern in source.paths:
+            if "://" in pattern and not pattern.startswith("file://"):
+                continue  # remote: listed when the run plans its partitions
+            if expand_paths(pattern, want_dirs=True):
+                continue
+            local = pattern.removeprefix("file://")
+            root = Path(glob_root(local) or ".") if any(c in local for c in "*?[") \
+                else Path(local)
+            if not root.exists():
+                why = f"{root} does not exist"
+            elif root.is_dir() and not any(root.iterdir()):
+                why = f"the folder {root} is empty"
+            else:
+                why = "no file there matches it"
+            problems.append(f"sources.{index}.paths: {pattern} matches no input ({why}); fix "
+                            "the path in the config")
+    problems += _output_problems(cfg.output.resolve())
+    return problems
+
+
+def _output_problems(out: Path) -> list[str]:
+    if out.exists() and not out.is_dir():
+        return [f"output {out} is a file, not a folder: choose another with --output"]
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return [f"output {out} cannot be created: {existing} is a file; choose another "
+                "with --output"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == out else f"cannot be created in {existing}"
+        return [f"output {out} {what} (permission denied for uid {os.getuid()}): choose "
+                "another with --output"]
+    return []

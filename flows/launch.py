@@ -15,15 +15,21 @@ from infra.settings import env, prepare_environment, set_env, unset_env
 log = logging.getLogger(__name__)
 
 
+PERSISTENT_PREFECT_UI = "http://127.0.0.1:4200"  # `lmforge services up`'s default port
+
+
 @dataclass(frozen=True)
 class Endpoints:
     prefect_api: str
     mlflow_uri: str
     prefect_temporary: bool
+    prefect_ui_url: str = ""
 
     @property
     def prefect_ui(self) -> str:
-        return self.prefect_api.removesuffix("/api")
+        """The UI that shows this run for good: with a temporary server (same database as
+        ``services up``), the persistent server's, never the temporary port."""
+        return self.prefect_ui_url or self.prefect_api.removesuffix("/api")
 
 
 @contextmanager
@@ -45,20 +51,27 @@ def platform(home: Path | None = None) -> Iterator[Endpoints]:
                      "(start `lmforge services up` to keep one running)")
             prefect_api = stack.enter_context(services.temporary_prefect_server(home)).api_url
             temporary = True
+        ui = prefect_api.removesuffix("/api")
+        if temporary:
+            persistent = services.recorded(home).get("prefect")
+            ui = persistent.url if persistent else PERSISTENT_PREFECT_UI
         mlflow_uri = env("MLFLOW_TRACKING_URI")
         if mlflow_uri is None and "mlflow" in up:
             mlflow_uri = up["mlflow"].api_url
         if mlflow_uri is None:
             mlflow_uri = services.mlflow_store(home)[0]
-        saved = {k: env(k) for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
+        saved = {k: env(k) for k in ("PREFECT_API_URL", "PREFECT_UI_URL",
+                                     "MLFLOW_TRACKING_URI")}
         stack.callback(_restore, saved)
         set_env("PREFECT_API_URL", prefect_api)  # inherited by LocalCluster workers
+        set_env("PREFECT_UI_URL", ui)  # every link Prefect or lmforge prints or stores
         set_env("MLFLOW_TRACKING_URI", mlflow_uri)
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
-        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: prefect_api}))
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: prefect_api,
+                                                        PREFECT_UI_URL: ui}))
         stack.callback(_drain_prefect_workers)  # runs before the temporary server stops
-        yield Endpoints(prefect_api, mlflow_uri, temporary)
+        yield Endpoints(prefect_api, mlflow_uri, temporary, ui)
 
 
 def _restore(saved: dict[str, str | None]) -> None:

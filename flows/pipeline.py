@@ -25,6 +25,7 @@ def run_pipeline(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, 
                      tags={"config_hash": cfg.digest()}) as tracker:
         tracker.log_config(cfg)
         with dask_cluster(cfg.dask) as dask:
+            tracker.describe()  # now with the dashboard's link
             if dask.dashboard_link:
                 create_link_artifact(dask.dashboard_link, link_text="Dask dashboard",
                                      key="dask-dashboard", description="Live while the run's "

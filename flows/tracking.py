@@ -25,6 +25,7 @@ from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_UI_URL
 from pydantic import BaseModel
 
+from infra.cluster import DASHBOARD_ENV
 from infra.services import mlflow_store
 from infra.settings import env, redact
 from tasks.manifest import counts_table, rules_table
@@ -96,6 +97,12 @@ class Tracker:
         self.client.log_batch(self.run_id, tags=[RunTag(k, redact(k, str(v)))
                                                  for k, v in tags.items()])
 
+    def describe(self) -> None:
+        """Rewrite the run's description with the links known now (e.g. once the Dask cluster
+        is up)."""
+        name = self.client.get_run(self.run_id).data.tags.get("mlflow.runName", "")
+        self.set_tags({"mlflow.note.content": _description(name, prefect_flow_run()[1])})
+
     def log_config(self, cfg: BaseModel) -> None:
         self.log_params(flatten(cfg.model_dump(mode="json")))
 
@@ -124,19 +131,23 @@ class Tracker:
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(
             dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
 
-    def register_model(self, name: str, files: Sequence[Path], alias: str) -> str:
-        """Log ``files`` as the run's ``model`` artifact, register it as a new version of
-        ``name`` and point ``alias`` at that version; returns the version."""
-        for path in files:
-            self.log_artifact(path, "model")
-        source = f"{self.client.get_run(self.run_id).info.artifact_uri}/model"
+    def register_model(self, name: str, model_path: Path, tokenizer_path: Path,
+                       alias: str) -> str:
+        """Log the model as the run's MLflow Model (``flows/mlflow_model.py``), register it as
+        a new version of ``name`` and point ``alias`` at that version; returns the version."""
+        from flows.mlflow_model import log_text_model
+
+        model_uri = log_text_model(self.client, self.run_id, model_path, tokenizer_path)
         try:
-            self.client.create_registered_model(name)
+            self.client.create_registered_model(name, description=(
+                "Causal LMs trained by lmforge; load one with mlflow.pyfunc.load_model("
+                f"'models:/{name}@{alias}').predict(['prompt'])"))
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        version = self.client.create_model_version(name, source, run_id=self.run_id,
-                                                   await_creation_for=0)
+        version = self.client.create_model_version(
+            name, model_uri, run_id=self.run_id, model_id=model_uri.removeprefix("models:/"),
+            await_creation_for=0)
         self.client.set_registered_model_alias(name, alias, version.version)
         self.set_tags({"lmforge.registered_model": f"{name}/{version.version}@{alias}"})
         return str(version.version)
@@ -168,9 +179,16 @@ def system_metrics(run_id: str, interval: float = 10.0) -> Iterator[None]:
             monitor.mlflow_logger.flush()
 
 
+# the MLflow UI opens an experiment on its model-training pages with this kind (without it,
+# MLflow 3 guesses, and opens an empty GenAI page)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _experiment(client: MlflowClient, name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if "mlflow.experimentKind" not in found.tags:  # created before lmforge set it
+            client.set_experiment_tag(found.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return found.experiment_id
     location = None
     uri = tracking_uri()
@@ -178,7 +196,7 @@ def _experiment(client: MlflowClient, name: str) -> str:
         artifacts = mlflow_store()[1]
         location = f"{artifacts.rstrip('/')}/{name}" if "://" in artifacts \
             else (Path(artifacts) / name).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 @contextmanager
@@ -188,24 +206,29 @@ def tracked_run(name: str, experiment: str, parent_run_id: str | None = None,
     """An MLflow run (nested under ``parent_run_id``) tagged with the Prefect flow run; marked
     FAILED if the block raises. Also leaves a link artifact to it in the Prefect run. With
     ``resume_run_id`` (an interrupted run), that run is reopened instead of a new one."""
-    client = MlflowClient(tracking_uri())
+    client = MlflowClient(tracking_uri(), registry_uri=tracking_uri())  # never a global one
     experiment_id = _experiment(client, experiment)
     flow_run_id, flow_run_url = prefect_flow_run()
     close_orphans(client, experiment_id)
     resumed = _reopen(client, resume_run_id) if resume_run_id else None
-    run_tags = {"mlflow.runName": name, "lmforge.stage": name, **(tags or {}),
+    ctx = FlowRunContext.get()
+    # the run is named as in Prefect ("curate-out") when it is its flow's own run
+    run_name = (ctx.flow_run.name if ctx is not None and ctx.flow_run is not None
+                and ctx.flow is not None and ctx.flow.name == name else name)
+    run_tags = {"mlflow.runName": run_name, "lmforge.stage": name, **(tags or {}),
                 "lmforge.host": socket.gethostname(), "lmforge.pid": str(os.getpid())}
     if parent_run_id:
         run_tags["mlflow.parentRunId"] = parent_run_id
     if flow_run_id:
         run_tags["prefect.flow_run_id"] = flow_run_id
         run_tags["prefect.flow_run_url"] = flow_run_url or ""
+        run_tags["mlflow.note.content"] = _description(run_name, flow_run_url)
     if resumed is not None:
         tracker = Tracker(client, resumed.info.run_id, resumed.info.experiment_id)
         tracker.set_tags({k: v for k, v in run_tags.items()  # now this process's run
                           if k.startswith("prefect.") or k in ("lmforge.host", "lmforge.pid")})
     else:
-        run = client.create_run(experiment_id, run_name=name, tags=run_tags)
+        run = client.create_run(experiment_id, run_name=run_name, tags=run_tags)
         tracker = Tracker(client, run.info.run_id, experiment_id)
     if flow_run_id:
         create_link_artifact(tracker.url, link_text=f"MLflow run: {name}",
@@ -217,6 +240,17 @@ def tracked_run(name: str, experiment: str, parent_run_id: str | None = None,
         client.set_terminated(tracker.run_id, status="FAILED")
         raise
     client.set_terminated(tracker.run_id, status="FINISHED")
+
+
+def _description(run_name: str, flow_run_url: str | None) -> str:
+    """The run's description (MLflow shows it as Markdown): clickable links back to Prefect
+    and to the Dask dashboard of the run."""
+    lines = [f"lmforge run **{run_name}**", ""]
+    if flow_run_url:
+        lines.append(f"- Prefect flow run: [{flow_run_url}]({flow_run_url})")
+    if dashboard := env(DASHBOARD_ENV):
+        lines.append(f"- Dask dashboard (while the run lasts): [{dashboard}]({dashboard})")
+    return "\n".join(lines)
 
 
 def close_orphans(client: MlflowClient, experiment_id: str) -> list[str]:

@@ -126,13 +126,20 @@ def train_model(cfg: RunConfig, parent_run_id: str | None = None) -> Path:
         if result.resumed_from is not None:
             tags["lmforge.resumed_from_step"] = str(result.resumed_from)
         tracker.set_tags(tags)
-        name = cfg.train.register_as or f"lmforge-{cfg.output.name}"
+        name = registered_name(cfg)
         registered = tracker.client.get_run(tracker.run_id).data.tags.get(
             "lmforge.registered_model")
         if result.resumed_from != result.steps or registered is None:  # something new
-            tracker.register_model(name, [result.model_path, Path(dataset["tokenizer"])],
+            tracker.register_model(name, result.model_path, Path(dataset["tokenizer"]),
                                    cfg.train.alias)
     return result.model_path
+
+
+def registered_name(cfg: RunConfig) -> str:
+    """The registered model a run's final model becomes a version of: ``train.register_as``,
+    else ``<experiment>-<arch>`` (reruns of one config, wherever they write, are versions of
+    one model; a prefix LM and a causal LM of one experiment are not)."""
+    return cfg.train.register_as or f"{cfg.tracking.experiment}-{cfg.model.arch}"
 
 
 def _flat(data: dict, prefix: str = "") -> dict[str, object]:

@@ -14,6 +14,7 @@ See ``infra/README.md`` for the commands.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,7 +162,26 @@ def _prepare_workers(client: Client) -> None:
 
 @contextmanager
 def dask_cluster(cfg: DaskConfig) -> Iterator[ClusterInfo]:
-    """Connect to or start the configured cluster for the duration of the block."""
+    """Connect to or start the configured cluster for the duration of the block; while it is
+    up, $LMFORGE_DASK_DASHBOARD names its dashboard (the MLflow run descriptions link it)."""
+    with _dask_cluster(cfg) as info:
+        before = os.environ.get(DASHBOARD_ENV)
+        if info.dashboard_link:
+            os.environ[DASHBOARD_ENV] = info.dashboard_link
+        try:
+            yield info
+        finally:
+            if before is None:
+                os.environ.pop(DASHBOARD_ENV, None)
+            else:
+                os.environ[DASHBOARD_ENV] = before
+
+
+DASHBOARD_ENV = "LMFORGE_DASK_DASHBOARD"
+
+
+@contextmanager
+def _dask_cluster(cfg: DaskConfig) -> Iterator[ClusterInfo]:
     if cfg.kind == "address":
         try:
             client = Client(cfg.address, timeout=cfg.connect_timeout)

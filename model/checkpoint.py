@@ -218,7 +218,7 @@ def load_any(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         meta = json.loads((path / META).read_text())
         cfg = ModelConfig.model_validate(meta["model_config"])
         return _consolidated(path, cfg).eval(), meta
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     return _from_state(state), {"step": state.get("step"), "tokens_seen": state.get("tokens_seen")}
 
 
@@ -234,7 +234,7 @@ def save_model(out: Path, model: nn.Module | dict[str, torch.Tensor], model_cfg:
 
 def load_model(path: Path) -> nn.Module:
     """The consolidated model of ``save_model``/``export_checkpoint``, in eval mode."""
-    return _from_state(torch.load(path, map_location="cpu", weights_only=False))
+    return _from_state(torch.load(path, map_location="cpu", weights_only=True))
 
 
 def _from_state(state: dict[str, Any]) -> nn.Module:

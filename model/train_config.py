@@ -45,7 +45,7 @@ class TrainConfig(BaseModel):
                               "(e.g. 989e12 for H100 bf16 dense); 0 = do not report MFU")
     compile: bool = Field(False, description="torch.compile each transformer block")
     register_as: str | None = Field(None, description="MLflow registered-model name of the "
-                                    "final model (default lmforge-<output name>)")
+                                    "final model (default <tracking.experiment>-<model.arch>)")
     alias: str = Field("candidate", description="alias set on the registered version")
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig,
                                        description="what the model learns")

@@ -156,12 +156,37 @@ def run_steps(
     tally: Tally,
     reject: RejectSink,
 ) -> Iterator[Document]:
-    """Chain steps lazily, counting what enters and leaves the chain in ``tally``."""
+    """Chain steps lazily, counting what enters and leaves the chain in ``tally``, and the
+    time spent inside the chain alone in ``tally.busy``: waiting for the stage upstream
+    and the consumer downstream is not counted, so stages fused into one pass over a shard
+    each get their own seconds."""
+    upstream = 0.0
 
     def entering(stream: Iterable[Document]) -> Iterator[Document]:
-        for doc in stream:
+        nonlocal upstream
+        it = iter(stream)
+        while True:
+            t = time.perf_counter()
+            doc = next(it, None)
+            upstream += time.perf_counter() - t
+            if doc is None:
+                return
             tally.seen(doc.source, doc.nbytes)
             yield doc
+
+    stream: Iterable[Document] = entering(docs)
+    for step in steps:
+        stream = step.run(stream, tally, reject)
+    chain, total, base = iter(stream), 0.0, tally.busy or 0.0
+    while True:
+        t = time.perf_counter()
+        doc = next(chain, None)
+        total += time.perf_counter() - t
+        tally.busy = base + total - upstream
+        if doc is None:
+            return
+        tally.kept(doc.source, doc.nbytes)
+        yield doc
 
     stream: Iterable[Document] = entering(docs)
     for step in steps:

@@ -112,14 +112,29 @@ def _cached(paths: list[Path], key: str, root: Path) -> dict[str, StageReport] |
         log.warning("outputs of %s changed since they were written: recomputing",
                     paths[0].relative_to(root))
         return None
+    for r in reports:  # the run's summary says how much a resumed run reused
+        r.extra.update(shards_run=0, shards_reused=1)
     return {r.stage: r for r in reports}
 
 
-def _finish(tally: Tally, start: float, key: str, outputs: dict[str, str | None]) -> StageReport:
-    tally.seconds = time.perf_counter() - start
-    tally.extra["cache_key"] = key
-    tally.extra["outputs"] = outputs
-    return tally.report()
+def _finish_fused(tallies: Mapping[str, Tally], start: float, key: str,
+                  outputs: dict[str, str | None], io_stage: str | None = None
+                  ) -> dict[str, StageReport]:
+    """Reports of stages run in one pass over a shard: each stage's seconds are the time
+    inside its own steps (``run_steps``); the rest of the pass (reading the inputs, writing
+    the outputs) is ``io_stage``'s when given (ingest: reading is its work), else reported
+    as ``extra.io_seconds``. ``extra.pass_seconds`` is the whole pass."""
+    wall = time.perf_counter() - start
+    busy = {s: t.busy or 0.0 for s, t in tallies.items() if s != io_stage}
+    reports = {}
+    for stage, tally in tallies.items():
+        tally.seconds = wall - sum(busy.values()) if stage == io_stage else busy[stage]
+        tally.extra.update(cache_key=key, outputs=outputs, pass_seconds=round(wall, 3),
+                           shards_run=1, shards_reused=0)
+        if io_stage is None:
+            tally.extra["io_seconds"] = round(wall - sum(busy.values()), 3)
+        reports[stage] = tally.report()
+    return reports
 
 
 def filter_shard(shard: Shard, source: SourceBase, cfg: CurateConfig,
@@ -158,8 +173,8 @@ def filter_shard(shard: Shard, source: SourceBase, cfg: CurateConfig,
         layout.quarantine / shard_name(n), layout.rejected / shard_name(n, "ingest-"),
         layout.rejected / shard_name(n, "quality-"), layout.work("filtered") / shard_name(n),
         layout.work("webtext") / shard_name(n), layout.work("dedup") / shard_name(n, "sig-")])
-    reports = {"ingest": _finish(ingest, start, key, outputs),
-               "quality": _finish(quality, start, key, outputs)}
+    reports = _finish_fused({"ingest": ingest, "quality": quality}, start, key, outputs,
+                            io_stage="ingest")
     for stage in stages:
         reports[stage].save(layout.report(stage, n))
     return reports
@@ -279,7 +294,7 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
             out.write(doc)
     outputs = output_digests(root, [layout.curated / shard_name(shard)] + [
         layout.rejected / shard_name(shard, f"{s}-") for s in ("dedup", "classifier", "toxicity")])
-    reports = {s: _finish(tallies[s], start, key, outputs) for s in stages}
+    reports = _finish_fused(tallies, start, key, outputs)
     for stage in stages:
         reports[stage].save(layout.report(stage, shard))
     return reports

@@ -19,7 +19,7 @@ from tasks.pii import PiiScrubber
 from tasks.readers import ReadContext, plan_shards, read_partition
 from tasks.readers.base import SourceBase
 from tasks.report import Tally
-from tasks.schema import Document
+from tasks.schema import Document, scores_dict
 from tasks.shards import Layout, shard_number
 from tasks.toxicity import toxic_passages
 
@@ -96,7 +96,7 @@ def explain(root: Path, doc_id: str, sources: Sequence[SourceBase],
     if rejected and row.get("detail"):
         out.later["detail"] = json.loads(row["detail"])
     if curated:
-        out.later["scores"] = dict(curated[0]["scores"] or [])
+        out.later["scores"] = scores_dict(curated[0]["scores"])
         out.later["meta"] = json.loads(curated[0]["meta"]) if curated[0]["meta"] else {}
     if rejected and row["reason"].startswith("ingest:"):
         return out  # the reader skipped it: there is no document to run rules on

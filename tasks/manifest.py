@@ -11,6 +11,7 @@ import pyarrow.dataset as ds
 
 from model.atomic import write_json
 from tasks.report import StageReport
+from tasks.schema import SCHEMA_VERSION
 from tasks.shards import Layout, list_shards
 
 
@@ -63,6 +64,7 @@ def write_manifest(layout: Layout, reports: Sequence[StageReport], config_hash: 
                 "dropped": dict(sorted(c.dropped.items())),
             }
     manifest = {
+        "schema_version": SCHEMA_VERSION,
         "config_hash": config_hash,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "outputs": summarise(layout),

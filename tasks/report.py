@@ -148,6 +148,7 @@ class Tally:
         self._dropped: dict[str, Counter[str]] = defaultdict(Counter)
         self.quarantined = 0
         self.seconds = 0.0
+        self.busy: float | None = None  # time inside this stage's steps (``run_steps``)
         self.extra: dict[str, Any] = {}
 
     def seen(self, source: str, nbytes: int) -> None:

@@ -10,9 +10,14 @@ Curated columns
     text      the document text after every stage
     location  where it came from: ``<path relative to its glob root>#<record key>``
     url, title, created, language   optional, filled where the source has them
-    scores    ``map<string, double>``: numeric signals that stages measured (toxicity heads,
-              language score, quality-classifier score); thresholds can change without rerunning
+    scores    ``list<struct<name: string, value: double>>``: numeric signals that stages
+              measured (toxicity heads, language score, quality-classifier score); thresholds
+              can change without rerunning. A list of key/value structs, not an Arrow map: HF
+              ``datasets`` has no map type, and DuckDB, Polars, pandas and Spark read both
     meta      JSON object: source-specific fields (subreddit, page id, licence, PII counts, ...)
+
+``SCHEMA_VERSION`` is recorded in the manifest; it changes whenever a column's type or meaning
+does (1: ``scores`` as a map; 2: as a list of structs).
 """
 
 from __future__ import annotations
@@ -57,6 +62,10 @@ class Document:
         return len(self.text.encode("utf-8", "surrogatepass"))
 
 
+SCHEMA_VERSION = 2
+SCORE_TYPE = pa.list_(pa.struct([pa.field("name", pa.string(), nullable=False),
+                                 pa.field("value", pa.float64(), nullable=False)]))
+
 CURATED_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),
     pa.field("source", pa.string(), nullable=False),
@@ -66,7 +75,7 @@ CURATED_SCHEMA = pa.schema([
     pa.field("title", pa.string()),
     pa.field("created", pa.timestamp("us", tz="UTC")),
     pa.field("language", pa.string()),
-    pa.field("scores", pa.map_(pa.string(), pa.float64())),
+    pa.field("scores", SCORE_TYPE),
     pa.field("meta", pa.string()),
 ])
 
@@ -102,6 +111,11 @@ def dump_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_json_default)
 
 
+def scores_dict(value: list[dict[str, Any]] | None) -> dict[str, float]:
+    """A ``scores`` cell as read by pyarrow (a list of {name, value}) as a dict."""
+    return {s["name"]: s["value"] for s in value or []}
+
+
 def documents_to_table(docs: list[Document]) -> pa.Table:
     """Column-major conversion of documents to the curated schema."""
     return pa.table({
@@ -113,7 +127,7 @@ def documents_to_table(docs: list[Document]) -> pa.Table:
         "title": [d.title for d in docs],
         "created": [d.created for d in docs],
         "language": [d.language for d in docs],
-        "scores": [list(d.scores.items()) for d in docs],
+        "scores": [[{"name": k, "value": v} for k, v in d.scores.items()] for d in docs],
         "meta": [dump_json(d.meta) if d.meta else None for d in docs],
     }, schema=CURATED_SCHEMA)
 
@@ -126,7 +140,7 @@ def table_to_documents(table: pa.Table) -> list[Document]:
             id=cols["id"][i], source=cols["source"][i], text=cols["text"][i],
             location=cols["location"][i], url=cols["url"][i], title=cols["title"][i],
             created=cols["created"][i], language=cols["language"][i],
-            scores=dict(cols["scores"][i] or []),
+            scores=scores_dict(cols["scores"][i]),
             meta=json.loads(cols["meta"][i]) if cols["meta"][i] else {},
         )
         for i in range(table.num_rows)

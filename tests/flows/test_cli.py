@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flows.launch import PERSISTENT_PREFECT_UI
 from infra.settings import SAMPLE_DIR
 
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
@@ -47,13 +48,22 @@ def test_stage_commands_one_after_another_without_services(tmp_path) -> None:
     for stage in ("curate", "tokenize", "train", "evaluate"):
         done = lmforge(stage, "-c", str(cfg), "-o", str(out), home=home)
         assert done.returncode == 0, f"{stage}: {done.stdout}\n{done.stderr}"
-        assert "Prefect flow run:  http://127.0.0.1:" in done.stdout
+        # the temporary server shares the persistent one's database: links name the latter
+        assert f"Prefect flow run:  {PERSISTENT_PREFECT_UI}/runs/flow-run/" in done.stdout
+        if stage == "curate":  # the summary says what each stage removed
+            assert "rejected by stage: " in done.stdout and "quality " in done.stdout
     assert json.loads((out / "manifest.json").read_text())["outputs"]["curated"]["documents"]
     assert (out / "tokens" / "manifest.json").exists() and (out / "model" / "model.pt").exists()
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["perplexity"] > 1
     assert (home / "mlflow" / "mlflow.db").exists() and (home / "prefect").is_dir()
     assert "perplexity" in done.stdout
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    links = [r.data.tags.get("prefect.flow_run_url", "") for r in runs]
+    assert links and all(link.startswith(PERSISTENT_PREFECT_UI) for link in links if link)
 
 
 def test_bad_config_exits_2_before_any_work(tmp_path) -> None:
@@ -81,3 +91,77 @@ def test_services_status_reports_running_servers(services_up, lmforge_home) -> N
 def test_services_status_when_nothing_runs(tmp_path) -> None:
     done = lmforge("services", "status", home=tmp_path)
     assert done.returncode == 1 and "lmforge services up" in done.stdout
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty", "unwritable"])
+def test_bad_paths_fail_in_one_line_before_the_flow_starts(tmp_path, problem) -> None:
+    """A missing input folder, an empty one, an output that cannot be written: one line that
+    says what to do, exit 2, and nothing started (no Prefect run, no output folder)."""
+    import time
+
+    cfg = yaml.safe_load(small_config(tmp_path).read_text())
+    out = tmp_path / "out"
+    if problem == "missing":
+        cfg["sources"][0]["paths"] = [str(tmp_path / "nowhere" / "*.xml")]
+        needle = f"{tmp_path / 'nowhere'} does not exist"
+    elif problem == "empty":
+        (tmp_path / "empty").mkdir()
+        cfg["sources"][0]["paths"] = [str(tmp_path / "empty" / "*.warc.gz")]
+        needle = f"the folder {tmp_path / 'empty'} is empty"
+    elif os.geteuid() == 0:
+        (tmp_path / "file").write_text("x")  # root writes anywhere: a file in the way
+        out = tmp_path / "file" / "out"
+        needle = "cannot be created"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        out = locked / "out"
+        needle = "permission denied"
+    path = tmp_path / "paths.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    start = time.perf_counter()
+    done = lmforge("curate", "-c", str(path), "-o", str(out), home=tmp_path / "home")
+    seconds = time.perf_counter() - start
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error:") and needle in errors[0], errors
+    assert "Traceback" not in done.stderr and "Prefect" not in done.stdout + done.stderr
+    assert not out.exists() and not (tmp_path / "home" / "prefect").exists()
+    print(f"{problem}: refused in {seconds:.2f} s")  # before: after the cluster and flow
+
+
+def test_version_and_fast_help(tmp_path) -> None:
+    done = lmforge("--version", home=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("lmforge ")
+    # --help imports no command's dependencies (Prefect, MLflow, torch, presidio)
+    probe = subprocess.run([sys.executable, "-c", "import sys, flows.cli; print(sorted("
+                            "m for m in ('prefect', 'mlflow', 'torch', 'presidio_analyzer', "
+                            "'dask') if m in sys.modules))"], capture_output=True, text=True,
+                           check=True)
+    assert probe.stdout.strip() == "[]"
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_in_one_line_and_the_rerun_says_what_it_reused(tmp_path) -> None:
+    import signal
+    import time
+
+    cfg, out, home = small_config(tmp_path), tmp_path / "out", tmp_path / "home"
+    env = {**os.environ, "LMFORGE_HOME": str(home)}
+    env.pop("PREFECT_API_URL", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([LMFORGE, "curate", "-c", str(cfg), "-o", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reports = out / "_work" / "reports" / "quality"
+    deadline = time.monotonic() + 300
+    while not list(reports.glob("part-*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(reports.glob("part-*.json")), "no shard finished"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130, stderr
+    assert f"rerun `lmforge curate -c {cfg} -o {out}` to resume" in " ".join(stderr.split())
+    assert "Traceback" not in stderr, stderr
+    done = lmforge("curate", "-c", str(cfg), "-o", str(out), home=home)
+    assert done.returncode == 0, done.stderr
+    assert "resumed: " in done.stdout and "shards reused from an earlier run" in done.stdout

@@ -12,6 +12,9 @@ import pyarrow.dataset as ds
 import pytest
 from mlflow.tracking import MlflowClient
 
+from flows.train import registered_name
+from tasks.schema import SCHEMA_VERSION
+
 pytestmark = pytest.mark.e2e
 
 
@@ -28,6 +31,23 @@ def test_outputs_exist_and_follow_the_contract(pipeline_run) -> None:
     assert math.isfinite(result["metrics"]["perplexity"])
     assert result["metrics"]["bits_per_byte"] > 0
     assert (out / "tokenizer" / "tokenizer.json").exists()
+    assert manifest["schema_version"] == SCHEMA_VERSION
+
+
+def test_curated_output_opens_in_datasets_and_duckdb(pipeline_run) -> None:
+    """What a user does next: HF ``datasets`` and DuckDB on DIR/curated as it is."""
+    import datasets
+    import duckdb
+
+    cfg, _, _, _ = pipeline_run
+    curated = cfg.output / "curated"
+    rows = datasets.load_dataset("parquet", data_dir=str(curated), split="train")
+    assert len(rows) == ds.dataset(curated, format="parquet").count_rows()
+    assert any(s["name"] == "language_score" for s in rows[0]["scores"])
+    per_source = dict(duckdb.sql(
+        f"SELECT source, count(*) FROM read_parquet('{curated}/*.parquet') GROUP BY source"
+    ).fetchall())
+    assert sum(per_source.values()) == len(rows) and set(per_source) >= {"wikipedia", "books"}
 
 
 def test_prefect_api_has_the_runs_and_artifacts(pipeline_run) -> None:
@@ -64,8 +84,17 @@ def test_mlflow_has_parent_and_nested_stage_runs(pipeline_run) -> None:
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    by_name = {r.data.tags["mlflow.runName"]: r for r in children}
+    by_name = {r.data.tags["lmforge.stage"]: r for r in children}
     assert set(by_name) == {"curate", "tokenize", "train", "evaluate"}
+    # named as in Prefect; the description links back to the flow run and the dashboard
+    assert parent.info.run_name == f"pipeline-{cfg.output.name}"
+    assert {r.info.run_name for r in children} == {
+        f"{stage}-{cfg.output.name}" for stage in by_name}
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    note = parent.data.tags["mlflow.note.content"]
+    assert f"]({endpoints.prefect_ui}/runs/flow-run/{flow_run_id})" in note
+    assert "Dask dashboard" in note
     assert by_name["curate"].data.metrics["toxicity.docs_out"] > 100
     history = client.get_metric_history(by_name["train"].info.run_id, "train/loss")
     assert len(history) >= 4 and history[-1].value < history[0].value
@@ -73,9 +102,7 @@ def test_mlflow_has_parent_and_nested_stage_runs(pipeline_run) -> None:
         result["metrics"]["perplexity"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "manifest.json" in artifacts
-    assert {a.path for a in client.list_artifacts(by_name["train"].info.run_id, "model")} == {
-        "model/model.pt", "model/tokenizer.json"}
-    version = client.get_model_version_by_alias(f"lmforge-{cfg.output.name}", "candidate")
+    version = client.get_model_version_by_alias(registered_name(cfg), "candidate")
     assert version.run_id == by_name["train"].info.run_id
     system = [k for k in by_name["train"].data.metrics if k.startswith("system/")]
     assert system, "MLflow system metrics were not recorded"
@@ -88,12 +115,12 @@ def test_evaluations_are_nested_under_the_training_run(pipeline_run) -> None:
     client = MlflowClient(endpoints.mlflow_uri)
     parent = client.get_run(result["mlflow_run_id"])
     [train] = client.search_runs([parent.info.experiment_id], filter_string=(
-        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.mlflow.runName = 'train'"))
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`lmforge.stage` = 'train'"))
     evals = client.search_runs([parent.info.experiment_id], filter_string=(
         f"tags.mlflow.parentRunId = '{train.info.run_id}'"))
     by_name = {r.data.tags["mlflow.runName"]: r for r in evals}
     assert set(by_name) == {"eval-final", "eval-step-0000040"}
-    candidate = client.get_model_version_by_alias(f"lmforge-{cfg.output.name}", "candidate")
+    candidate = client.get_model_version_by_alias(registered_name(cfg), "candidate")
     assert by_name["eval-final"].data.tags["lmforge.model_version"] == \
         f"{candidate.name}/{candidate.version}"  # linked to the registered model version
     metrics = by_name["eval-final"].data.metrics
@@ -112,3 +139,24 @@ def test_evaluations_are_nested_under_the_training_run(pipeline_run) -> None:
     assert {"predictions/hellaswag.jsonl", "predictions/security_memorisation.jsonl"} <= predictions
     rows = (cfg.output / "eval" / "final" / "predictions" / "piqa.jsonl").read_text().splitlines()
     assert len(rows) == 6 and {"gold", "pred", "logprobs"} <= set(json.loads(rows[0]))
+
+
+def test_registered_model_is_an_mlflow_model_that_generates(pipeline_run, monkeypatch) -> None:
+    """``models:/NAME@candidate`` loads with ``mlflow.pyfunc`` and writes text; the run's
+    logged model is the same one."""
+    import mlflow
+
+    cfg, result, _, endpoints = pipeline_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", endpoints.mlflow_uri)  # no global URI set
+    loaded = mlflow.pyfunc.load_model(f"models:/{registered_name(cfg)}@candidate")
+    prompts = ["The history of", "A function that"]
+    out = loaded.predict(prompts, params={"max_new_tokens": 8})
+    assert len(out) == 2 and all(isinstance(t, str) and t for t in out)
+    assert loaded.predict(prompts, params={"max_new_tokens": 8}) == out  # greedy
+    assert [t.name for t in loaded.metadata.get_input_schema().input_types()] == ["string"]
+    client = MlflowClient(endpoints.mlflow_uri)
+    parent = client.get_run(result["mlflow_run_id"])
+    [train] = client.search_runs([parent.info.experiment_id], filter_string=(
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`lmforge.stage` = 'train'"))
+    logged = client.search_logged_models([train.info.experiment_id])
+    assert any(m.source_run_id == train.info.run_id for m in logged)

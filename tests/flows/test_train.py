@@ -42,7 +42,7 @@ def runs(client: MlflowClient, out: Path) -> list:
 
 
 def test_torchrun_launch_reports_and_resumes_into_one_run(pipeline_run, tmp_path) -> None:
-    from flows.train import train_model
+    from flows.train import registered_name, train_model
 
     out = tmp_path / "dist"
     tokens_copy(pipeline_run, out)
@@ -65,9 +65,11 @@ def test_torchrun_launch_reports_and_resumes_into_one_run(pipeline_run, tmp_path
         assert again[0].data.tags["lmforge.resumed_from_step"] == "6"
         steps = [m.step for m in client.get_metric_history(run_id, "train/loss")]
         assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
-        versions = client.search_model_versions(f"name='lmforge-{out.name}'")
-        assert len(versions) == 2  # one registered version per finished training
-        assert client.get_model_version_by_alias(f"lmforge-{out.name}", "candidate").version \
+        name = registered_name(config(pipeline_run[0], out))
+        versions = client.search_model_versions(f"name='{name}'")
+        ours = [v for v in versions if v.run_id == run_id]
+        assert len(ours) == 2  # one registered version per finished training, of one model
+        assert client.get_model_version_by_alias(name, "candidate").version \
             == max(v.version for v in versions)
 
 

@@ -85,6 +85,22 @@ def test_counts_balance_and_chain(curated) -> None:
     assert by["toxicity"].docs_in == by["pii"].docs_out
 
 
+def test_fused_stages_report_their_own_seconds(curated) -> None:
+    """Stages that run in one pass over a shard (ingest+quality; classifier+PII+toxicity)
+    each report the time inside their own steps, not the pass's: the seconds differ, and
+    the scrub pass's stages plus its I/O make up the pass."""
+    _, reports = curated
+    by = {r.stage: r for r in reports}
+    assert by["ingest"].seconds != by["quality"].seconds
+    assert len({by[s].seconds for s in ("classifier", "pii", "toxicity")}) == 3
+    scrub = sum(by[s].seconds for s in ("classifier", "pii", "toxicity"))
+    assert by["pii"].seconds > by["classifier"].seconds  # no classifier configured: ~0 s
+    assert scrub + by["pii"].extra["io_seconds"] == pytest.approx(
+        by["pii"].extra["pass_seconds"], abs=0.01 * len(by["pii"].sources) + 0.05)
+    assert by["ingest"].seconds + by["quality"].seconds == pytest.approx(
+        by["quality"].extra["pass_seconds"], abs=0.05)
+
+
 def test_manifest_matches_outputs(curated) -> None:
     root, reports = curated
     manifest = json.loads((root / "manifest.json").read_text())

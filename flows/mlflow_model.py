@@ -1,0 +1,101 @@
+"""The trained model as an MLflow Model: a ``pyfunc`` that carries the weights and the tokenizer
+and generates text, so ``mlflow.pyfunc.load_model("models:/NAME@candidate").predict([...])``
+works wherever lmforge is installed, and the run's and registry's model pages show it.
+
+Why a ``pyfunc`` and not ``mlflow.pytorch``: the pytorch flavour pickles the whole module (our
+classes by reference) and knows nothing of the tokenizer; what users call is text in, text out.
+The weights stay in lmforge's own ``model.pt`` (loaded with ``weights_only=True``), so
+``torch.load`` users and MLflow users read the same file.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.models import Model, ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+PARAMS = ParamSchema([ParamSpec("max_new_tokens", "long", 32),
+                      ParamSpec("temperature", "double", 0.0),
+                      ParamSpec("top_p", "double", 1.0),
+                      ParamSpec("seed", "long", 0)])
+# one unnamed string column: a list of prompts, or a one-column DataFrame, is a valid input
+SIGNATURE = ModelSignature(inputs=Schema([ColSpec("string")]),
+                           outputs=Schema([ColSpec("string")]), params=PARAMS)
+
+
+class LmforgeTextModel(PythonModel):
+    """Prompts in, completions out (greedy unless ``temperature`` is set)."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        from model.checkpoint import load_model
+        from tasks.evals.harness import LM
+        from tasks.tokenizer import load_tokenizer
+        from tasks.training import special_token_ids
+
+        tokenizer = context.artifacts["tokenizer"]
+        self.lm = LM(load_model(Path(context.artifacts["model"])), load_tokenizer(tokenizer),
+                     special_token_ids(tokenizer))
+
+    def predict(self, context: PythonModelContext, model_input: Any,
+                params: Mapping[str, Any] | None = None) -> list[str]:
+        from model.generate import Sampling
+
+        prompts = _prompts(model_input)
+        p = {**{s.name: s.default for s in PARAMS.params}, **(params or {})}
+        sampling = Sampling(max_new_tokens=int(p["max_new_tokens"]),
+                            temperature=float(p["temperature"]), top_p=float(p["top_p"]),
+                            stop=frozenset({self.lm.special.eot}), seed=int(p["seed"]))
+        outs = self.lm.generate([list(self.lm.context(t)) for t in prompts], sampling)
+        return [self.lm.decode(ids) for ids in outs]
+
+
+def _prompts(model_input: Any) -> list[str]:
+    """A one-column DataFrame (what a signature-checked call passes; the column ``prompt``
+    where there are several), a list of strings, or one string."""
+    if isinstance(model_input, str):
+        return [model_input]
+    if hasattr(model_input, "columns"):
+        column = "prompt" if "prompt" in model_input.columns else model_input.columns[0]
+        return [str(v) for v in model_input[column]]
+    return [str(v) for v in model_input]
+
+
+def log_text_model(client: MlflowClient, run_id: str, model_path: Path,
+                   tokenizer_path: Path) -> str:
+    """Log the model as an MLflow Model named ``model`` of the run, in the run's experiment
+    (models from code: the entry file, not a pickle), through ``client`` alone (no global
+    tracking URI is read or changed); returns its ``models:/<id>`` URI."""
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        run.info.experiment_id, name="model", source_run_id=run_id,
+        params={k: v for k, v in run.data.params.items() if k.startswith("model.")})
+    entry = Path(__file__).with_name("mlflow_pyfunc_entry.py")
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's advice on input examples, in every terminal
+        local = Path(tmp) / "model"
+        mlflow.pyfunc.save_model(
+            local, python_model=str(entry), signature=SIGNATURE,
+            artifacts={"model": str(model_path), "tokenizer": str(tokenizer_path)},
+            pip_requirements=_requirements(),
+            mlflow_model=Model(model_id=logged.model_id, run_id=run_id))
+        client.log_model_artifacts(logged.model_id, str(local))
+    client.finalize_logged_model(logged.model_id, "READY")
+    return f"models:/{logged.model_id}"
+
+
+def _requirements() -> list[str]:
+    """lmforge itself (which brings torch and tokenizers): the loader's imports."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return [f"lmforge=={version('lmforge')}"]
+    except PackageNotFoundError:  # a source checkout that is not installed
+        return ["lmforge"]

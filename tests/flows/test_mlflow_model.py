@@ -1,0 +1,77 @@
+"""The trained model as an MLflow Model, on a SQLite store (no server): logged under its run,
+registered as versions of one name, loaded by ``mlflow.pyfunc`` and generating text, the same
+text as lmforge's own generator; ``model.pt`` loads with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from flows.tracking import Tracker
+from model.checkpoint import load_model, save_model
+from model.config import ModelConfig
+from model.generate import Sampling
+from model.transformer import build_model
+from tasks.evals.harness import LM
+from tasks.schema import Document
+from tasks.shards import DocumentWriter
+from tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+from tasks.training import special_token_ids
+
+TEXT = ("The river runs past the old mill and the bridge. A function returns a value. "
+        "Readers of the history of the town remember the flood. ") * 20
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> tuple[Path, Path]:
+    with DocumentWriter(tmp_path / "curated" / "part-00000.parquet") as w:
+        for i in range(20):
+            w.write(Document.new("books", f"b#{i}", TEXT))
+    tok = train_tokenizer([tmp_path / "curated" / "part-00000.parquet"],
+                          TokenizerConfig(vocab_size=300), tmp_path / "tokenizer.json")
+    cfg = ModelConfig(flavor="debug", vocab_size=load_tokenizer(str(tok)).get_vocab_size(),
+                      block_size=64)
+    torch.manual_seed(0)
+    return save_model(tmp_path / "model.pt", build_model(cfg), cfg, step=1, tokens_seen=0), tok
+
+
+def test_registered_versions_load_with_pyfunc_and_generate(trained, tmp_path,
+                                                           monkeypatch) -> None:
+    model_path, tok = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("models", artifact_location=(tmp_path / "a").as_uri())
+    versions = []
+    for _ in range(2):  # two runs of one config: two versions of one registered model
+        run = client.create_run(experiment, run_name="train")
+        versions.append(Tracker(client, run.info.run_id, experiment).register_model(
+            "models-causal", model_path, tok, "candidate"))
+    assert versions == ["1", "2"]
+    alias = client.get_model_version_by_alias("models-causal", "candidate")
+    assert str(alias.version) == "2" and alias.run_id == run.info.run_id
+    assert [m.source_run_id for m in client.search_logged_models([experiment])
+            if m.source_run_id == run.info.run_id]  # the run page lists its model
+
+    loaded = mlflow.pyfunc.load_model("models:/models-causal@candidate")  # $MLFLOW_TRACKING_URI
+    got = loaded.predict(["The river", "A function"], params={"max_new_tokens": 6})
+    lm = LM(load_model(model_path), load_tokenizer(str(tok)), special_token_ids(str(tok)))
+    ids = lm.generate([list(lm.context(p)) for p in ("The river", "A function")],
+                      Sampling(max_new_tokens=6, stop=frozenset({lm.special.eot})))
+    assert got == [lm.decode(i) for i in ids]
+    import pandas as pd
+
+    assert loaded.predict(pd.DataFrame({"prompt": ["The river"]}),
+                          params={"max_new_tokens": 6}) == got[:1]
+
+
+def test_model_file_loads_without_pickled_code(trained) -> None:
+    model_path, _ = trained
+    state = torch.load(model_path, map_location="cpu", weights_only=True)
+    assert set(state) == {"model", "model_config", "step", "tokens_seen"}
+    assert load_model(model_path)(torch.zeros(1, 4, dtype=torch.long)).shape[-1] == \
+        state["model_config"]["vocab_size"]
