@@ -61,11 +61,42 @@ def main(version: Annotated[bool, typer.Option(
     """lmforge: curate corpora, train and evaluate language models."""
 
 
+# What the terminal shows without --verbose: lmforge's own lines and every warning; the INFO
+# chatter of Dask, Prefect's console (the UI keeps every log: its API handler is untouched) and
+# MLflow goes nowhere. Set before those libraries are imported, and inherited by the Dask
+# workers the command starts.
+QUIET_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+             "DASK_LOGGING__DISTRIBUTED": "warning",
+             "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "warning"}
+QUIET_LOGGERS = {"distributed": logging.WARNING, "mlflow": logging.WARNING,
+                 "tornado": logging.WARNING, "asyncio": logging.WARNING,
+                 # "Shuffle ... initialized by task": one per Dask shuffle, 28 per sample run
+                 "distributed.shuffle": logging.ERROR}
+
+
+class _OwnInfo(logging.Filter):
+    """INFO lines of lmforge's own loggers, warnings and errors of everyone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] == "flows"
+
+
 def _setup_logging(verbose: bool) -> None:
+    import warnings
+
     from rich.logging import RichHandler
 
+    handler = RichHandler(console=console, show_path=False)
+    if not verbose:
+        for key, value in QUIET_ENV.items():
+            os.environ.setdefault(key, value)
+        for name, level in QUIET_LOGGERS.items():
+            logging.getLogger(name).setLevel(level)
+        handler.addFilter(_OwnInfo())
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        warnings.filterwarnings("ignore", module="mlflow")  # advice on signatures, examples
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)], force=True)
+                        handlers=[handler], force=True)
     logging.getLogger("flows").setLevel(logging.INFO)
 
 
