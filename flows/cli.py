@@ -20,22 +20,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from flows.terminal import (
+    console,
+    out,
+    print_accounting,
+    print_explanation,
+    print_links,
+    print_rows,
+    setup_logging,
+)
 from infra.settings import prepare_environment
 
 if TYPE_CHECKING:  # the heavy imports (Prefect, MLflow, torch, presidio) wait for a command
     from flows.config import RunConfig
-    from flows.launch import Endpoints
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lmforge: curate corpora, train and evaluate language models.")
 services_app = typer.Typer(no_args_is_help=True, help="Local Prefect and MLflow servers and a "
                            "Prefect worker.")
 app.add_typer(services_app, name="services")
-console = Console(stderr=True)
-out = Console(soft_wrap=True)  # results and links on stdout, never wrapped mid-URL
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="pipeline YAML; "
                                                 "default: the embedded sample")]
@@ -61,45 +66,6 @@ def main(version: Annotated[bool, typer.Option(
     """lmforge: curate corpora, train and evaluate language models."""
 
 
-# What the terminal shows without --verbose: lmforge's own lines and every warning; the INFO
-# chatter of Dask, Prefect's console (the UI keeps every log: its API handler is untouched) and
-# MLflow goes nowhere. Set before those libraries are imported, and inherited by the Dask
-# workers the command starts.
-QUIET_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-             "DASK_LOGGING__DISTRIBUTED": "warning",
-             "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "warning"}
-QUIET_LOGGERS = {"distributed": logging.WARNING, "mlflow": logging.WARNING,
-                 "tornado": logging.WARNING, "asyncio": logging.WARNING,
-                 # "Shuffle ... initialized by task": one per Dask shuffle, 28 per sample run
-                 "distributed.shuffle": logging.ERROR}
-
-
-class _OwnInfo(logging.Filter):
-    """INFO lines of lmforge's own loggers, warnings and errors of everyone."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or record.name.split(".")[0] == "flows"
-
-
-def _setup_logging(verbose: bool) -> None:
-    import warnings
-
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=console, show_path=False)
-    if not verbose:
-        for key, value in QUIET_ENV.items():
-            os.environ.setdefault(key, value)
-        for name, level in QUIET_LOGGERS.items():
-            logging.getLogger(name).setLevel(level)
-        handler.addFilter(_OwnInfo())
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        warnings.filterwarnings("ignore", module="mlflow")  # advice on signatures, examples
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[handler], force=True)
-    logging.getLogger("flows").setLevel(logging.INFO)
-
-
 def _load(config: Path | None, output: Path | None, *, inputs: bool | None = None
           ) -> RunConfig:
     """The validated config; with ``inputs`` set, the paths checked too (``preflight``: the
@@ -117,18 +83,6 @@ def _load(config: Path | None, output: Path | None, *, inputs: bool | None = Non
             console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2)
     return cfg
-
-
-def _links(endpoints: Endpoints, flow_run_id: Any, result: Any) -> None:
-    out.print(f"Prefect flow run:  {endpoints.prefect_ui}/runs/flow-run/{flow_run_id}")
-    if isinstance(result, dict):
-        if result.get("dask_dashboard"):
-            out.print(f"Dask dashboard:    {result['dask_dashboard']} (while the run lasted)")
-        if result.get("mlflow_url"):
-            out.print(f"MLflow run:        {result['mlflow_url']}")
-    if endpoints.prefect_temporary or not endpoints.mlflow_uri.startswith("http"):
-        out.print("These links show the run once `lmforge services up` is running (the run "
-                  "was recorded in the same databases).")
 
 
 def _run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool = False
@@ -166,7 +120,7 @@ def _run_flow_until_done(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any
         else:
             state = flow_fn(cfg, *args, return_state=True)
         result = state.result(raise_on_failure=False)
-        _links(endpoints, state.state_details.flow_run_id, result)
+        print_links(endpoints, state.state_details.flow_run_id, result)
     if state.is_failed():
         console.print(f"[red]{state.name}: {escape(str(result))}[/red]")  # brackets in errors
         raise typer.Exit(1)
@@ -178,7 +132,7 @@ def _run_flow_until_done(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any
 def run(config: ConfigOpt = None, output: OutputOpt = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Curate → tokenize → train → evaluate (the embedded sample when no --config is given)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from flows.pipeline import run_pipeline
 
     cfg = _load(config, output, inputs=True)
@@ -186,7 +140,7 @@ def run(config: ConfigOpt = None, output: OutputOpt = None,
     metrics = result["metrics"]
     out.print(f"Curated shards:    {cfg.output.resolve() / 'curated'}")
     out.print(f"Manifest:          {result['manifest']}")
-    _print_accounting(Path(result["manifest"]))
+    print_accounting(Path(result["manifest"]))
     out.print(f"Model:             {result['checkpoint']}")
     out.print(f"Validation:        loss {metrics['loss']:.3f}, perplexity "
                   f"{metrics['perplexity']:.1f}, {metrics.get('bits_per_byte', float('nan')):.3f}"
@@ -197,46 +151,19 @@ def run(config: ConfigOpt = None, output: OutputOpt = None,
 def curate(config: ConfigOpt = None, output: OutputOpt = None,
            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Curate the configured sources into DIR/curated (Parquet)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from flows.curate import curate_corpus
 
     manifest = _run_flow(curate_corpus, _load(config, output, inputs=True), dask=True)
     out.print(f"Manifest:          {manifest}")
-    _print_accounting(Path(manifest))
-
-
-def _print_accounting(manifest: Path) -> None:
-    """Where every record went, per source (the manifest's ``accounting``), what each stage
-    removed, and what was quarantined and where it is."""
-    import json
-
-    data = json.loads(manifest.read_text())
-    for source, row in data.get("accounting", {}).get("sources", {}).items():
-        quarantined = (f", [yellow]{row['quarantined_rows']} quarantined[/yellow]"
-                       if row["quarantined_rows"] else "")
-        out.print(f"  {source:<12} {row['read']} read = {row['curated']} curated + "
-                  f"{row['rejected']} rejected{quarantined}")
-    removed = {stage: sum(r.get("dropped", {}).values())
-               for stage, r in data.get("stages", {}).items()}
-    if any(removed.values()):
-        out.print("  rejected by stage: " + ", ".join(f"{stage} {n}" for stage, n in
-                                                      removed.items() if n))
-    ingest = data.get("stages", {}).get("ingest", {}).get("extra", {})
-    if reused := ingest.get("shards_reused", 0):
-        shards = reused + ingest.get("shards_run", 0)
-        out.print(f"  resumed: {reused} of {shards} shards reused from an earlier run "
-                  "(same inputs, config and code), the rest computed")
-    records = data.get("outputs", {}).get("quarantine", {}).get("records", 0)
-    if records:
-        out.print(f"  [yellow]{records} unreadable records quarantined[/yellow] (reason and "
-                  f"place of each): {manifest.parent / 'quarantine'}")
+    print_accounting(Path(manifest))
 
 
 @app.command()
 def tokenize(config: ConfigOpt = None, output: OutputOpt = None,
              verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Train the tokenizer and pack DIR/curated into DIR/tokens."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from flows.tokens import tokenize_corpus
 
     manifest = _run_flow(tokenize_corpus, _load(config, output, inputs=False), dask=True)
@@ -247,7 +174,7 @@ def tokenize(config: ConfigOpt = None, output: OutputOpt = None,
 def train(config: ConfigOpt = None, output: OutputOpt = None,
           verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Train the configured model on DIR/tokens."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from flows.train import train_model
 
     checkpoint = _run_flow(train_model, _load(config, output, inputs=False))
@@ -262,7 +189,7 @@ def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
              verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Evaluate the trained model (and its checkpoints with evaluate.checkpoints: all):
     held-out perplexity per source, the configured tasks, the security probes."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from flows.evaluate import evaluate_model
 
     metrics = _run_flow(evaluate_model, _load(config, output, inputs=False), checkpoint,
@@ -276,7 +203,7 @@ def ingest(config: ConfigOpt = None, output: OutputOpt = None,
            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Curate only the inputs not processed before (ledger of checksums), dedup them against
     every earlier batch, and publish a new dataset version."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from flows.ingest import ingest_new
     from tasks.ingest import Ledger
 
@@ -317,7 +244,7 @@ def deploy(config: Annotated[Path, typer.Option("--config", "-c", help="pipeline
            ) -> None:
     """Register the scheduled deployments (nightly ingest, weekly train + evaluate, curate on
     demand) in the `lmforge` work pool of the running Prefect server."""
-    _setup_logging(False)
+    setup_logging(False)
     _load(config, output)  # validate before registering anything
     from flows.deploy import SCHEDULES, deploy_all
     from flows.launch import platform
@@ -339,17 +266,6 @@ def deploy(config: Annotated[Path, typer.Option("--config", "-c", help="pipeline
                   "start --pool lmforge` where the runs should execute).")
 
 
-def _print_rows(rows: list[dict[str, str]], title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=False)
-    for column in rows[0] if rows else ["name"]:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    out.print(table)
-
-
 @app.command()
 def compare(run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids (two or more)")],
             output: Annotated[Path, typer.Option("--output", "-o", help="folder of the table "
@@ -360,7 +276,7 @@ def compare(run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids (t
             = "lmforge") -> None:
     """Compare runs: params that differ, metrics, loss curves and metric bars (PNG, also
     logged to MLflow)."""
-    _setup_logging(False)
+    setup_logging(False)
     from flows.compare import compare_runs
     from flows.launch import platform
 
@@ -374,7 +290,7 @@ def compare(run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids (t
     if state.is_failed():
         console.print(f"[red]{state.name}: {escape(str(result))}[/red]")  # brackets in errors
         raise typer.Exit(1)
-    _print_rows(result["rows"], "lmforge compare")
+    print_rows(result["rows"], "lmforge compare")
     for figure in result["figures"]:
         out.print(f"Figure:            {figure}")
     out.print(f"Table:             {result['table']}")
@@ -388,14 +304,14 @@ def ablate(config: ConfigOpt = None, output: OutputOpt = None,
            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Train the same model on the same token budget twice (curated vs uncurated data, or
     two curation configs) and report what the data did."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from flows.ablation import run_ablation
 
     cfg = _load(config, output, inputs=True)
     other = _load(against, None, inputs=True) if against else None
     names = ("a", "b") if against else ("curated", "uncurated")
     result = _run_flow(run_ablation, cfg, other, names)
-    _print_rows(result["rows"], "lmforge ablate")
+    print_rows(result["rows"], "lmforge ablate")
     if result.get("figure"):
         out.print(f"Figure:            {result['figure']}")
 
@@ -455,8 +371,6 @@ def explain(doc_id: Annotated[str, typer.Argument(help="a document id from curat
                                                  "folder")] = Path("lmforge-out")) -> None:
     """Why one document was kept or removed: every rule of its source, with measured values."""
     prepare_environment()
-    from rich.table import Table
-
     from tasks.explain import explain as explain_doc
 
     saved = output / "config.yaml"
@@ -465,25 +379,6 @@ def explain(doc_id: Annotated[str, typer.Argument(help="a document id from curat
         raise typer.Exit(2)
     cfg = _load(saved, None)
     result = explain_doc(output, doc_id, cfg.sources, cfg.curate)
-    out.print(f"{result.doc_id}: {result.status.upper()}"
-              + (f" by {result.reason}" if result.reason else "")
-              + (f"  ({result.source}, {result.location})" if result.source else ""))
-    if result.rules:
-        table = Table("rule", "result", "measured")
-        for rule in result.rules:
-            table.add_row(rule.rule, "pass" if rule.passed else "[red]FAIL[/red]",
-                          ", ".join(f"{k}={v}" for k, v in rule.values.items()))
-        out.print(table)
-    for key, value in result.later.items():
-        if key == "toxicity" and "passages" in value:
-            out.print(f"toxicity ({value['mode']}): {value['toxic_units']} units over "
-                      f"{value['thresholds']}, {value['toxic_share']:.1%} of the text "
-                      f"(documents over {value['max_toxic_share']} are dropped)")
-            for p in value["passages"]:
-                text = " ".join(p["text"].split())
-                out.print(f"  {p['score']:.3f} [{p['start']}:{p['end']}] "
-                          f"{text[:300]}{'…' if len(text) > 300 else ''}", markup=False)
-            continue
-        out.print(f"{key}: {value}")
+    print_explanation(result)
     if result.status == "not found":
         raise typer.Exit(1)

@@ -15,17 +15,16 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.config import RunConfig, save_config
 from flows.progress import wait_all
-from flows.tracking import Tracker, publish_counts, publish_dedup, tracked_run
-from tasks.accounting import account_inputs, check, inputs_table, reconcile
-from tasks.curate import (
+from flows.steps import (
     classifier_model_task,
     dedup_corpus_task,
     filter_shard_task,
-    merge_reports,
-    scrub_key,
     scrub_shard_task,
     webtext_list_task,
 )
+from flows.tracking import Tracker, publish_counts, publish_dedup, tracked_run
+from tasks.accounting import account_inputs, check, inputs_table, reconcile
+from tasks.curate import merge_reports, scrub_key
 from tasks.manifest import write_manifest
 from tasks.monitor import curation_report
 from tasks.pii import resolve_ner_model

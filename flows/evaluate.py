@@ -15,9 +15,10 @@ from prefect.artifacts import create_table_artifact
 
 from flows.config import RunConfig
 from flows.progress import wait_all
+from flows.steps import evaluate_target_task
 from flows.tracking import tracked_run
 from model.atomic import write_text
-from tasks.evals.suite import Outcome, Target, evaluate_target_task, list_targets
+from tasks.evals.suite import Outcome, Target, list_targets
 from tasks.shards import Layout
 from tasks.training import resumable_run_id
 

@@ -26,12 +26,13 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.config import RunConfig, save_config
 from flows.progress import step_progress
+from flows.steps import train_task
 from flows.tracking import system_metrics, tracked_run, tracking_uri
 from flows.train_worker import PROGRESS
 from model.distributed import LaunchConfig
 from model.train_config import TrainResult
 from tasks.shards import Layout
-from tasks.training import load_dataset_manifest, resumable_run_id, train_task
+from tasks.training import load_dataset_manifest, resumable_run_id
 
 log = logging.getLogger(__name__)
 

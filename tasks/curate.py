@@ -24,8 +24,6 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.atomic import atomic_path, write_json
@@ -58,7 +56,16 @@ from tasks.shards import (
 from tasks.toxicity import ToxicityConfig, build_toxicity_steps, record_bias
 
 log = logging.getLogger(__name__)
-STAGES = ("ingest", "quality", "dedup", "classifier", "pii", "toxicity")
+# The curate pipeline, whole, in order: three passes, each reporting the stages it runs. The
+# flow (flows/curate.py) and ``curate_in_process`` run them in this order; the manifest, the
+# Prefect tables and MLflow list the stages in it.
+PIPELINE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("filter", ("ingest", "quality")),              # per shard: read, quality rules, MinHash
+    ("dedup", ("dedup",)),                          # the corpus: exact, URL, near duplicates
+    ("scrub", ("classifier", "pii", "toxicity")),   # per shard: classifier, PII, toxicity
+)
+PASSES = dict(PIPELINE)
+STAGES = tuple(stage for _, stages in PIPELINE for stage in stages)
 # What each step runs, for its cache key (tasks.codeversion): lmforge modules (with what they
 # import from lmforge) and the third-party distributions whose version changes its output.
 FILTER_CODE = (["tasks.filters.quality", "tasks.dedup.signatures", "tasks.shards"],
@@ -142,7 +149,7 @@ def filter_shard(shard: Shard, source: SourceBase, cfg: CurateConfig,
     """Read one shard's inputs, apply their source's quality rules, store survivors and
     dedup signatures."""
     layout = Layout(root)
-    stages = ("ingest", "quality")
+    stages = PASSES["filter"]
     n = shard.index
     code = stage_code(FILTER_CODE, SOURCES[shard.kind].read.__module__)
     key = cache_key(code, [(p.path, p.fingerprint, p.start, p.end, p.piece, p.pieces)
@@ -252,7 +259,7 @@ def scrub_shard(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
     """Drop the shard's duplicates, apply the quality classifier, scrub PII, score and filter
     toxicity → ``curated/``."""
     layout = Layout(root)
-    stages = ("classifier", "pii", "toxicity")
+    stages = PASSES["scrub"]
     key = cache_key(stage_code(SCRUB_CODE), upstream_key, cfg.classifier, model, cfg.pii,
                     cfg.toxicity)
     paths = [layout.report(s, shard) for s in stages]
@@ -314,9 +321,9 @@ def scrub_key(filter_key: str, dedup: StageReport) -> str:
 def merge_reports(filtered: Sequence[Mapping[str, StageReport]], dedup: StageReport,
                   scrubbed: Sequence[Mapping[str, StageReport]]) -> list[StageReport]:
     """One report per stage, in pipeline order, merged over the shards."""
-    by_stage = {**{s: [r[s] for r in filtered] for s in ("ingest", "quality")},
+    by_stage = {**{s: [r[s] for r in filtered] for s in PASSES["filter"]},
                 "dedup": [dedup],
-                **{s: [r[s] for r in scrubbed] for s in ("classifier", "pii", "toxicity")}}
+                **{s: [r[s] for r in scrubbed] for s in PASSES["scrub"]}}
     return [StageReport.merge(by_stage[s]) for s in STAGES]
 
 
@@ -341,34 +348,3 @@ def curate_in_process(sources: Sequence[SourceBase], cfg: CurateConfig, root: Pa
     reports = merge_reports(filtered, dedup, scrubbed)
     reports[0] = account_inputs(layout, reports[0])
     return reports, reconcile(layout, reports)
-
-
-# --- Prefect task wrappers (the flow submits these to the Dask task runner) -----------------
-
-@task(name="filter-shard", task_run_name="filter-{shard.kind}-{shard.index:05d}",
-      cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def filter_shard_task(shard: Shard, source: SourceBase, cfg: CurateConfig,
-                      root: Path) -> dict[str, StageReport]:
-    return filter_shard(shard, source, cfg, root)
-
-
-@task(name="dedup-corpus", cache_policy=NO_CACHE)
-def dedup_corpus_task(shard_keys: list[str], cfg: DedupConfig, root: Path,
-                      run: dict[str, Any] | None = None) -> StageReport:
-    return dedup_corpus(shard_keys, cfg, root, run)
-
-
-@task(name="scrub-shard", task_run_name="scrub-{shard:05d}", cache_policy=NO_CACHE)
-def scrub_shard_task(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
-                     model: str | None = None) -> dict[str, StageReport]:
-    return scrub_shard(shard, upstream_key, cfg, root, model)
-
-
-@task(name="train-quality-classifier", cache_policy=NO_CACHE)
-def classifier_model_task(shard_keys: list[str], cfg: CurateConfig, root: Path) -> str | None:
-    return classifier_model(shard_keys, cfg, root)
-
-
-@task(name="merge-webtext-urls", cache_policy=NO_CACHE)
-def webtext_list_task(root: Path) -> Path | None:
-    return webtext_list(root)

@@ -29,8 +29,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.atomic import atomic_path, commit, temporary_path, write_json
@@ -285,14 +283,3 @@ def write_dataset_manifest(out: Path, shards: list[ShardTokens], *, seq_len: int
 
 def split_files(manifest: dict[str, Any], root: Path, split: str) -> list[Path]:
     return [root / s["files"][split] for s in manifest["shards"]]
-
-
-@task(name="pack-shard", task_run_name="pack-{shard:05d}", cache_policy=NO_CACHE)
-def pack_shard_task(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfig,
-                    out: Path) -> ShardTokens:
-    return pack_shard(curated, shard, tokenizer_path, cfg, out)
-
-
-@task(name="build-mixture", cache_policy=NO_CACHE)
-def build_plan_task(out: Path, cfg: DatasetConfig, shards: list[int]) -> dict[str, Any]:
-    return build_plan(out, cfg, shards)

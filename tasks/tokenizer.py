@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -85,8 +83,3 @@ def load_tokenizer(path: str) -> Tokenizer:
 
 def tokenizer_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-@task(name="train-tokenizer", cache_policy=NO_CACHE)
-def train_tokenizer_task(curated: list[Path], cfg: TokenizerConfig, out: Path) -> Path:
-    return train_tokenizer(curated, cfg, out)

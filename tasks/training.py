@@ -9,13 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from model.checkpoint import META, CheckpointManager, load_model
 from model.config import ModelConfig
 from model.data import PackedSequences, PlanStream
-from model.distributed import Runtime, init_runtime, resolve_device
+from model.distributed import Runtime, resolve_device
 from model.evaluate import evaluate_lm
 from model.objectives import ObjectiveConfig, SpecialTokens, denoise_lengths
 from model.train_config import LogMetrics, TrainConfig, TrainResult
@@ -94,18 +91,3 @@ def evaluate(checkpoint: Path, tokens_dir: Path, *, batch_size: int,
     return evaluate_lm(model, sequences(tokens_dir, manifest, "val"), batch_size=batch_size,
                        max_batches=max_batches, text_bytes=manifest["splits"]["val"]["bytes"],
                        device=str(dev), special=special_token_ids(manifest["tokenizer"]))
-
-
-@task(name="train-model", cache_policy=NO_CACHE)
-def train_task(tokens_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: Path,
-               log_metrics: LogMetrics, run_id: str | None = None,
-               on_step: Callable[[int], None] | None = None) -> TrainResult:
-    """Single-process training inside the flow's process."""
-    return train(tokens_dir, model_cfg, cfg, out_dir, init_runtime(cfg.device),
-                 log_metrics=log_metrics, run_id=run_id, on_step=on_step)
-
-
-@task(name="evaluate-model", cache_policy=NO_CACHE)
-def evaluate_task(checkpoint: Path, tokens_dir: Path, batch_size: int,
-                  max_batches: int | None) -> dict[str, float]:
-    return evaluate(checkpoint, tokens_dir, batch_size=batch_size, max_batches=max_batches)

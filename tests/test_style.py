@@ -38,3 +38,23 @@ def test_no_module_shadows_the_standard_library() -> None:
     clashes = [str(p.relative_to(ROOT)) for folder in ("flows", "benchmarks")
                for p in (ROOT / folder).glob("*.py") if p.stem in sys.stdlib_module_names]
     assert clashes == []
+
+
+def test_tasks_are_plain_functions_and_task_names_unique() -> None:
+    """Prefect lives in flows/: no module of tasks/ imports it at module level (a lazy import
+    for a feature, such as a Prefect Secret block, is allowed), and every @task has its own
+    name."""
+    import ast
+    import re
+
+    top_level = []
+    for path in (ROOT / "tasks").rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "prefect" for n in names):
+                top_level.append(str(path.relative_to(ROOT)))
+    assert top_level == []
+    names = [m for p in (ROOT / "flows").rglob("*.py")
+             for m in re.findall(r'@task\(name="([^"]+)"', p.read_text())]
+    assert names and len(names) == len(set(names)), names

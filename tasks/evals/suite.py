@@ -20,8 +20,6 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import torch
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from model.atomic import write_json, write_text
 from model.checkpoint import load_any
@@ -201,7 +199,7 @@ def evaluate_target(target: Target, tokens_dir: Path, cfg: EvaluateConfig, out: 
     return outcome
 
 
-def _share_cores() -> None:
+def share_cores() -> None:
     """On a Dask worker, torch gets the worker's threads (workers run side by side on the
     machine); elsewhere torch keeps its default."""
     try:
@@ -210,12 +208,4 @@ def _share_cores() -> None:
         torch.set_num_threads(max(1, int(get_worker().state.nthreads)))
     except (ImportError, ValueError, AttributeError):
         return
-
-
-@task(name="evaluate-model", task_run_name="evaluate-{target.label}", cache_policy=NO_CACHE)
-def evaluate_target_task(target: Target, tokens_dir: Path, cfg: EvaluateConfig, out: Path,
-                         toxicity: ToxicityConfig | None = None, pii: PiiConfig | None = None
-                         ) -> Outcome:
-    _share_cores()
-    return evaluate_target(target, tokens_dir, cfg, out, toxicity=toxicity, pii=pii)
 

@@ -1,0 +1,105 @@
+"""Every Prefect ``@task`` of lmforge: the plain functions of ``tasks/`` wrapped where the flows
+submit them (to the Dask task runner, or in the flow's process for training). ``tasks/`` never
+imports Prefect; each task name is unique, so the Prefect UI tells them apart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from model.config import ModelConfig
+from model.distributed import init_runtime
+from model.train_config import LogMetrics, TrainConfig, TrainResult
+from tasks.curate import (
+    CurateConfig,
+    classifier_model,
+    dedup_corpus,
+    filter_shard,
+    scrub_shard,
+    webtext_list,
+)
+from tasks.dataset import DatasetConfig, ShardTokens, build_plan, pack_shard
+from tasks.dedup import DedupConfig
+from tasks.evals.config import EvaluateConfig
+from tasks.evals.suite import Outcome, Target, evaluate_target, share_cores
+from tasks.pii import PiiConfig
+from tasks.readers import Shard
+from tasks.readers.base import SourceBase
+from tasks.report import StageReport
+from tasks.tokenizer import TokenizerConfig, train_tokenizer
+from tasks.toxicity import ToxicityConfig
+from tasks.training import train
+
+# --- curate ---------------------------------------------------------------------------------
+
+
+@task(name="filter-shard", task_run_name="filter-{shard.kind}-{shard.index:05d}",
+      cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def filter_shard_task(shard: Shard, source: SourceBase, cfg: CurateConfig,
+                      root: Path) -> dict[str, StageReport]:
+    return filter_shard(shard, source, cfg, root)
+
+
+@task(name="dedup-corpus", cache_policy=NO_CACHE)
+def dedup_corpus_task(shard_keys: list[str], cfg: DedupConfig, root: Path,
+                      run: dict[str, Any] | None = None) -> StageReport:
+    return dedup_corpus(shard_keys, cfg, root, run)
+
+
+@task(name="scrub-shard", task_run_name="scrub-{shard:05d}", cache_policy=NO_CACHE)
+def scrub_shard_task(shard: int, upstream_key: str, cfg: CurateConfig, root: Path,
+                     model: str | None = None) -> dict[str, StageReport]:
+    return scrub_shard(shard, upstream_key, cfg, root, model)
+
+
+@task(name="train-quality-classifier", cache_policy=NO_CACHE)
+def classifier_model_task(shard_keys: list[str], cfg: CurateConfig, root: Path) -> str | None:
+    return classifier_model(shard_keys, cfg, root)
+
+
+@task(name="merge-webtext-urls", cache_policy=NO_CACHE)
+def webtext_list_task(root: Path) -> Path | None:
+    return webtext_list(root)
+
+
+# --- tokenize -------------------------------------------------------------------------------
+
+
+@task(name="train-tokenizer", cache_policy=NO_CACHE)
+def train_tokenizer_task(curated: list[Path], cfg: TokenizerConfig, out: Path) -> Path:
+    return train_tokenizer(curated, cfg, out)
+
+
+@task(name="pack-shard", task_run_name="pack-{shard:05d}", cache_policy=NO_CACHE)
+def pack_shard_task(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfig,
+                    out: Path) -> ShardTokens:
+    return pack_shard(curated, shard, tokenizer_path, cfg, out)
+
+
+@task(name="build-mixture", cache_policy=NO_CACHE)
+def build_plan_task(out: Path, cfg: DatasetConfig, shards: list[int]) -> dict[str, Any]:
+    return build_plan(out, cfg, shards)
+
+
+# --- train and evaluate ---------------------------------------------------------------------
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def train_task(tokens_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, out_dir: Path,
+               log_metrics: LogMetrics, run_id: str | None = None,
+               on_step: Callable[[int], None] | None = None) -> TrainResult:
+    """Single-process training inside the flow's process."""
+    return train(tokens_dir, model_cfg, cfg, out_dir, init_runtime(cfg.device),
+                 log_metrics=log_metrics, run_id=run_id, on_step=on_step)
+
+
+@task(name="evaluate-model", task_run_name="evaluate-{target.label}", cache_policy=NO_CACHE)
+def evaluate_target_task(target: Target, tokens_dir: Path, cfg: EvaluateConfig, out: Path,
+                         toxicity: ToxicityConfig | None = None, pii: PiiConfig | None = None
+                         ) -> Outcome:
+    share_cores()
+    return evaluate_target(target, tokens_dir, cfg, out, toxicity=toxicity, pii=pii)
