@@ -22,6 +22,8 @@ out = Console(soft_wrap=True)  # results and links on stdout, never wrapped mid-
 # MLflow goes nowhere. Set before those libraries are imported, and inherited by the Dask
 # workers the command starts.
 QUIET_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+             "MLFLOW_LOGGING_LEVEL": "WARNING",  # MLflow configures its own handler
+             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
              "DASK_LOGGING__DISTRIBUTED": "warning",
              "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "warning"}
 QUIET_LOGGERS = {"distributed": logging.WARNING, "mlflow": logging.WARNING,
