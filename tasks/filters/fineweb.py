@@ -17,8 +17,8 @@ from tasks.base import DocFilter, RuleParams, Verdict
 from tasks.filters.text import (
     WordTokenizer,
     code_lines_field,
+    content_lines,
     duplicates,
-    is_code_line,
     ratio_units,
 )
 from tasks.filters.text import word_tokenizer_field as _tokenizer
@@ -84,12 +84,10 @@ class FineWebDuplicateLineCharsFilter(DocFilter):
         switches: ClassVar[tuple[str, ...]] = ("max_duplicate_line_char_ratio",)
 
     def keep(self, doc: Document) -> Verdict:
-        ls = _lines(doc.text)
-        if self.params.ignore_markup_lines:
-            ls = [line for line in ls if any(c.isalnum() for c in line)]
-        if self.params.ignore_code_lines:
-            ls = [line for line in ls if not is_code_line(line)]
-        _, chars = duplicates(tuple(ls))
+        p = self.params
+        ls = content_lines(_lines(doc.text), markup=p.ignore_markup_lines,
+                           code=p.ignore_code_lines)
+        _, chars = duplicates(ls)
         ratio = chars / max(1, len(doc.text.replace("\n", "")))
         if ratio > self.params.max_duplicate_line_char_ratio:
             return Verdict.drop("duplicate_line_chars", ratio=round(ratio, 4))

@@ -12,6 +12,7 @@ tutorial's incremental examples repeat most of their n-grams by design).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from pydantic import Field
@@ -19,9 +20,9 @@ from pydantic import Field
 from tasks.base import DocFilter, RuleParams, Verdict
 from tasks.filters.text import (
     WordTokenizer,
+    content_lines,
     duplicate_ngram_chars,
     duplicates,
-    is_code_line,
     paragraphs,
     raw_lines,
     top_ngram_chars,
@@ -34,8 +35,18 @@ from tasks.schema import Document
 _TABLE = "Rae et al. 2021, Table A1"
 
 
-def _measured(text: str, ignore_code_lines: bool) -> str:
-    return without_code_lines(text) if ignore_code_lines else text
+def _ngram_verdict(doc: Document, limits: dict[int, float], ignore_code_lines: bool,
+                   chars: Callable[[str, int], int], what: str) -> Verdict:
+    """Drop at the first n whose n-gram characters (``chars``) exceed their share of the text
+    measured (the prose around program listings when ``ignore_code_lines``)."""
+    text = without_code_lines(doc.text) if ignore_code_lines else doc.text
+    size, measured = max(1, len(text)), {}
+    for n, limit in sorted(limits.items()):
+        frac = chars(text, n) / size
+        if frac > limit:
+            return Verdict.drop(f"{what}_{n}gram", fraction=round(frac, 4))
+        measured[f"{what}_{n}gram"] = round(frac, 4)
+    return Verdict.ok(**measured)
 
 
 def _counted(fraction: float, char_fraction: float, max_fraction: float | None,
@@ -85,11 +96,8 @@ class DuplicateLinesFilter(DocFilter):
 
     def keep(self, doc: Document) -> Verdict:
         p = self.params
-        ls = raw_lines(doc.text)
-        if p.ignore_markup_lines:
-            ls = tuple(line for line in ls if any(c.isalnum() for c in line)) or ("",)
-        if p.ignore_code_lines:
-            ls = tuple(line for line in ls if not is_code_line(line)) or ("",)
+        ls = content_lines(raw_lines(doc.text), markup=p.ignore_markup_lines,
+                           code=p.ignore_code_lines) or ("",)
         count, chars = duplicates(ls)
         return _counted(count / len(ls), chars / max(1, len(doc.text)),
                         p.max_dup_line_fraction, p.max_dup_line_char_fraction, "line")
@@ -111,15 +119,8 @@ class TopNGramsFilter(DocFilter):
 
     def keep(self, doc: Document) -> Verdict:
         p = self.params
-        text = _measured(doc.text, p.ignore_code_lines)
-        size = max(1, len(text))
-        measured = {}
-        for n, limit in sorted(p.top_ngrams.items()):
-            frac = top_ngram_chars(text, n, p.word_tokenizer) / size
-            if frac > limit:
-                return Verdict.drop(f"top_{n}gram", fraction=round(frac, 4))
-            measured[f"top_{n}gram"] = round(frac, 4)
-        return Verdict.ok(**measured)
+        return _ngram_verdict(doc, p.top_ngrams, p.ignore_code_lines,
+                              lambda t, n: top_ngram_chars(t, n, p.word_tokenizer), "top")
 
 
 class DuplicateNGramsFilter(DocFilter):
@@ -138,15 +139,8 @@ class DuplicateNGramsFilter(DocFilter):
 
     def keep(self, doc: Document) -> Verdict:
         p = self.params
-        text = _measured(doc.text, p.ignore_code_lines)
-        size = max(1, len(text))
-        measured = {}
-        for n, limit in sorted(p.dup_ngrams.items()):
-            frac = duplicate_ngram_chars(text, n, p.word_tokenizer) / size
-            if frac > limit:
-                return Verdict.drop(f"dup_{n}gram", fraction=round(frac, 4))
-            measured[f"dup_{n}gram"] = round(frac, 4)
-        return Verdict.ok(**measured)
+        return _ngram_verdict(doc, p.dup_ngrams, p.ignore_code_lines,
+                              lambda t, n: duplicate_ngram_chars(t, n, p.word_tokenizer), "dup")
 
 
 RULES = [DuplicateParagraphsFilter, DuplicateLinesFilter, TopNGramsFilter,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -149,6 +150,14 @@ def is_code_line(line: str) -> bool:
     boilerplate that line-repetition rules are after. A line that starts like a sentence
     ("If the value ...") is never code."""
     return bool(_CODE_LINE.search(line)) and not _PROSE_START.match(line)
+
+
+def content_lines(lines: Iterable[str], *, markup: bool, code: bool) -> tuple[str, ...]:
+    """The lines repetition rules count: without markup lines (no letter or digit: a bare
+    list marker or separator) when ``markup``, without program-listing lines when ``code``."""
+    return tuple(line for line in lines
+                 if not (markup and not any(c.isalnum() for c in line))
+                 and not (code and is_code_line(line)))
 
 
 @lru_cache(maxsize=CACHE)
