@@ -39,8 +39,8 @@ def main() -> None:
     if args.sample_run:
         sample_run_lines()
     python = median_seconds([sys.executable, "-c", "pass"], args.repeat)
-    eager = median_seconds([sys.executable, "-c", "import flows.cli, flows.config, "
-                            "flows.launch, flows.pipeline"], args.repeat)
+    eager = median_seconds([sys.executable, "-c", "import lmforge.flows.cli, lmforge.flows.config, "
+                            "lmforge.flows.launch, lmforge.flows.pipeline"], args.repeat)
     print(f"python -c pass:                          {python:6.2f} s")
     print(f"every command's imports (the old start): {eager:6.2f} s")
     for what in ("--help", "--version"):

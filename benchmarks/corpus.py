@@ -10,15 +10,10 @@ import bz2
 import io
 import json
 import random
-import sys
 from datetime import timedelta
 from pathlib import Path
 
-from warcio.warcwriter import WARCWriter
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from infra.make_sample import (
+from lmforge.infra.make_sample import (
     CHAT,
     CODE_FILES,
     EPOCH,
@@ -35,6 +30,7 @@ from infra.make_sample import (
     wiki_article,
     wiki_page,
 )
+from warcio.warcwriter import WARCWriter
 
 MB = 1024 * 1024
 SHARES = {"commoncrawl": 0.15, "wikipedia": 0.25, "reddit": 0.30, "books": 0.20, "code": 0.10}

@@ -17,26 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from lmforge.infra.real_corpora import default_cache, fetch
+from lmforge.infra.settings import prepare_environment
+from lmforge.tasks.base import DocFilter, DocRewriter
+from lmforge.tasks.curate import CurateConfig
+from lmforge.tasks.filters.quality import build_quality_steps
+from lmforge.tasks.readers import ReadContext, Source, plan_partitions, read_partition
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document
+from lmforge.tasks.toxicity import build_toxicity_steps
 from pydantic import TypeAdapter
-
-from infra.real_corpora import default_cache, fetch
-from infra.settings import prepare_environment
-from tasks.base import DocFilter, DocRewriter
-from tasks.curate import CurateConfig
-from tasks.filters.quality import build_quality_steps
-from tasks.readers import ReadContext, Source, plan_partitions, read_partition
-from tasks.report import Tally
-from tasks.schema import Document
-from tasks.toxicity import build_toxicity_steps
 
 JUDGMENTS = Path(__file__).with_name("judgments") / "real-v1.jsonl"
 TARGETS = {"false_drop": 0.02, "false_keep": 0.05}
@@ -214,7 +210,7 @@ def pii_scores(cache: Path, docs: Iterable[Document] | None = None
     labelled spans of real text: lmforge's scrubber (default config, patterns) and presidio's
     analyzer with the same recognisers on the whole text (no code scope, no look-alike
     rejection). Every finding of either system is a labelled span."""
-    from tasks.pii import PiiConfig, PiiScrubber
+    from lmforge.tasks.pii import PiiConfig, PiiScrubber
 
     systems = {"lmforge": PiiScrubber(PiiConfig(ner_model=None)),
                "presidio": PiiScrubber(PiiConfig(ner_model=None, reject_lookalikes=False,

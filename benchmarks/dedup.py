@@ -16,21 +16,17 @@ import argparse
 import json
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import pyarrow.parquet as pq
-
-from infra.make_sample import PLACES, Prose
-from infra.settings import prepare_environment
-from tasks.dedup import DedupConfig, find_duplicates, shingle_hashes, signature_table
-from tasks.schema import Document
-from tasks.shards import DocumentWriter, iter_documents
+from lmforge.infra.make_sample import PLACES, Prose
+from lmforge.infra.settings import prepare_environment
+from lmforge.tasks.dedup import DedupConfig, find_duplicates, shingle_hashes, signature_table
+from lmforge.tasks.schema import Document
+from lmforge.tasks.shards import DocumentWriter, iter_documents
 
 EDIT_RATES = (0.01, 0.03, 0.05, 0.10, 0.20)
 THRESHOLD = 0.8

@@ -3,9 +3,9 @@
     python -m benchmarks.dedup_recall [--pairs 1800] [--cache .cache/real-corpora]
 
 Base documents are real text nobody here wrote: Wikipedia articles, passages of the novels and
-pages of the Python documentation that ``python -m infra.real_corpora`` fetches. Each gets one
-copy edited (words substituted, deleted and inserted at random places) until the exact Jaccard
-similarity of the two documents' 5-word shingle sets reaches a target drawn uniformly from
+pages of the Python documentation that ``python -m lmforge.infra.real_corpora`` fetches. Each
+gets one copy edited (words substituted, deleted and inserted at random places) until the exact
+Jaccard similarity of the two documents' 5-word shingle sets reaches a target drawn uniformly from
 0.70-1.00. The pairs are mixed into one corpus and deduplicated by ``find_duplicates`` with two
 bandings of the same 128 permutations: lmforge's default (chosen for recall at the threshold,
 verified by exact Jaccard) and datasketch's balanced choice (what datatrove and a plain
@@ -20,24 +20,20 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import pyarrow.parquet as pq
+from lmforge.infra.settings import prepare_environment
+from lmforge.tasks.dedup import DedupConfig, MinHashConfig, find_duplicates, signature_table
+from lmforge.tasks.dedup.minhash import candidate_probability, shingle_hashes
+from lmforge.tasks.readers import ReadContext, Source, plan_partitions, read_partition
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document
 from pydantic import TypeAdapter
-
-from infra.settings import prepare_environment
-from tasks.dedup import DedupConfig, MinHashConfig, find_duplicates, signature_table
-from tasks.dedup.minhash import candidate_probability, shingle_hashes
-from tasks.readers import ReadContext, Source, plan_partitions, read_partition
-from tasks.report import Tally
-from tasks.schema import Document
 
 BINS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 1.0)
 PASSAGE_WORDS = 600  # novels are cut into passages of this many words

@@ -20,11 +20,10 @@ import statistics
 import time
 
 import torch
-
-from model.config import ModelConfig
-from model.generate import Sampling, generate, generate_batch
-from model.score import Request, loglikelihood
-from model.transformer import build_model
+from lmforge.model.config import ModelConfig
+from lmforge.model.generate import Sampling, generate, generate_batch
+from lmforge.model.score import Request, loglikelihood
+from lmforge.model.transformer import build_model
 
 MODEL = {"flavor": "custom", "n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256,
          "vocab_size": 8192}

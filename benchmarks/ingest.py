@@ -23,19 +23,17 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import mwparserfromhell
 import trafilatura
 import zstandard
+from lmforge.infra.settings import prepare_environment
+from lmforge.tasks.readers import Source, plan_shards, read_partition
+from lmforge.tasks.readers.base import ReadContext
+from lmforge.tasks.report import Tally
 from pydantic import TypeAdapter
 from warcio.archiveiterator import ArchiveIterator
 
 from benchmarks.corpus import MB, SHARES, build, raw_bytes
-from infra.settings import prepare_environment
-from tasks.readers import Source, plan_shards, read_partition
-from tasks.readers.base import ReadContext
-from tasks.report import Tally
 
 PATTERNS = {"commoncrawl": "*.warc.gz", "wikipedia": "*.xml.bz2", "reddit": "*.zst",
             "books": "*.txt", "code": "*"}

@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from lmforge.infra.settings import prepare_environment
+from lmforge.tasks.pii import NER_ENTITIES, PATTERN_ENTITIES, PiiConfig, PiiScrubber
+from lmforge.tasks.pii_engines import OfflineEmailRecognizer, _credential_url_recognizer
+from lmforge.tasks.schema import Document
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
 from presidio_analyzer.nlp_engine import NlpEngineProvider
-
-from infra.settings import prepare_environment
-from tasks.pii import NER_ENTITIES, PATTERN_ENTITIES, PiiConfig, PiiScrubber
-from tasks.pii_engines import OfflineEmailRecognizer, _credential_url_recognizer
-from tasks.schema import Document
 
 FIRST = ["Maria", "James", "Aiko", "Olumide", "Sofia", "Liam", "Priya", "Chen", "Fatima", "Lucas"]
 LAST = ["Garcia", "Okafor", "Tanaka", "Novak", "Schmidt", "Patel", "Kowalski", "Rossi", "Haddad"]

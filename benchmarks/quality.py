@@ -4,13 +4,14 @@
                                  [--cache .cache/real-corpora]
 
 Two corpora: generated 2 KB web pages, and the real documents of the judgment set (Wikipedia
-articles, novels, web pages and the Python documentation that ``python -m infra.real_corpora``
-fetches). lmforge runs in two modes: datatrove parity (``DATATROVE_PARITY``: its word
-tokenizer, counting and thresholds) and its default (the papers' whitespace words, logical
-lines, markup and code lines not counted as repeats). Prints documents/s per core on one core,
-their ratio, the keep/drop agreement of each mode with datatrove, and the documents on which
-they differ. datatrove runs in its own environment (see benchmarks/datatrove_quality.py) so
-lmforge's does not carry it; without one, only lmforge's figures are printed.
+articles, novels, web pages and the Python documentation that ``python -m
+lmforge.infra.real_corpora`` fetches). lmforge runs in two modes: datatrove parity
+(``DATATROVE_PARITY``: its word tokenizer, counting and thresholds) and its default (the papers'
+whitespace words, logical lines, markup and code lines not counted as repeats). Prints documents/s
+per core on one core, their ratio, the keep/drop agreement of each mode with datatrove, and the
+documents on which they differ. datatrove runs in its own environment (see
+benchmarks/datatrove_quality.py) so lmforge's does not carry it; without one, only lmforge's
+figures are printed.
 """
 
 from __future__ import annotations
@@ -18,20 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lmforge.infra.settings import prepare_environment
+from lmforge.tasks.base import run_steps
+from lmforge.tasks.filters.quality import DATATROVE_PARITY, QualityConfig, build_quality_steps
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document
 
 from benchmarks.corpus import web_documents
-from infra.settings import prepare_environment
-from tasks.base import run_steps
-from tasks.filters.quality import DATATROVE_PARITY, QualityConfig, build_quality_steps
-from tasks.report import Tally
-from tasks.schema import Document
 
 MODES = ("datatrove parity", "lmforge default")
 
@@ -120,7 +119,7 @@ def main() -> None:
                 args.datatrove_python)
     else:
         print(f"\nreal documents: skipped ({args.cache} has no corpora; run "
-              "python -m infra.real_corpora)")
+              "python -m lmforge.infra.real_corpora)")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ table of checks, which ``tests/real/test_real_corpus.py`` asserts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import io
 import json
 import re
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,19 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import contextlib
-
 import pyarrow.dataset as ds
+from lmforge.infra.real_corpora import default_cache, fetch
+from lmforge.infra.settings import prepare_environment
+from lmforge.tasks.curate import CurateConfig, curate_in_process
+from lmforge.tasks.readers import Source, plan_shards
+from lmforge.tasks.report import StageReport
+from lmforge.tasks.shards import Layout
 from pydantic import TypeAdapter
-
-from infra.real_corpora import default_cache, fetch
-from infra.settings import prepare_environment
-from tasks.curate import CurateConfig, curate_in_process
-from tasks.readers import Source, plan_shards
-from tasks.report import StageReport
-from tasks.shards import Layout
 
 LARGE_PAGE_BYTES = 20_000_000
 # Wikitext debris in curated text. A line with TeX commands is a formula kept on purpose.

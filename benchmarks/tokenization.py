@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from lmforge.infra.settings import prepare_environment
+from lmforge.tasks.dataset import DatasetConfig, pack_shard
+from lmforge.tasks.schema import Document
+from lmforge.tasks.shards import DocumentWriter, iter_documents
+from lmforge.tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
 
 from benchmarks.corpus import web_documents
-from infra.settings import prepare_environment
-from tasks.dataset import DatasetConfig, pack_shard
-from tasks.schema import Document
-from tasks.shards import DocumentWriter, iter_documents
-from tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
 
 
 def main() -> None:

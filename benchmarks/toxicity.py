@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
+from lmforge.infra.settings import prepare_environment
+from lmforge.tasks.toxicity import DetoxifyConfig, DetoxifyScorer, profanity_scorer
 
 from benchmarks.corpus import web_documents
-from infra.settings import prepare_environment
-from tasks.toxicity import DetoxifyConfig, DetoxifyScorer, profanity_scorer
 from tests.tasks.test_toxicity import make_detoxify_checkpoint
 
 JIGSAW = Path(__file__).resolve().parents[2] / "shared/data/jigsaw-sample/train.csv"

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from model.config import ModelConfig
-from model.data import PackedSequences, TokenStream
-from model.distributed import Runtime, init_runtime, shutdown
-from model.optim import lr_at
-from model.train_config import TrainConfig
-from model.trainer import Trainer
-from model.transformer import build_model
+from lmforge.model.config import ModelConfig
+from lmforge.model.data import PackedSequences, TokenStream
+from lmforge.model.distributed import Runtime, init_runtime, shutdown
+from lmforge.model.optim import lr_at
+from lmforge.model.train_config import TrainConfig
+from lmforge.model.trainer import Trainer
+from lmforge.model.transformer import build_model
 
 MODEL = {"flavor": "custom", "n_layer": 4, "n_head": 4, "n_embd": 256, "block_size": 256,
          "vocab_size": 8192}
@@ -184,8 +183,8 @@ def main() -> None:
         print(f"   lmforge Trainer        {o:10,.0f} tokens/s   ratio {o / b:.3f} "
               f"({(o / b - 1) * 100:+.1f}%)")
         if args.peak_flops:
-            from model.optim import flops_per_token
-            from model.transformer import count_params
+            from lmforge.model.optim import flops_per_token
+            from lmforge.model.transformer import count_params
 
             fpt = flops_per_token(model_cfg, count_params(build_model(model_cfg)), SEQ)
             print(f"   MFU: lmforge {o * fpt / args.peak_flops:.3f}, "

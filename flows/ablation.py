@@ -13,19 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lmforge.flows.compare import RunView, markdown, plot_metrics
+from lmforge.flows.config import RunConfig, save_config
+from lmforge.flows.pipeline import run_pipeline
+from lmforge.flows.tracking import tracked_run
+from lmforge.model.atomic import write_json, write_text
+from lmforge.tasks.curate import CurateConfig
+from lmforge.tasks.dedup import DedupConfig
+from lmforge.tasks.evals.suite import heldout_texts, model_meta, score_texts
+from lmforge.tasks.filters.quality import QualityConfig, QualityPlan
+from lmforge.tasks.readers import SOURCE_KINDS
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-from flows.compare import RunView, markdown, plot_metrics
-from flows.config import RunConfig, save_config
-from flows.pipeline import run_pipeline
-from flows.tracking import tracked_run
-from model.atomic import write_json, write_text
-from tasks.curate import CurateConfig
-from tasks.dedup import DedupConfig
-from tasks.evals.suite import heldout_texts, model_meta, score_texts
-from tasks.filters.quality import QualityConfig, QualityPlan
-from tasks.readers import SOURCE_KINDS
 
 LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte", "expected_max", "probability",
                    "leak_rate", "exact_rate", "matched_prefix")

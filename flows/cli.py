@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-
-from flows.terminal import (
+from lmforge.flows.terminal import (
     console,
     out,
     print_accounting,
@@ -31,10 +29,11 @@ from flows.terminal import (
     print_rows,
     setup_logging,
 )
-from infra.settings import prepare_environment
+from lmforge.infra.settings import prepare_environment
+from rich.markup import escape
 
 if TYPE_CHECKING:  # the heavy imports (Prefect, MLflow, torch, presidio) wait for a command
-    from flows.config import RunConfig
+    from lmforge.flows.config import RunConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lmforge: curate corpora, train and evaluate language models.")
@@ -50,12 +49,9 @@ OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="output f
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        from lmforge import __version__
 
-        try:
-            typer.echo(f"lmforge {version('lmforge')}")
-        except PackageNotFoundError:
-            typer.echo("lmforge (not installed: a source checkout)")
+        typer.echo(f"lmforge {__version__}")
         raise typer.Exit()
 
 
@@ -70,7 +66,7 @@ def _load(config: Path | None, output: Path | None, *, inputs: bool | None = Non
           ) -> RunConfig:
     """The validated config; with ``inputs`` set, the paths checked too (``preflight``: the
     inputs when True, the output folder always), all before any server or cluster starts."""
-    from flows.config import ConfigError, load_config, preflight
+    from lmforge.flows.config import ConfigError, load_config, preflight
 
     prepare_environment()
     try:
@@ -104,14 +100,13 @@ def _run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: boo
 
 def _run_flow_until_done(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any,
                          dask: bool = False) -> Any:
-    from flows.launch import platform
+    from lmforge.flows.launch import platform
 
     start = time.perf_counter()
     with platform() as endpoints:
         if dask:
+            from lmforge.infra.cluster import dask_cluster
             from prefect_dask import DaskTaskRunner
-
-            from infra.cluster import dask_cluster
 
             with dask_cluster(cfg.dask) as info:
                 out.print(f"Dask dashboard:    {info.dashboard_link}")
@@ -133,7 +128,7 @@ def run(config: ConfigOpt = None, output: OutputOpt = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Curate → tokenize → train → evaluate (the embedded sample when no --config is given)."""
     setup_logging(verbose)
-    from flows.pipeline import run_pipeline
+    from lmforge.flows.pipeline import run_pipeline
 
     cfg = _load(config, output, inputs=True)
     result = _run_flow(run_pipeline, cfg)
@@ -152,7 +147,7 @@ def curate(config: ConfigOpt = None, output: OutputOpt = None,
            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Curate the configured sources into DIR/curated (Parquet)."""
     setup_logging(verbose)
-    from flows.curate import curate_corpus
+    from lmforge.flows.curate import curate_corpus
 
     manifest = _run_flow(curate_corpus, _load(config, output, inputs=True), dask=True)
     out.print(f"Manifest:          {manifest}")
@@ -164,7 +159,7 @@ def tokenize(config: ConfigOpt = None, output: OutputOpt = None,
              verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Train the tokenizer and pack DIR/curated into DIR/tokens."""
     setup_logging(verbose)
-    from flows.tokens import tokenize_corpus
+    from lmforge.flows.tokens import tokenize_corpus
 
     manifest = _run_flow(tokenize_corpus, _load(config, output, inputs=False), dask=True)
     out.print(f"Token dataset:     {manifest}")
@@ -175,7 +170,7 @@ def train(config: ConfigOpt = None, output: OutputOpt = None,
           verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Train the configured model on DIR/tokens."""
     setup_logging(verbose)
-    from flows.train import train_model
+    from lmforge.flows.train import train_model
 
     checkpoint = _run_flow(train_model, _load(config, output, inputs=False))
     out.print(f"Model:             {checkpoint}")
@@ -190,7 +185,7 @@ def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
     """Evaluate the trained model (and its checkpoints with evaluate.checkpoints: all):
     held-out perplexity per source, the configured tasks, the security probes."""
     setup_logging(verbose)
-    from flows.evaluate import evaluate_model
+    from lmforge.flows.evaluate import evaluate_model
 
     metrics = _run_flow(evaluate_model, _load(config, output, inputs=False), checkpoint,
                         dask=True)
@@ -204,8 +199,8 @@ def ingest(config: ConfigOpt = None, output: OutputOpt = None,
     """Curate only the inputs not processed before (ledger of checksums), dedup them against
     every earlier batch, and publish a new dataset version."""
     setup_logging(verbose)
-    from flows.ingest import ingest_new
-    from tasks.ingest import Ledger
+    from lmforge.flows.ingest import ingest_new
+    from lmforge.tasks.ingest import Ledger
 
     cfg = _load(config, output, inputs=True)
     new = Ledger(cfg.output.resolve()).new_inputs(cfg.sources)
@@ -223,8 +218,7 @@ def cluster_spec(config: ConfigOpt = None) -> None:
     kubernetes, for `kubectl apply -f -`) or the SLURM job script (kind slurm)."""
     cfg = _load(config, None)
     import yaml
-
-    from infra.cluster import kube_cluster_spec, slurm_cluster
+    from lmforge.infra.cluster import kube_cluster_spec, slurm_cluster
 
     if cfg.dask.kind == "kubernetes":
         out.print(yaml.safe_dump(kube_cluster_spec(cfg.dask), sort_keys=False), end="")
@@ -246,9 +240,9 @@ def deploy(config: Annotated[Path, typer.Option("--config", "-c", help="pipeline
     demand) in the `lmforge` work pool of the running Prefect server."""
     setup_logging(False)
     _load(config, output)  # validate before registering anything
-    from flows.deploy import SCHEDULES, deploy_all
-    from flows.launch import platform
-    from infra import services
+    from lmforge.flows.deploy import SCHEDULES, deploy_all
+    from lmforge.flows.launch import platform
+    from lmforge.infra import services
 
     up = services.running()
     if "prefect" not in up and not os.environ.get("PREFECT_API_URL"):
@@ -277,8 +271,8 @@ def compare(run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids (t
     """Compare runs: params that differ, metrics, loss curves and metric bars (PNG, also
     logged to MLflow)."""
     setup_logging(False)
-    from flows.compare import compare_runs
-    from flows.launch import platform
+    from lmforge.flows.compare import compare_runs
+    from lmforge.flows.launch import platform
 
     prepare_environment()
     with platform() as endpoints:
@@ -305,7 +299,7 @@ def ablate(config: ConfigOpt = None, output: OutputOpt = None,
     """Train the same model on the same token budget twice (curated vs uncurated data, or
     two curation configs) and report what the data did."""
     setup_logging(verbose)
-    from flows.ablation import run_ablation
+    from lmforge.flows.ablation import run_ablation
 
     cfg = _load(config, output, inputs=True)
     other = _load(against, None, inputs=True) if against else None
@@ -329,7 +323,7 @@ def show_config(config: ConfigOpt = None, output: OutputOpt = None) -> None:
 def services_up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
     """Start the Prefect and MLflow servers and a worker of the `lmforge` work pool in the
     background (state in $LMFORGE_HOME)."""
-    from infra import services
+    from lmforge.infra import services
 
     prepare_environment()
     with console.status("starting Prefect and MLflow servers"):
@@ -345,7 +339,7 @@ def services_up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
 @services_app.command("down")
 def services_down() -> None:
     """Stop the servers started by `services up`."""
-    from infra import services
+    from lmforge.infra import services
 
     stopped = services.down()
     out.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
@@ -354,7 +348,7 @@ def services_down() -> None:
 @services_app.command("status")
 def services_status() -> None:
     """Show which servers are up and their URLs."""
-    from infra import services
+    from lmforge.infra import services
 
     recorded, running = services.recorded(), services.running()
     if not recorded:
@@ -371,7 +365,7 @@ def explain(doc_id: Annotated[str, typer.Argument(help="a document id from curat
                                                  "folder")] = Path("lmforge-out")) -> None:
     """Why one document was kept or removed: every rule of its source, with measured values."""
     prepare_environment()
-    from tasks.explain import explain as explain_doc
+    from lmforge.tasks.explain import explain as explain_doc
 
     saved = output / "config.yaml"
     if not saved.exists():

@@ -10,13 +10,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmforge.flows.tracking import tracked_run, tracking_uri
+from lmforge.model.atomic import write_text
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe in workers
 from mlflow.tracking import MlflowClient
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-from flows.tracking import tracked_run, tracking_uri
-from model.atomic import write_text
 
 CURVES = ("train/loss", "val/loss")  # histories drawn as curves when a run has them
 HIDDEN = ("system/",)  # metric prefixes left out of the table

@@ -13,18 +13,17 @@ from pathlib import Path
 from typing import Any, get_args
 
 import yaml
+from lmforge.infra.cluster import DaskConfig
+from lmforge.infra.settings import DEFAULT_CONFIG
+from lmforge.model.atomic import write_text
+from lmforge.model.config import ModelConfig
+from lmforge.model.train_config import TrainConfig
+from lmforge.tasks.curate import CurateConfig
+from lmforge.tasks.dataset import DatasetConfig
+from lmforge.tasks.evals.config import EvaluateConfig
+from lmforge.tasks.readers import Source, source_config
+from lmforge.tasks.tokenizer import TokenizerConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from infra.cluster import DaskConfig
-from infra.settings import DEFAULT_CONFIG
-from model.atomic import write_text
-from model.config import ModelConfig
-from model.train_config import TrainConfig
-from tasks.curate import CurateConfig
-from tasks.dataset import DatasetConfig
-from tasks.evals.config import EvaluateConfig
-from tasks.readers import Source, source_config
-from tasks.tokenizer import TokenizerConfig
 
 
 class TrackingConfig(BaseModel):
@@ -165,7 +164,7 @@ def preflight(cfg: RunConfig, *, inputs: bool = True) -> list[str]:
     """What would make the run fail, found before any service or cluster starts: local input
     patterns that match no file (and why: a missing folder, an empty one) and an output folder
     that cannot be created or written. One line per problem, saying what to do."""
-    from tasks.readers.base import expand_paths, glob_root
+    from lmforge.tasks.readers.base import expand_paths, glob_root
 
     problems = []
     for index, source in enumerate(cfg.sources if inputs else []):

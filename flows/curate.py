@@ -10,28 +10,27 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, unmapped
-from prefect.artifacts import create_markdown_artifact
-
-from flows.config import RunConfig, save_config
-from flows.progress import wait_all
-from flows.steps import (
+from lmforge.flows.config import RunConfig, save_config
+from lmforge.flows.progress import wait_all
+from lmforge.flows.steps import (
     classifier_model_task,
     dedup_corpus_task,
     filter_shard_task,
     scrub_shard_task,
     webtext_list_task,
 )
-from flows.tracking import Tracker, publish_counts, publish_dedup, tracked_run
-from tasks.accounting import account_inputs, check, inputs_table, reconcile
-from tasks.curate import merge_reports, scrub_key
-from tasks.manifest import write_manifest
-from tasks.monitor import curation_report
-from tasks.pii import resolve_ner_model
-from tasks.readers import Shard, plan_shards
-from tasks.report import StageReport
-from tasks.shards import Layout, prune_shards
-from tasks.toxicity import summarise_bias
+from lmforge.flows.tracking import Tracker, publish_counts, publish_dedup, tracked_run
+from lmforge.tasks.accounting import account_inputs, check, inputs_table, reconcile
+from lmforge.tasks.curate import merge_reports, scrub_key
+from lmforge.tasks.manifest import write_manifest
+from lmforge.tasks.monitor import curation_report
+from lmforge.tasks.pii import resolve_ner_model
+from lmforge.tasks.readers import Shard, plan_shards
+from lmforge.tasks.report import StageReport
+from lmforge.tasks.shards import Layout, prune_shards
+from lmforge.tasks.toxicity import summarise_bias
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
 
 log = logging.getLogger(__name__)
 

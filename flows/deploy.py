@@ -18,19 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmforge.flows.config import load_config
+from lmforge.flows.curate import curate_corpus
+from lmforge.flows.evaluate import evaluate_model
+from lmforge.flows.ingest import ingest_new
+from lmforge.flows.tokens import tokenize_corpus
+from lmforge.flows.train import train_model
+from lmforge.infra.cluster import dask_cluster
+from lmforge.infra.services import WORK_POOL
+from lmforge.tasks.ingest import Ledger
 from prefect import Flow, flow
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect_dask import DaskTaskRunner
-
-from flows.config import load_config
-from flows.curate import curate_corpus
-from flows.evaluate import evaluate_model
-from flows.ingest import ingest_new
-from flows.tokens import tokenize_corpus
-from flows.train import train_model
-from infra.cluster import dask_cluster
-from infra.services import WORK_POOL
-from tasks.ingest import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]  # the project: the worker loads flows from here
 

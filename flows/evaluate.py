@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lmforge.flows.config import RunConfig
+from lmforge.flows.progress import wait_all
+from lmforge.flows.steps import evaluate_target_task
+from lmforge.flows.tracking import tracked_run
+from lmforge.model.atomic import write_text
+from lmforge.tasks.evals.suite import Outcome, Target, list_targets
+from lmforge.tasks.shards import Layout
+from lmforge.tasks.training import resumable_run_id
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
-
-from flows.config import RunConfig
-from flows.progress import wait_all
-from flows.steps import evaluate_target_task
-from flows.tracking import tracked_run
-from model.atomic import write_text
-from tasks.evals.suite import Outcome, Target, list_targets
-from tasks.shards import Layout
-from tasks.training import resumable_run_id
 
 
 def _targets(model_dir: Path, checkpoint: Path | None, which: str) -> list[Target]:

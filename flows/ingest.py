@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmforge.flows.config import RunConfig
+from lmforge.flows.curate import curate_corpus
+from lmforge.flows.progress import same_runner
+from lmforge.tasks.ingest import Entry, Ledger, batch_sources, publish_version
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-
-from flows.config import RunConfig
-from flows.curate import curate_corpus
-from flows.progress import same_runner
-from tasks.ingest import Entry, Ledger, batch_sources, publish_version
 
 
 @flow(name="ingest", flow_run_name="ingest-{cfg.output.name}")

@@ -9,8 +9,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import services
-from infra.settings import env, prepare_environment, set_env, unset_env
+from lmforge.infra import services
+from lmforge.infra.settings import env, prepare_environment, set_env, unset_env
 
 log = logging.getLogger(__name__)
 

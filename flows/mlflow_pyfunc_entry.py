@@ -1,8 +1,7 @@
 """The model-from-code entry MLflow copies into each logged model and runs on load (no pickle):
 it names the class that loads and serves it (``flows/mlflow_model.py``)."""
 
+from lmforge.flows.mlflow_model import LmforgeTextModel
 from mlflow.models import set_model
-
-from flows.mlflow_model import LmforgeTextModel
 
 set_model(LmforgeTextModel())

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmforge.flows.config import RunConfig
+from lmforge.flows.curate import curate_corpus
+from lmforge.flows.evaluate import evaluate_model
+from lmforge.flows.tokens import tokenize_corpus
+from lmforge.flows.tracking import tracked_run
+from lmforge.flows.train import train_model
+from lmforge.infra.cluster import dask_cluster
 from prefect import flow
 from prefect.artifacts import create_link_artifact
 from prefect_dask import DaskTaskRunner
-
-from flows.config import RunConfig
-from flows.curate import curate_corpus
-from flows.evaluate import evaluate_model
-from flows.tokens import tokenize_corpus
-from flows.tracking import tracked_run
-from flows.train import train_model
-from infra.cluster import dask_cluster
 
 
 @flow(name="pipeline", flow_run_name="pipeline-{cfg.output.name}")

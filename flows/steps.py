@@ -8,13 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from model.config import ModelConfig
-from model.distributed import init_runtime
-from model.train_config import LogMetrics, TrainConfig, TrainResult
-from tasks.curate import (
+from lmforge.model.config import ModelConfig
+from lmforge.model.distributed import init_runtime
+from lmforge.model.train_config import LogMetrics, TrainConfig, TrainResult
+from lmforge.tasks.curate import (
     CurateConfig,
     classifier_model,
     dedup_corpus,
@@ -22,17 +19,19 @@ from tasks.curate import (
     scrub_shard,
     webtext_list,
 )
-from tasks.dataset import DatasetConfig, ShardTokens, build_plan, pack_shard
-from tasks.dedup import DedupConfig
-from tasks.evals.config import EvaluateConfig
-from tasks.evals.suite import Outcome, Target, evaluate_target, share_cores
-from tasks.pii import PiiConfig
-from tasks.readers import Shard
-from tasks.readers.base import SourceBase
-from tasks.report import StageReport
-from tasks.tokenizer import TokenizerConfig, train_tokenizer
-from tasks.toxicity import ToxicityConfig
-from tasks.training import train
+from lmforge.tasks.dataset import DatasetConfig, ShardTokens, build_plan, pack_shard
+from lmforge.tasks.dedup import DedupConfig
+from lmforge.tasks.evals.config import EvaluateConfig
+from lmforge.tasks.evals.suite import Outcome, Target, evaluate_target, share_cores
+from lmforge.tasks.pii import PiiConfig
+from lmforge.tasks.readers import Shard
+from lmforge.tasks.readers.base import SourceBase
+from lmforge.tasks.report import StageReport
+from lmforge.tasks.tokenizer import TokenizerConfig, train_tokenizer
+from lmforge.tasks.toxicity import ToxicityConfig
+from lmforge.tasks.training import train
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 # --- curate ---------------------------------------------------------------------------------
 

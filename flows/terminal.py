@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from flows.launch import Endpoints
-    from tasks.explain import Explanation
+    from lmforge.flows.launch import Endpoints
+    from lmforge.tasks.explain import Explanation
 
 console = Console(stderr=True)
 out = Console(soft_wrap=True)  # results and links on stdout, never wrapped mid-URL

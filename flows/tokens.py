@@ -6,16 +6,15 @@ import hashlib
 import json
 from pathlib import Path
 
+from lmforge.flows.config import RunConfig
+from lmforge.flows.progress import wait_all
+from lmforge.flows.steps import build_plan_task, pack_shard_task, train_tokenizer_task
+from lmforge.flows.tracking import tracked_run
+from lmforge.tasks.dataset import write_dataset_manifest
+from lmforge.tasks.ingest import version_shards
+from lmforge.tasks.shards import Layout, list_shards, shard_number
+from lmforge.tasks.tokenizer import load_tokenizer, tokenizer_hash
 from prefect import flow, unmapped
-
-from flows.config import RunConfig
-from flows.progress import wait_all
-from flows.steps import build_plan_task, pack_shard_task, train_tokenizer_task
-from flows.tracking import tracked_run
-from tasks.dataset import write_dataset_manifest
-from tasks.ingest import version_shards
-from tasks.shards import Layout, list_shards, shard_number
-from tasks.tokenizer import load_tokenizer, tokenizer_hash
 
 
 def curated_version(layout: Layout) -> str:

@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from lmforge.infra.cluster import DASHBOARD_ENV
+from lmforge.infra.services import mlflow_store
+from lmforge.infra.settings import env, redact
+from lmforge.tasks.manifest import counts_table, rules_table
+from lmforge.tasks.report import StageReport
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -24,12 +29,6 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_UI_URL
 from pydantic import BaseModel
-
-from infra.cluster import DASHBOARD_ENV
-from infra.services import mlflow_store
-from infra.settings import env, redact
-from tasks.manifest import counts_table, rules_table
-from tasks.report import StageReport
 
 log = logging.getLogger(__name__)
 MLFLOW_UI_DEFAULT = "http://127.0.0.1:5000"
@@ -135,7 +134,7 @@ class Tracker:
                        alias: str) -> str:
         """Log the model as the run's MLflow Model (``flows/mlflow_model.py``), register it as
         a new version of ``name`` and point ``alias`` at that version; returns the version."""
-        from flows.mlflow_model import log_text_model
+        from lmforge.flows.mlflow_model import log_text_model
 
         model_uri = log_text_model(self.client, self.run_id, model_path, tokenizer_path)
         try:

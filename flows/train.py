@@ -21,18 +21,17 @@ import sys
 from collections import deque
 from pathlib import Path
 
+from lmforge.flows.config import RunConfig, save_config
+from lmforge.flows.progress import step_progress
+from lmforge.flows.steps import train_task
+from lmforge.flows.tracking import system_metrics, tracked_run, tracking_uri
+from lmforge.flows.train_worker import PROGRESS
+from lmforge.model.distributed import LaunchConfig
+from lmforge.model.train_config import TrainResult
+from lmforge.tasks.shards import Layout
+from lmforge.tasks.training import load_dataset_manifest, resumable_run_id
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-
-from flows.config import RunConfig, save_config
-from flows.progress import step_progress
-from flows.steps import train_task
-from flows.tracking import system_metrics, tracked_run, tracking_uri
-from flows.train_worker import PROGRESS
-from model.distributed import LaunchConfig
-from model.train_config import TrainResult
-from tasks.shards import Layout
-from tasks.training import load_dataset_manifest, resumable_run_id
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def torchrun_command(launch: LaunchConfig, worker_args: list[str]) -> list[str]:
                              "from every node when nnodes > 1")
         cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={host}:{port}",
                 f"--rdzv-id={launch.rdzv_id}", f"--node-rank={launch.node_rank}"]
-    return [*cmd, "-m", "flows.train_worker", *worker_args]
+    return [*cmd, "-m", "lmforge.flows.train_worker", *worker_args]
 
 
 @task(name="launch-torchrun", cache_policy=NO_CACHE)

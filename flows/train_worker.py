@@ -1,5 +1,5 @@
-"""One rank of a torchrun launch (``python -m flows.train_worker``): train, rank 0 reports to
-the MLflow run by id and writes the result for the launcher."""
+"""One rank of a torchrun launch (``python -m lmforge.flows.train_worker``): train, rank 0
+reports to the MLflow run by id and writes the result for the launcher."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from lmforge.flows.config import load_config
+from lmforge.flows.tracking import Tracker, system_metrics, tracking_uri
+from lmforge.infra.settings import prepare_environment
+from lmforge.model.atomic import write_json
+from lmforge.model.distributed import init_runtime, shutdown
+from lmforge.tasks.shards import Layout
+from lmforge.tasks.training import train
 from mlflow.tracking import MlflowClient
-
-from flows.config import load_config
-from flows.tracking import Tracker, system_metrics, tracking_uri
-from infra.settings import prepare_environment
-from model.atomic import write_json
-from model.distributed import init_runtime, shutdown
-from tasks.shards import Layout
-from tasks.training import train
 
 PROGRESS = "@@lmforge-step "  # the launcher (flows.train) reads these lines
 

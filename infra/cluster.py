@@ -22,9 +22,8 @@ from typing import Any, Literal
 
 import dask
 from distributed import Client, LocalCluster, WorkerPlugin
+from lmforge.infra.settings import install_log_redaction
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from infra.settings import install_log_redaction
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""Build the embedded sample corpus under ``infra/sample/`` (run: ``python -m infra.make_sample``).
+"""Build the embedded sample corpus under ``infra/sample/``.
+
+Run: ``python -m lmforge.infra.make_sample``.
 
 Every file is in the real format of its source and every word is written by this script:
 procedural prose about an invented region (so a tiny model has something learnable), plus the
@@ -23,10 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import zstandard
+from lmforge.infra.sample_evals import make_evals
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
-
-from infra.sample_evals import make_evals
 
 OUT = Path(__file__).parent / "sample"
 EPOCH = datetime(2024, 3, 1, tzinfo=UTC)

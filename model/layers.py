@@ -11,10 +11,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from lmforge.model.config import ModelConfig
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-
-from model.config import ModelConfig
 
 
 def sinusoidal_table(length: int, dim: int) -> torch.Tensor:

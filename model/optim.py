@@ -9,10 +9,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from lmforge.model.config import ModelConfig
 from torch import nn
 from torch.distributed.tensor import DTensor
-
-from model.config import ModelConfig
 
 
 def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from lmforge.model.config import ModelConfig
+from lmforge.model.distributed import LaunchConfig
+from lmforge.model.objectives import ObjectiveConfig
+from lmforge.model.parallel import DeepSpeedConfig, ParallelDims
 from pydantic import BaseModel, ConfigDict, Field
-
-from model.config import ModelConfig
-from model.distributed import LaunchConfig
-from model.objectives import ObjectiveConfig
-from model.parallel import DeepSpeedConfig, ParallelDims
 
 LogMetrics = Callable[[int, Mapping[str, float]], None]
 

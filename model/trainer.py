@@ -22,28 +22,27 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.distributed.optim import ZeroRedundancyOptimizer
-from torch.distributed.tensor import DTensor
-from torch.nn.parallel import DistributedDataParallel
-
-from model.checkpoint import CheckpointManager, Restored, export_checkpoint
-from model.config import ModelConfig
-from model.data import PackedSequences, SequenceLoader
-from model.distributed import Runtime, all_sum, build_mesh
-from model.layers import Block
-from model.objectives import (
+from lmforge.model.checkpoint import CheckpointManager, Restored, export_checkpoint
+from lmforge.model.config import ModelConfig
+from lmforge.model.data import PackedSequences, SequenceLoader
+from lmforge.model.distributed import Runtime, all_sum, build_mesh
+from lmforge.model.layers import Block
+from lmforge.model.objectives import (
     Batch,
     SpecialTokens,
     forward_loss,
     lm_loss,
     make_batch,
 )
-from model.optim import flops_per_token, local_bytes, lr_at, param_groups, total_grad_norm
-from model.parallel import ParallelDims, parallelize
-from model.parallel.pipeline import build_schedule, split_stages
-from model.train_config import LogMetrics, TrainConfig, TrainResult, check_supported
-from model.transformer import DecoderLM, build_model, count_params
+from lmforge.model.optim import flops_per_token, local_bytes, lr_at, param_groups, total_grad_norm
+from lmforge.model.parallel import ParallelDims, parallelize
+from lmforge.model.parallel.pipeline import build_schedule, split_stages
+from lmforge.model.train_config import LogMetrics, TrainConfig, TrainResult, check_supported
+from lmforge.model.transformer import DecoderLM, build_model, count_params
+from torch import nn
+from torch.distributed.optim import ZeroRedundancyOptimizer
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MiB = 2**20

@@ -9,10 +9,8 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
-
-from model.config import ModelConfig
-from model.layers import (
+from lmforge.model.config import ModelConfig
+from lmforge.model.layers import (
     Block,
     Start,
     positions,
@@ -20,6 +18,7 @@ from model.layers import (
     rotary_tables,
     sinusoidal_table,
 )
+from torch import nn
 
 
 class Embeddings(nn.Module):

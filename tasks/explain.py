@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as ds
-
-from tasks.base import DocFilter, DocRewriter
-from tasks.curate import CurateConfig
-from tasks.filters.quality import build_quality_steps
-from tasks.pii import PiiScrubber
-from tasks.readers import ReadContext, plan_shards, read_partition
-from tasks.readers.base import SourceBase
-from tasks.report import Tally
-from tasks.schema import Document, scores_dict
-from tasks.shards import Layout, shard_number
-from tasks.toxicity import toxic_passages
+from lmforge.tasks.base import DocFilter, DocRewriter
+from lmforge.tasks.curate import CurateConfig
+from lmforge.tasks.filters.quality import build_quality_steps
+from lmforge.tasks.pii import PiiScrubber
+from lmforge.tasks.readers import ReadContext, plan_shards, read_partition
+from lmforge.tasks.readers.base import SourceBase
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document, scores_dict
+from lmforge.tasks.shards import Layout, shard_number
+from lmforge.tasks.toxicity import toxic_passages
 
 
 @dataclass

@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from model.atomic import atomic_path, write_text
-from tasks.readers import SOURCES
-from tasks.readers.base import SourceBase, expand_paths, fingerprint
-from tasks.shards import file_digest, list_shards, shard_name
+from lmforge.model.atomic import atomic_path, write_text
+from lmforge.tasks.readers import SOURCES
+from lmforge.tasks.readers.base import SourceBase, expand_paths, fingerprint
+from lmforge.tasks.shards import file_digest, list_shards, shard_name
 
 
 @dataclass(frozen=True)

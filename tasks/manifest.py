@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as ds
-
-from model.atomic import write_json
-from tasks.report import StageReport
-from tasks.schema import SCHEMA_VERSION
-from tasks.shards import Layout, list_shards
+from lmforge.model.atomic import write_json
+from lmforge.tasks.report import StageReport
+from lmforge.tasks.schema import SCHEMA_VERSION
+from lmforge.tasks.shards import Layout, list_shards
 
 
 def _dataset_rows(path: Path) -> int:

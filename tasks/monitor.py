@@ -11,9 +11,8 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-from tasks.report import StageReport
-from tasks.shards import Layout, list_shards
+from lmforge.tasks.report import StageReport
+from lmforge.tasks.shards import Layout, list_shards
 
 WIDTH = 30  # characters of the longest bar
 LENGTH_BINS = (0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)

@@ -29,24 +29,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from lmforge.tasks.base import DocRewriter, Rewrite
+from lmforge.tasks.chunks import bounded_spans
+from lmforge.tasks.code_text import text_spans
+from lmforge.tasks.credentials import resolve_secret
+from lmforge.tasks.pii_engines import (
+    NER_ENTITIES,
+    build_engines,
+)
+from lmforge.tasks.pii_lookalikes import lookalike
+from lmforge.tasks.readers import SourceKind
+from lmforge.tasks.schema import Document
 from presidio_analyzer import (
     RecognizerResult,
 )
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_anonymizer.entities import OperatorConfig
 from pydantic import BaseModel, ConfigDict, Field
-
-from tasks.base import DocRewriter, Rewrite
-from tasks.chunks import bounded_spans
-from tasks.code_text import text_spans
-from tasks.credentials import resolve_secret
-from tasks.pii_engines import (
-    NER_ENTITIES,
-    build_engines,
-)
-from tasks.pii_lookalikes import lookalike
-from tasks.readers import SourceKind
-from tasks.schema import Document
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.atomic import write_json
+from lmforge.model.atomic import write_json
 
 
 @dataclass(frozen=True)

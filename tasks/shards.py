@@ -25,9 +25,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from model.atomic import commit, temporary_path
-from tasks.schema import (
+from lmforge.model.atomic import commit, temporary_path
+from lmforge.tasks.schema import (
     CURATED_SCHEMA,
     QUARANTINE_SCHEMA,
     REJECTED_SCHEMA,

@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
+from lmforge.model.atomic import atomic_path
+from lmforge.tasks.shards import iter_documents
 from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-from model.atomic import atomic_path
-from tasks.shards import iter_documents
 
 EOT = "<|endoftext|>"
 PAD = "<|pad|>"

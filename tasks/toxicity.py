@@ -29,13 +29,12 @@ from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from lmforge.tasks.base import DocFilter, DocRewriter, Rewrite, Verdict
+from lmforge.tasks.chunks import bounded_spans
+from lmforge.tasks.readers import SourceKind
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from tasks.base import DocFilter, DocRewriter, Rewrite, Verdict
-from tasks.chunks import bounded_spans
-from tasks.readers import SourceKind
-from tasks.report import Tally
-from tasks.schema import Document
 
 _PARAGRAPH = re.compile(r"[^\n]+")
 _SENTENCE = re.compile(r"[^\n]+?(?:[.!?]+(?=\s|$)|$)", re.MULTILINE)

@@ -9,15 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model.checkpoint import META, CheckpointManager, load_model
-from model.config import ModelConfig
-from model.data import PackedSequences, PlanStream
-from model.distributed import Runtime, resolve_device
-from model.evaluate import evaluate_lm
-from model.objectives import ObjectiveConfig, SpecialTokens, denoise_lengths
-from model.train_config import LogMetrics, TrainConfig, TrainResult
-from model.trainer import Trainer
-from tasks.tokenizer import EOT, PAD, load_tokenizer
+from lmforge.model.checkpoint import META, CheckpointManager, load_model
+from lmforge.model.config import ModelConfig
+from lmforge.model.data import PackedSequences, PlanStream
+from lmforge.model.distributed import Runtime, resolve_device
+from lmforge.model.evaluate import evaluate_lm
+from lmforge.model.objectives import ObjectiveConfig, SpecialTokens, denoise_lengths
+from lmforge.model.train_config import LogMetrics, TrainConfig, TrainResult
+from lmforge.model.trainer import Trainer
+from lmforge.tasks.tokenizer import EOT, PAD, load_tokenizer
 
 
 def load_dataset_manifest(tokens_dir: Path) -> dict[str, Any]:

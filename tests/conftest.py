@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from infra.settings import SAMPLE_DIR, prepare_environment
+from lmforge.infra.settings import SAMPLE_DIR, prepare_environment
 
 prepare_environment()
 
@@ -69,7 +68,7 @@ def lmforge_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def services_up(lmforge_home: Path) -> Iterator[dict]:
     """Real Prefect and MLflow servers for the session."""
-    from infra import services
+    from lmforge.infra import services
 
     running = services.up(lmforge_home, prefect_port=services.free_port(),
                           mlflow_port=services.free_port())
@@ -82,7 +81,7 @@ class ExternalDask:
     (workers without a nanny: a killed worker stays dead, as after a lost node)."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, workers: int = 2) -> None:
-        from infra.services import free_port
+        from lmforge.infra.services import free_port
 
         self.env, self.log_dir = env, log_dir
         self.address = f"tcp://127.0.0.1:{free_port()}"

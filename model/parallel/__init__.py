@@ -6,15 +6,14 @@
 from __future__ import annotations
 
 import torch
+from lmforge.model.parallel.activation import apply_activation_checkpointing
+from lmforge.model.parallel.config import DeepSpeedConfig
+from lmforge.model.parallel.ddp import apply_ddp
+from lmforge.model.parallel.dims import ParallelDims
+from lmforge.model.parallel.fsdp import apply_fsdp
+from lmforge.model.parallel.tensor import apply_tensor_parallel
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
-
-from model.parallel.activation import apply_activation_checkpointing
-from model.parallel.config import DeepSpeedConfig
-from model.parallel.ddp import apply_ddp
-from model.parallel.dims import ParallelDims
-from model.parallel.fsdp import apply_fsdp
-from model.parallel.tensor import apply_tensor_parallel
 
 __all__ = ["DeepSpeedConfig", "ParallelDims", "parallelize"]
 

@@ -3,9 +3,8 @@ during backward (non-reentrant ``torch.utils.checkpoint``)."""
 
 from __future__ import annotations
 
+from lmforge.model.layers import Block
 from torch import nn
-
-from model.layers import Block
 
 
 def apply_activation_checkpointing(model: nn.Module) -> int:

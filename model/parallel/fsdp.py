@@ -5,11 +5,10 @@ until backward is done. Mixed precision and CPU offload are FSDP2 policies."""
 from __future__ import annotations
 
 import torch
+from lmforge.model.layers import Block
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
-
-from model.layers import Block
 
 
 def apply_fsdp(model: nn.Module, *, mesh: DeviceMesh, reshard_after_forward: bool,

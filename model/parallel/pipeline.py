@@ -5,10 +5,9 @@ schedule. Supported for the causal decoder with the LM objective."""
 from __future__ import annotations
 
 import torch
+from lmforge.model.transformer import DecoderLM
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
-
-from model.transformer import DecoderLM
 
 
 class StageModule(nn.Module):

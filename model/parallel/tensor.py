@@ -4,11 +4,10 @@ forward, which gloo supports (no sequence parallelism, which would need reduce-s
 
 from __future__ import annotations
 
+from lmforge.model.layers import Block
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
-
-from model.layers import Block
 
 
 def apply_tensor_parallel(model: nn.Module, *, mesh: DeviceMesh, n_head: int) -> nn.Module:

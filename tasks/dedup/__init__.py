@@ -21,9 +21,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
-
-from tasks.dedup.cluster import (
+from lmforge.tasks.dedup.cluster import (
     KIND_MINHASH,
     candidate_edges,
     components_local,
@@ -32,16 +30,17 @@ from tasks.dedup.cluster import (
     survivors,
     verify_edges,
 )
-from tasks.dedup.index import DedupIndex
-from tasks.dedup.minhash import (
+from lmforge.tasks.dedup.index import DedupIndex
+from lmforge.tasks.dedup.minhash import (
     MinHashConfig,
     MinHasher,
     candidate_probability,
     normalise,
     shingle_hashes,
 )
-from tasks.dedup.signatures import SIGNATURE_SCHEMA, signature_table
-from tasks.report import StageReport, Tally
+from lmforge.tasks.dedup.signatures import SIGNATURE_SCHEMA, signature_table
+from lmforge.tasks.report import StageReport, Tally
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 __all__ = ["SIGNATURE_SCHEMA", "DedupConfig", "MinHashConfig", "MinHasher", "duplicate_rows",

@@ -20,10 +20,9 @@ from typing import Any
 import dask.dataframe as dd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from model.atomic import commit, temporary_path, write_json
-from tasks.dedup.signatures import SIGNATURE_SCHEMA
-from tasks.shards import list_shards
+from lmforge.model.atomic import commit, temporary_path, write_json
+from lmforge.tasks.dedup.signatures import SIGNATURE_SCHEMA
+from lmforge.tasks.shards import list_shards
 
 
 class DedupIndex:

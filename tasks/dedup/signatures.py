@@ -7,10 +7,9 @@ import hashlib
 from collections.abc import Iterable
 
 import pyarrow as pa
-
-from tasks.dedup.minhash import MinHashConfig, MinHasher, normalise, shingle_hashes
-from tasks.readers.urls import normalise_url
-from tasks.schema import Document
+from lmforge.tasks.dedup.minhash import MinHashConfig, MinHasher, normalise, shingle_hashes
+from lmforge.tasks.readers.urls import normalise_url
+from lmforge.tasks.schema import Document
 
 SIGNATURE_SCHEMA = pa.schema([
     ("id", pa.string()), ("shard", pa.int32()), ("source", pa.string()),

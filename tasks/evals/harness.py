@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from tokenizers import Tokenizer
-from torch import nn
-
-from model.generate import Sampling, generate_batch
-from model.objectives import SpecialTokens
-from model.score import Request, loglikelihood
-from tasks.evals.config import MULTIPLE_CHOICE, TaskConfig
-from tasks.evals.formats import Choice, Generation, read_items
-from tasks.evals.metrics import (
+from lmforge.model.generate import Sampling, generate_batch
+from lmforge.model.objectives import SpecialTokens
+from lmforge.model.score import Request, loglikelihood
+from lmforge.tasks.evals.config import MULTIPLE_CHOICE, TaskConfig
+from lmforge.tasks.evals.formats import Choice, Generation, read_items
+from lmforge.tasks.evals.metrics import (
     bleu,
     choose,
     exact_match,
@@ -31,6 +28,8 @@ from tasks.evals.metrics import (
     rouge,
     token_f1,
 )
+from tokenizers import Tokenizer
+from torch import nn
 
 COT_TRIGGER = " Let's think step by step."  # Kojima et al. 2022, zero-shot chain of thought
 DELIMITER = " "  # between a query and its answer

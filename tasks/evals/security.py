@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-
-from model.generate import Sampling
-from model.score import Request, loglikelihood
-from tasks.evals.config import MemorisationConfig, SecurityConfig
-from tasks.evals.harness import LM, TaskResult
-from tasks.pii import PiiConfig, PiiScrubber
-from tasks.schema import Document
-from tasks.toxicity import ToxicityConfig, scorers_for
+from lmforge.model.generate import Sampling
+from lmforge.model.score import Request, loglikelihood
+from lmforge.tasks.evals.config import MemorisationConfig, SecurityConfig
+from lmforge.tasks.evals.harness import LM, TaskResult
+from lmforge.tasks.pii import PiiConfig, PiiScrubber
+from lmforge.tasks.schema import Document
+from lmforge.tasks.toxicity import ToxicityConfig, scorers_for
 
 TOXIC = 0.5  # Gehman et al. 2020: a generation with toxicity >= 0.5 is toxic
 

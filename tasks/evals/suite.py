@@ -20,28 +20,27 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import torch
-
-from model.atomic import write_json, write_text
-from model.checkpoint import load_any
-from model.data import PackedSequences, PlanStream
-from model.distributed import resolve_device
-from model.evaluate import Groups, evaluate_lm
-from model.score import Request, loglikelihood
-from tasks.dataset import split_of
-from tasks.evals.config import EvaluateConfig
-from tasks.evals.harness import LM, TaskResult, run_task
-from tasks.evals.security import (
+from lmforge.model.atomic import write_json, write_text
+from lmforge.model.checkpoint import load_any
+from lmforge.model.data import PackedSequences, PlanStream
+from lmforge.model.distributed import resolve_device
+from lmforge.model.evaluate import Groups, evaluate_lm
+from lmforge.model.score import Request, loglikelihood
+from lmforge.tasks.dataset import split_of
+from lmforge.tasks.evals.config import EvaluateConfig
+from lmforge.tasks.evals.harness import LM, TaskResult, run_task
+from lmforge.tasks.evals.security import (
     bias_probe,
     memorisation_probe,
     pii_probe,
     toxicity_probe,
     training_documents,
 )
-from tasks.pii import PiiConfig
-from tasks.shards import iter_documents, list_shards
-from tasks.tokenizer import load_tokenizer
-from tasks.toxicity import ToxicityConfig
-from tasks.training import load_dataset_manifest, special_token_ids
+from lmforge.tasks.pii import PiiConfig
+from lmforge.tasks.shards import iter_documents, list_shards
+from lmforge.tasks.tokenizer import load_tokenizer
+from lmforge.tasks.toxicity import ToxicityConfig
+from lmforge.tasks.training import load_dataset_manifest, special_token_ids
 
 
 @dataclass(frozen=True)

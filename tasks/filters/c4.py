@@ -17,11 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
+from lmforge.tasks.base import DocFilter, DocRewriter, Rewrite, RuleParams, Verdict
+from lmforge.tasks.filters.text import logical_lines
+from lmforge.tasks.schema import Document
 from pydantic import Field
-
-from tasks.base import DocFilter, DocRewriter, Rewrite, RuleParams, Verdict
-from tasks.filters.text import logical_lines
-from tasks.schema import Document
 
 _PAPER = "Raffel et al. 2020, §2.2"
 END_PUNCTUATION = (".", "?", "!", '"', "'")

@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from lmforge.model.atomic import write_bytes, write_json
+from lmforge.tasks.base import DocFilter, Verdict
+from lmforge.tasks.readers import SourceKind
+from lmforge.tasks.schema import Document
+from lmforge.tasks.shards import iter_documents
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-
-from model.atomic import write_bytes, write_json
-from tasks.base import DocFilter, Verdict
-from tasks.readers import SourceKind
-from tasks.schema import Document
-from tasks.shards import iter_documents
 
 
 class ClassifierConfig(BaseModel):

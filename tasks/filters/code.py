@@ -8,10 +8,9 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from lmforge.tasks.base import DocFilter, RuleParams, Verdict
+from lmforge.tasks.schema import Document
 from pydantic import Field
-
-from tasks.base import DocFilter, RuleParams, Verdict
-from tasks.schema import Document
 
 _PAPER = "Li et al. 2023 (StarCoder), §3; Chen et al. 2021 (Codex), §3.1"
 

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
-
-from tasks.base import DocFilter, RuleParams, Verdict
-from tasks.filters.text import (
+from lmforge.tasks.base import DocFilter, RuleParams, Verdict
+from lmforge.tasks.filters.text import (
     WordTokenizer,
     code_lines_field,
     content_lines,
     duplicates,
     ratio_units,
 )
-from tasks.filters.text import word_tokenizer_field as _tokenizer
-from tasks.schema import Document
+from lmforge.tasks.filters.text import word_tokenizer_field as _tokenizer
+from lmforge.tasks.schema import Document
+from pydantic import Field
 
 TERMINAL = (".", "!", "?", '"', "'", "”", "’", "…", "。", "！", "？", ")")
 _PAPER = "Penedo et al. 2024, §3.3"

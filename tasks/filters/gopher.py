@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from lmforge.tasks.base import DocFilter, RuleParams, Verdict
+from lmforge.tasks.filters.text import BULLETS, WordTokenizer, counted_words, ratio_units
+from lmforge.tasks.filters.text import word_tokenizer_field as _tokenizer
+from lmforge.tasks.schema import Document
 from pydantic import Field
-
-from tasks.base import DocFilter, RuleParams, Verdict
-from tasks.filters.text import BULLETS, WordTokenizer, counted_words, ratio_units
-from tasks.filters.text import word_tokenizer_field as _tokenizer
-from tasks.schema import Document
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 ELLIPSES = ("...", "…")

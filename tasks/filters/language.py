@@ -16,11 +16,10 @@ import re
 from collections import Counter
 from functools import lru_cache
 
+from lmforge.tasks.base import DocFilter, RuleParams, Verdict
+from lmforge.tasks.schema import Document
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 from pydantic import Field
-
-from tasks.base import DocFilter, RuleParams, Verdict
-from tasks.schema import Document
 
 _MASK = re.compile(
     r"https?://\S+|www\.\S+|\S+@\S+\.\w+"  # links and addresses

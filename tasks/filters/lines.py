@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
+from lmforge.tasks.base import DocRewriter, Rewrite, RuleParams
+from lmforge.tasks.schema import Document
 from pydantic import Field
-
-from tasks.base import DocRewriter, Rewrite, RuleParams
-from tasks.schema import Document
 
 # Headings of books and long texts: "CHAPTER XIV", "BOOK II.", "PART THE FIRST", "VOLUME I",
 # a bare roman numeral.

@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lmforge.tasks.base import DocFilter, DocRewriter
+from lmforge.tasks.filters import c4, code, fineweb, gopher, language, lines, repetition, social
+from lmforge.tasks.readers import SOURCES
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
-
-from tasks.base import DocFilter, DocRewriter
-from tasks.filters import c4, code, fineweb, gopher, language, lines, repetition, social
-from tasks.readers import SOURCES
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 Step = DocFilter | DocRewriter

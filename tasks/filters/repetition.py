@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from pydantic import Field
-
-from tasks.base import DocFilter, RuleParams, Verdict
-from tasks.filters.text import (
+from lmforge.tasks.base import DocFilter, RuleParams, Verdict
+from lmforge.tasks.filters.text import (
     WordTokenizer,
     content_lines,
     duplicate_ngram_chars,
@@ -28,9 +26,10 @@ from tasks.filters.text import (
     top_ngram_chars,
     without_code_lines,
 )
-from tasks.filters.text import code_lines_field as _code_lines
-from tasks.filters.text import word_tokenizer_field as _tokenizer
-from tasks.schema import Document
+from lmforge.tasks.filters.text import code_lines_field as _code_lines
+from lmforge.tasks.filters.text import word_tokenizer_field as _tokenizer
+from lmforge.tasks.schema import Document
+from pydantic import Field
 
 _TABLE = "Rae et al. 2021, Table A1"
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from lmforge.tasks.base import DocFilter, RuleParams, Verdict
+from lmforge.tasks.filters.text import words
+from lmforge.tasks.schema import Document
 from pydantic import Field
-
-from tasks.base import DocFilter, RuleParams, Verdict
-from tasks.filters.text import words
-from tasks.schema import Document
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _RUN = re.compile(r"(.)\1+", re.DOTALL)

@@ -12,9 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal, Union
 
 import fsspec
-from pydantic import Field
-
-from tasks.readers.base import (
+from lmforge.tasks.readers.base import (
     InputPartition,
     ReadContext,
     Shard,
@@ -24,7 +22,8 @@ from tasks.readers.base import (
     expand_paths,
     fingerprint,
 )
-from tasks.schema import Document
+from lmforge.tasks.schema import Document
+from pydantic import Field
 
 
 def _discover() -> dict[str, SourceSpec]:

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import fsspec
+from lmforge.tasks.base import RejectSink
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document
 from pydantic import BaseModel, ConfigDict, Field
-
-from tasks.base import RejectSink
-from tasks.report import Tally
-from tasks.schema import Document
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 

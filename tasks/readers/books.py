@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import fsspec
-from pydantic import Field
-
-from tasks.readers.base import (
+from lmforge.tasks.readers.base import (
     WHOLE,
     InputPartition,
     ReadContext,
@@ -23,7 +21,8 @@ from tasks.readers.base import (
     SourceSpec,
     Split,
 )
-from tasks.schema import Document
+from lmforge.tasks.schema import Document
+from pydantic import Field
 
 # Marker variants seen in the Gutenberg collection, 1990s to today:
 #   *** START OF THE PROJECT GUTENBERG EBOOK PRIDE AND PREJUDICE ***

@@ -26,9 +26,7 @@ from typing import Literal
 
 import enry
 import fsspec
-from pydantic import Field
-
-from tasks.readers.base import (
+from lmforge.tasks.readers.base import (
     InputPartition,
     ReadContext,
     SourceBase,
@@ -36,7 +34,7 @@ from tasks.readers.base import (
     Split,
     strides,
 )
-from tasks.readers.containers import (
+from lmforge.tasks.readers.containers import (
     ArchiveLimit,
     Entry,
     archive_entries,
@@ -44,8 +42,9 @@ from tasks.readers.containers import (
     git_entries,
     tree_entries,
 )
-from tasks.readers.licenses import LicenseIndex, file_license, is_license_file
-from tasks.schema import Document
+from lmforge.tasks.readers.licenses import LicenseIndex, file_license, is_license_file
+from lmforge.tasks.schema import Document
+from pydantic import Field
 
 LANGUAGES: dict[str, str] = {
     ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript",

@@ -15,12 +15,7 @@ from datetime import datetime
 from typing import IO, Any, Literal
 
 import fsspec
-from pydantic import Field
-from warcio.archiveiterator import ArchiveIterator
-from warcio.exceptions import ArchiveLoadFailed
-from warcio.recordloader import ArcWarcRecord
-
-from tasks.readers.base import (
+from lmforge.tasks.readers.base import (
     InputPartition,
     ReadContext,
     SourceBase,
@@ -28,9 +23,13 @@ from tasks.readers.base import (
     Split,
     byte_ranges,
 )
-from tasks.readers.extract import ExtractTimeout, extract_text, extractor, html_pieces
-from tasks.readers.urls import load_url_set, normalise_url
-from tasks.schema import Document
+from lmforge.tasks.readers.extract import ExtractTimeout, extract_text, extractor, html_pieces
+from lmforge.tasks.readers.urls import load_url_set, normalise_url
+from lmforge.tasks.schema import Document
+from pydantic import Field
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ArcWarcRecord
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _HTML_TYPES = ("text/html", "application/xhtml+xml")

@@ -27,7 +27,7 @@ from lxml import html as lxml_html
 STARTUP_TIMEOUT_S = 180.0
 _NOT_TEXT = ("script", "style", "noscript", "template")
 _HEADER = struct.Struct("<Q")
-_CHILD = "from tasks.readers.extract import _serve; _serve()"
+_CHILD = "from lmforge.tasks.readers.extract import _serve; _serve()"
 
 
 class ExtractTimeout(Exception):

@@ -16,9 +16,7 @@ from typing import IO, Any, Literal
 
 import fsspec
 import zstandard
-from pydantic import Field
-
-from tasks.readers.base import (
+from lmforge.tasks.readers.base import (
     InputPartition,
     ReadContext,
     SourceBase,
@@ -27,7 +25,8 @@ from tasks.readers.base import (
     byte_ranges,
     strides,
 )
-from tasks.schema import Document
+from lmforge.tasks.schema import Document
+from pydantic import Field
 
 # Pushshift dumps are written with --long=31: the decoder must accept a 2 GiB window.
 MAX_WINDOW = 2**31

@@ -11,8 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from model.atomic import atomic_path
+from lmforge.model.atomic import atomic_path
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

@@ -31,9 +31,7 @@ from typing import IO, Literal
 from urllib.parse import quote, urlsplit
 
 import fsspec
-from pydantic import Field
-
-from tasks.readers.base import (
+from lmforge.tasks.readers.base import (
     InputPartition,
     ReadContext,
     SourceBase,
@@ -41,8 +39,9 @@ from tasks.readers.base import (
     Split,
     byte_ranges,
 )
-from tasks.readers.wikitext import APPENDIX_SECTIONS, wikitext_to_text
-from tasks.schema import Document
+from lmforge.tasks.readers.wikitext import APPENDIX_SECTIONS, wikitext_to_text
+from lmforge.tasks.schema import Document
+from pydantic import Field
 
 # English-Wikipedia disambiguation templates (Template:Disambiguation and its redirects/variants).
 _DISAMBIGUATION = re.compile(

@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 import mwparserfromhell
+from lmforge.tasks.readers.wiki_templates import TEMPLATES, first_param
 from mwparserfromhell.nodes import (
     Argument,
     Comment,
@@ -36,8 +37,6 @@ from mwparserfromhell.nodes import (
     Wikilink,
 )
 from mwparserfromhell.wikicode import Wikicode
-
-from tasks.readers.wiki_templates import TEMPLATES, first_param
 
 # Namespaces whose links are not text, in every language (MediaWiki's canonical names).
 LINK_NAMESPACES = ("file", "image", "media", "category")

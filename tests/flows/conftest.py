@@ -5,14 +5,13 @@ from __future__ import annotations
 from uuid import UUID
 
 import pytest
-
-from flows.config import RunConfig, load_config
-from flows.launch import Endpoints, platform
+from lmforge.flows.config import RunConfig, load_config
+from lmforge.flows.launch import Endpoints, platform
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(services_up, tmp_path_factory) -> tuple[RunConfig, dict, UUID, Endpoints]:
-    from flows.pipeline import run_pipeline
+    from lmforge.flows.pipeline import run_pipeline
 
     out = tmp_path_factory.mktemp("e2e") / "run"
     base = load_config(output=out)

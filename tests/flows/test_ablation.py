@@ -8,17 +8,17 @@ import os
 from pathlib import Path
 
 import pytest
+from lmforge.flows.ablation import better, uncurated
+from lmforge.flows.config import RunConfig, load_config
+from lmforge.flows.launch import platform
 from mlflow.tracking import MlflowClient
 
-from flows.ablation import better, uncurated
-from flows.config import RunConfig, load_config
-from flows.launch import platform
 from tests.flows.test_cli import lmforge
 
 
 @pytest.fixture(scope="module")
 def ablation(services_up, tmp_path_factory) -> tuple[RunConfig, dict]:
-    from flows.ablation import run_ablation
+    from lmforge.flows.ablation import run_ablation
 
     base = load_config(output=tmp_path_factory.mktemp("ablation") / "abl")
     cfg = RunConfig.model_validate({

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from flows.launch import PERSISTENT_PREFECT_UI
-from infra.settings import SAMPLE_DIR
+from lmforge.flows.launch import PERSISTENT_PREFECT_UI
+from lmforge.infra.settings import SAMPLE_DIR
 
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
@@ -137,7 +136,7 @@ def test_version_and_fast_help(tmp_path) -> None:
     done = lmforge("--version", home=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("lmforge ")
     # --help imports no command's dependencies (Prefect, MLflow, torch, presidio)
-    probe = subprocess.run([sys.executable, "-c", "import sys, flows.cli; print(sorted("
+    probe = subprocess.run([sys.executable, "-c", "import sys, lmforge.flows.cli; print(sorted("
                             "m for m in ('prefect', 'mlflow', 'torch', 'presidio_analyzer', "
                             "'dask') if m in sys.modules))"], capture_output=True, text=True,
                            check=True)

@@ -3,8 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from flows.config import ConfigError, RunConfig, load_config
+from lmforge.flows.config import ConfigError, RunConfig, load_config
 
 GOOD = """
 output: out
@@ -89,7 +88,7 @@ def test_concurrent_saves_of_one_config_never_collide(tmp_path: Path) -> None:
     temporary name made one writer's rename fail and hung the other node)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from flows.config import save_config
+    from lmforge.flows.config import save_config
 
     cfg = load_config()
     target = tmp_path / "shared" / "config.yaml"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from lmforge.flows.launch import platform
+from lmforge.infra.settings import SAMPLE_DIR
 
-from flows.launch import platform
-from infra.settings import SAMPLE_DIR
 from tests.flows.test_cli import lmforge, small_config
 
 pytestmark = pytest.mark.e2e

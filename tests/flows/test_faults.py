@@ -18,12 +18,11 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
+from lmforge.flows.config import RunConfig, save_config
+from lmforge.flows.launch import platform
+from lmforge.infra.services import free_port
+from lmforge.model.checkpoint import load_model
 from mlflow.tracking import MlflowClient
-
-from flows.config import RunConfig, save_config
-from flows.launch import platform
-from infra.services import free_port
-from model.checkpoint import load_model
 
 pytestmark = pytest.mark.e2e
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
@@ -143,7 +142,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_training_rank_killed_then_resumed(pipeline_run, lmforge_home, tmp_path) -> None:
-    from flows.train import train_model
+    from lmforge.flows.train import train_model
 
     with platform():
         reference = _weights(train_model(_train_config(pipeline_run, tmp_path / "ref")))
@@ -153,7 +152,7 @@ def test_training_rank_killed_then_resumed(pipeline_run, lmforge_home, tmp_path)
     checkpoints = cfg.output / "model" / "checkpoints"
     _wait_for(lambda: any((c / "meta.json").exists() for c in checkpoints.glob("step-*")), proc)
     launched = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                if "flows.train_worker" in " ".join(p.cmdline())]
+                if "lmforge.flows.train_worker" in " ".join(p.cmdline())]
     parents = {p.ppid() for p in launched}
     ranks = [p for p in launched if p.pid not in parents]  # not the torchrun agent
     assert len(ranks) == 2

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from lmforge.flows.config import RunConfig, load_config
+from lmforge.flows.ingest import ingest_new
+from lmforge.flows.launch import platform
+from lmforge.flows.tokens import tokenize_corpus
+from lmforge.infra.settings import SAMPLE_DIR
+from lmforge.tasks.ingest import Ledger, version_shards
 from prefect_dask import DaskTaskRunner
-
-from flows.config import RunConfig, load_config
-from flows.ingest import ingest_new
-from flows.launch import platform
-from flows.tokens import tokenize_corpus
-from infra.settings import SAMPLE_DIR
-from tasks.ingest import Ledger, version_shards
 
 pytestmark = pytest.mark.e2e
 

@@ -9,18 +9,17 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from lmforge.flows.tracking import Tracker
+from lmforge.model.checkpoint import load_model, save_model
+from lmforge.model.config import ModelConfig
+from lmforge.model.generate import Sampling
+from lmforge.model.transformer import build_model
+from lmforge.tasks.evals.harness import LM
+from lmforge.tasks.schema import Document
+from lmforge.tasks.shards import DocumentWriter
+from lmforge.tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+from lmforge.tasks.training import special_token_ids
 from mlflow.tracking import MlflowClient
-
-from flows.tracking import Tracker
-from model.checkpoint import load_model, save_model
-from model.config import ModelConfig
-from model.generate import Sampling
-from model.transformer import build_model
-from tasks.evals.harness import LM
-from tasks.schema import Document
-from tasks.shards import DocumentWriter
-from tasks.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
-from tasks.training import special_token_ids
 
 TEXT = ("The river runs past the old mill and the bridge. A function returns a value. "
         "Readers of the history of the town remember the flood. ") * 20

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from lmforge.flows.train import registered_name
+from lmforge.tasks.schema import SCHEMA_VERSION
 from mlflow.tracking import MlflowClient
-
-from flows.train import registered_name
-from tasks.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.e2e
 

@@ -7,9 +7,8 @@ import os
 import socket
 import subprocess
 
+from lmforge.flows.tracking import Tracker, close_orphans
 from mlflow.tracking import MlflowClient
-
-from flows.tracking import Tracker, close_orphans
 
 
 def test_runs_of_dead_processes_are_marked_killed(tmp_path) -> None:

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from lmforge.flows.config import RunConfig
+from lmforge.flows.launch import platform
+from lmforge.flows.train import torchrun_command
+from lmforge.model.checkpoint import load_model
+from lmforge.model.distributed import LaunchConfig
 from mlflow.tracking import MlflowClient
-
-from flows.config import RunConfig
-from flows.launch import platform
-from flows.train import torchrun_command
-from model.checkpoint import load_model
-from model.distributed import LaunchConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +41,7 @@ def runs(client: MlflowClient, out: Path) -> list:
 
 
 def test_torchrun_launch_reports_and_resumes_into_one_run(pipeline_run, tmp_path) -> None:
-    from flows.train import registered_name, train_model
+    from lmforge.flows.train import registered_name, train_model
 
     out = tmp_path / "dist"
     tokens_copy(pipeline_run, out)
@@ -74,7 +73,7 @@ def test_torchrun_launch_reports_and_resumes_into_one_run(pipeline_run, tmp_path
 
 
 def test_a_crashing_launch_marks_the_run_failed(pipeline_run, tmp_path) -> None:
-    from flows.train import train_model
+    from lmforge.flows.train import train_model
 
     out = tmp_path / "crash"
     tokens_copy(pipeline_run, out)
@@ -92,7 +91,7 @@ def test_a_crashing_launch_marks_the_run_failed(pipeline_run, tmp_path) -> None:
 def test_torchrun_command_for_one_and_many_nodes() -> None:
     one = torchrun_command(LaunchConfig(nproc_per_node=4), ["--x"])
     assert "--standalone" in one and "--nproc-per-node=4" in one
-    assert one[-3:] == ["-m", "flows.train_worker", "--x"]
+    assert one[-3:] == ["-m", "lmforge.flows.train_worker", "--x"]
     many = torchrun_command(LaunchConfig(nproc_per_node=8, nnodes=2, node_rank=1,
                                          rdzv_endpoint="10.0.0.1:29500", rdzv_id="job"), [])
     assert {"--nnodes=2", "--node-rank=1", "--rdzv-endpoint=10.0.0.1:29500",

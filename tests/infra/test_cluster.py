@@ -4,9 +4,8 @@ script (generated for real by dask-jobqueue, not submitted)."""
 from __future__ import annotations
 
 import pytest
+from lmforge.infra.cluster import DaskConfig, dask_cluster, kube_cluster_spec, slurm_cluster
 from pydantic import ValidationError
-
-from infra.cluster import DaskConfig, dask_cluster, kube_cluster_spec, slurm_cluster
 
 
 def test_an_address_selects_the_external_scheduler() -> None:
@@ -59,7 +58,7 @@ def test_slurm_job_script() -> None:
 
 
 def test_secrets_never_leave_in_params() -> None:
-    from infra.settings import redact
+    from lmforge.infra.settings import redact
 
     assert redact("sources.0.paths", "['https://ann:s3cr3t@host/x.warc.gz']") == \
         "['https://***@host/x.warc.gz']"
@@ -71,7 +70,7 @@ def test_secrets_never_leave_in_params() -> None:
 
 
 def test_unreachable_scheduler_says_what_to_do() -> None:
-    from infra.services import free_port
+    from lmforge.infra.services import free_port
 
     cfg = DaskConfig(address=f"tcp://127.0.0.1:{free_port()}", connect_timeout="2s")
     with pytest.raises(ConnectionError, match="dask scheduler"), dask_cluster(cfg):
@@ -84,9 +83,8 @@ def test_log_records_lose_url_credentials_in_every_process(tmp_path) -> None:
     import logging
 
     from distributed import Client
-
-    from infra.services import _command
-    from infra.settings import install_log_redaction, redact_text
+    from lmforge.infra.services import _command
+    from lmforge.infra.settings import install_log_redaction, redact_text
 
     assert redact_text("db at postgresql://ml:s3cr3t@db:5432/mlflow is down") == \
         "db at postgresql://***@db:5432/mlflow is down"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 
-from infra.make_sample import build
+from lmforge.infra.make_sample import build
 
 
 def _digests(root) -> dict[str, str]:

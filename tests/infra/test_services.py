@@ -3,8 +3,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-
-from infra import services
+from lmforge.infra import services
 
 
 def test_session_services_answer_health(services_up) -> None:

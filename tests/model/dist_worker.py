@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 import torch.distributed as dist
-
-from model.config import ModelConfig
-from model.data import PackedSequences, TokenStream
-from model.distributed import init_runtime, shutdown
-from model.objectives import SpecialTokens
-from model.train_config import TrainConfig
-from model.trainer import Trainer
+from lmforge.model.config import ModelConfig
+from lmforge.model.data import PackedSequences, TokenStream
+from lmforge.model.distributed import init_runtime, shutdown
+from lmforge.model.objectives import SpecialTokens
+from lmforge.model.train_config import TrainConfig
+from lmforge.model.trainer import Trainer
 
 
 def run_job(job: dict, runtime) -> dict:

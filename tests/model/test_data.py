@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from model.data import PackedSequences, SequenceLoader, TokenStream
+from lmforge.model.data import PackedSequences, SequenceLoader, TokenStream
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from model.config import ModelConfig
-from model.data import PackedSequences, TokenStream
-from model.distributed import Runtime
-from model.objectives import SpecialTokens
-from model.train_config import TrainConfig
-from model.trainer import Trainer
+from lmforge.model.config import ModelConfig
+from lmforge.model.data import PackedSequences, TokenStream
+from lmforge.model.distributed import Runtime
+from lmforge.model.objectives import SpecialTokens
+from lmforge.model.train_config import TrainConfig
+from lmforge.model.trainer import Trainer
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 MODEL = {"flavor": "custom", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 40,

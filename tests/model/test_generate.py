@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from model.config import ModelConfig
-from model.generate import Sampling, generate, generate_batch, pick
-from model.transformer import build_model
+from lmforge.model.config import ModelConfig
+from lmforge.model.generate import Sampling, generate, generate_batch, pick
+from lmforge.model.transformer import build_model
 
 
 def _model(arch: str, position: str) -> torch.nn.Module:

@@ -3,8 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from model.objectives import (
+from lmforge.model.objectives import (
     IGNORE,
     ObjectiveConfig,
     SpecialTokens,

@@ -7,11 +7,10 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-
-from model.config import ModelConfig
-from model.generate import Sampling, generate
-from model.score import Request, loglikelihood
-from model.transformer import build_model
+from lmforge.model.config import ModelConfig
+from lmforge.model.generate import Sampling, generate
+from lmforge.model.score import Request, loglikelihood
+from lmforge.model.transformer import build_model
 
 
 def _model(arch: str) -> torch.nn.Module:

@@ -7,17 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from model.checkpoint import CheckpointManager, load_model
-from model.config import ModelConfig
-from model.data import PackedSequences, TokenStream
-from model.distributed import Runtime
-from model.evaluate import evaluate_lm
-from model.objectives import SpecialTokens
-from model.optim import lr_at
-from model.train_config import TrainConfig
-from model.trainer import Trainer
-from model.transformer import build_model
+from lmforge.model.checkpoint import CheckpointManager, load_model
+from lmforge.model.config import ModelConfig
+from lmforge.model.data import PackedSequences, TokenStream
+from lmforge.model.distributed import Runtime
+from lmforge.model.evaluate import evaluate_lm
+from lmforge.model.objectives import SpecialTokens
+from lmforge.model.optim import lr_at
+from lmforge.model.train_config import TrainConfig
+from lmforge.model.trainer import Trainer
+from lmforge.model.transformer import build_model
 
 CPU = Runtime(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
 SPECIAL = SpecialTokens(pad=0, eot=1, sentinels=tuple(range(40, 64)))

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from model.config import ModelConfig
-from model.layers import apply_rotary, prefix_mask, rotary_tables
-from model.transformer import DecoderLM, EncoderDecoderLM, build_model
+from lmforge.model.config import ModelConfig
+from lmforge.model.layers import apply_rotary, prefix_mask, rotary_tables
+from lmforge.model.transformer import DecoderLM, EncoderDecoderLM, build_model
 
 V = 50
 
@@ -111,7 +110,7 @@ def test_flavors_and_validation() -> None:
 
 
 def test_gpt2_small_size() -> None:
-    from model.transformer import count_params
+    from lmforge.model.transformer import count_params
 
     with torch.device("meta"):
         model = build_model(ModelConfig(flavor="125m", block_size=1024, vocab_size=50257))

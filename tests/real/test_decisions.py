@@ -9,6 +9,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from lmforge.infra.real_corpora import default_cache, fetch
+from lmforge.tasks.curate import CurateConfig
+from lmforge.tasks.filters.c4 import C4LineCleaner
+from lmforge.tasks.filters.gopher import GopherAlphaWordsFilter
+from lmforge.tasks.filters.quality import build_quality_steps
+from lmforge.tasks.pii import PiiConfig, PiiScrubber
+from lmforge.tasks.schema import Document
+from lmforge.tasks.toxicity import build_toxicity_steps
 
 from benchmarks.decisions import (
     CONTACT_ENTITIES,
@@ -20,14 +28,6 @@ from benchmarks.decisions import (
     pii_scores,
     score,
 )
-from infra.real_corpora import default_cache, fetch
-from tasks.curate import CurateConfig
-from tasks.filters.c4 import C4LineCleaner
-from tasks.filters.gopher import GopherAlphaWordsFilter
-from tasks.filters.quality import build_quality_steps
-from tasks.pii import PiiConfig, PiiScrubber
-from tasks.schema import Document
-from tasks.toxicity import build_toxicity_steps
 
 pytestmark = pytest.mark.real
 CHAPTER = re.compile(r"^CHAPTER [IVXLC]+\.?$", re.MULTILINE)

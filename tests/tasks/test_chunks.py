@@ -3,8 +3,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
-from tasks.chunks import bounded_spans
+from lmforge.tasks.chunks import bounded_spans
 
 
 def _check(text: str, limit: int) -> list[str]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from tasks.credentials import is_reference, resolve_secret
-from tasks.pii import PiiConfig, PiiScrubber
-from tasks.schema import Document
+from lmforge.tasks.credentials import is_reference, resolve_secret
+from lmforge.tasks.pii import PiiConfig, PiiScrubber
+from lmforge.tasks.schema import Document
 
 
 def _hashed(salt: str) -> str:
@@ -28,9 +27,8 @@ def test_environment_reference(monkeypatch) -> None:
 
 
 def test_prefect_secret_block(services_up) -> None:
+    from lmforge.flows.launch import platform
     from prefect.blocks.system import Secret
-
-    from flows.launch import platform
 
     with platform():
         Secret(value="block-pepper").save("lmforge-test-salt", overwrite=True)

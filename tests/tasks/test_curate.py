@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from lmforge.infra.settings import SAMPLE_DIR
+from lmforge.tasks.curate import STAGES, CurateConfig, curate_in_process, filter_shard
+from lmforge.tasks.manifest import write_manifest
+from lmforge.tasks.readers import Source, plan_shards
+from lmforge.tasks.report import StageReport
+from lmforge.tasks.shards import Layout
 from pydantic import TypeAdapter
 
-from infra.settings import SAMPLE_DIR
-from tasks.curate import STAGES, CurateConfig, curate_in_process, filter_shard
-from tasks.manifest import write_manifest
-from tasks.readers import Source, plan_shards
-from tasks.report import StageReport
-from tasks.shards import Layout
 from tests.tasks.test_pii import PLANTED
 
 SOURCES = TypeAdapter(list[Source]).validate_python([
@@ -168,7 +168,7 @@ def test_corrupted_intermediate_is_recomputed_never_consumed(curated) -> None:
 
 
 def test_crash_mid_shard_leaves_no_partial_output(tmp_path, monkeypatch) -> None:
-    import tasks.curate as curate_mod
+    import lmforge.tasks.curate as curate_mod
 
     part = next(s for s in plan_shards(SOURCES) if s.kind == "commoncrawl")
 
@@ -184,9 +184,9 @@ def test_crash_mid_shard_leaves_no_partial_output(tmp_path, monkeypatch) -> None
 
 
 def test_webtext_allowlist_from_this_runs_reddit(tmp_path) -> None:
-    from tasks.curate import webtext_list
-    from tasks.readers.urls import load_url_set
-    from tasks.shards import iter_documents
+    from lmforge.tasks.curate import webtext_list
+    from lmforge.tasks.readers.urls import load_url_set
+    from lmforge.tasks.shards import iter_documents
 
     sources = TypeAdapter(list[Source]).validate_python([
         {"kind": "reddit", "paths": [f"{SAMPLE_DIR}/reddit/RS_*.zst"]},
@@ -216,7 +216,7 @@ def test_small_inputs_are_packed_into_shards(tmp_path) -> None:
 
 
 def test_explain_shows_every_rule_with_measured_values(curated) -> None:
-    from tasks.explain import explain
+    from lmforge.tasks.explain import explain
 
     root, _ = curated
     rows = ds.dataset(root / "rejected").to_table().to_pylist()

@@ -6,21 +6,21 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from transformers import PreTrainedTokenizerFast
-
-from infra.make_sample import Prose
-from model.data import PackedSequences, PlanStream, SequenceLoader
-from tasks.dataset import (
+from lmforge.infra.make_sample import Prose
+from lmforge.model.data import PackedSequences, PlanStream, SequenceLoader
+from lmforge.tasks.dataset import (
     DatasetConfig,
     build_plan,
     pack_shard,
     split_of,
     write_dataset_manifest,
 )
-from tasks.decontaminate import DecontaminationConfig, overlaps
-from tasks.schema import Document
-from tasks.shards import DocumentWriter, iter_documents
-from tasks.tokenizer import EOT, TokenizerConfig, load_tokenizer, train_tokenizer
+from lmforge.tasks.decontaminate import DecontaminationConfig, overlaps
+from lmforge.tasks.schema import Document
+from lmforge.tasks.shards import DocumentWriter, iter_documents
+from lmforge.tasks.tokenizer import EOT, TokenizerConfig, load_tokenizer, train_tokenizer
+from transformers import PreTrainedTokenizerFast
+
 from tests.tasks.test_curate import curate
 
 SAMPLES = {
@@ -92,7 +92,7 @@ def test_mixture_weights_are_met_within_one_percent(tmp_path) -> None:
         for i in range(400):
             out.write(Document.new("wikipedia", f"w#{i}", " ".join(prose.article("Arvel", 2))))
             out.write(Document.new("commoncrawl", f"c#{i}", prose.paragraph(
-                __import__("infra.make_sample").make_sample.CHAT, 3)))
+                __import__("lmforge.infra.make_sample").infra.make_sample.CHAT, 3)))
     tok = train_tokenizer([tmp_path / "part-00000.parquet"], TokenizerConfig(vocab_size=512),
                           tmp_path / "tok.json")
     cfg = DatasetConfig(seq_len=32, val_fraction=0.0, mixture={"wikipedia": 3.0,

@@ -7,9 +7,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from datasketch import MinHash
-
-from infra.make_sample import Prose
-from tasks.dedup import (
+from lmforge.infra.make_sample import Prose
+from lmforge.tasks.dedup import (
     DedupConfig,
     MinHashConfig,
     MinHasher,
@@ -19,10 +18,10 @@ from tasks.dedup import (
     shingle_hashes,
     signature_table,
 )
-from tasks.dedup.index import DedupIndex
-from tasks.dedup.minhash import candidate_probability
-from tasks.monitor import lsh_section
-from tasks.schema import Document
+from lmforge.tasks.dedup.index import DedupIndex
+from lmforge.tasks.dedup.minhash import candidate_probability
+from lmforge.tasks.monitor import lsh_section
+from lmforge.tasks.schema import Document
 
 
 def text(seed: int) -> str:
@@ -130,7 +129,7 @@ def test_verification_drops_lsh_false_positives(tmp_path) -> None:
     loose = MinHashConfig(threshold=0.3, num_perm=128, verify=False)
     strict = MinHashConfig(threshold=0.3, num_perm=128, verify=True)
     _, unverified = run(tmp_path, [docs], DedupConfig(minhash=loose), tag="a")
-    from tasks.dedup.cluster import _jaccard  # noqa: F401 - the check under test
+    from lmforge.tasks.dedup.cluster import _jaccard  # noqa: F401 - the check under test
     a, b = (shingle_hashes(d.text) for d in docs)
     true = len(np.intersect1d(a, b)) / len(np.union1d(a, b))
     _, verified = run(tmp_path, [docs], DedupConfig(minhash=strict), tag="b")

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from tasks.schema import Document, scores_dict
-from tasks.shards import DocumentWriter
+from lmforge.tasks.schema import Document, scores_dict
+from lmforge.tasks.shards import DocumentWriter
 
 
 @pytest.fixture

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 import pytest
-
-from tasks.pii import (
+from lmforge.tasks.pii import (
     NER_ENTITIES,
     PATTERN_ENTITIES,
     PiiConfig,
     PiiScrubber,
     resolve_ner_model,
 )
-from tasks.schema import Document
+from lmforge.tasks.schema import Document
 
 PLANTED = {
     "EMAIL_ADDRESS": "jane.doe@example.com",
@@ -70,7 +69,7 @@ def test_missing_named_model_fails_with_instructions() -> None:
 
 
 def test_auto_without_model_warns_once(caplog, monkeypatch) -> None:
-    from tasks import pii
+    from lmforge.tasks import pii
 
     monkeypatch.setattr(pii, "AUTO_MODELS", ("no_such_model_installed",))
     pii._warn_once.cache_clear()

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-from tasks.report import SourceCounts, StageReport, Tally
+from lmforge.tasks.report import SourceCounts, StageReport, Tally
 
 
 def _report(stage: str, n_in: int, n_out: int, reason: str = "r") -> StageReport:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tasks.schema import Document, doc_id, documents_to_table, table_to_documents
+from lmforge.tasks.schema import Document, doc_id, documents_to_table, table_to_documents
 
 
 def test_doc_id_is_stable_and_distinct() -> None:

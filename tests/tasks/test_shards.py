@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-
-from tasks.schema import Document
-from tasks.shards import (
+from lmforge.tasks.schema import Document
+from lmforge.tasks.shards import (
     DocumentWriter,
     Layout,
     QuarantineWriter,

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from tasks.base import run_steps
-from tasks.report import Tally
-from tasks.schema import Document
-from tasks.toxicity import (
+from lmforge.tasks.base import run_steps
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document
+from lmforge.tasks.toxicity import (
     DETOXIFY_HEADS,
     DetoxifyConfig,
     DetoxifyScorer,

@@ -8,13 +8,12 @@ import random
 
 import pytest
 import torch
+from lmforge.model.config import ModelConfig
+from lmforge.model.objectives import SpecialTokens, lm_loss
+from lmforge.model.transformer import build_model
+from lmforge.tasks.evals.harness import LM
+from lmforge.tasks.tokenizer import EOT, PAD
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-from model.config import ModelConfig
-from model.objectives import SpecialTokens, lm_loss
-from model.transformer import build_model
-from tasks.evals.harness import LM
-from tasks.tokenizer import EOT, PAD
 
 ANTONYMS = {"hot": "cold", "up": "down", "early": "late", "light": "dark", "open": "closed",
             "fast": "slow", "wet": "dry", "full": "empty"}

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from infra.settings import DEFAULT_CONFIG
-from tasks.evals.formats import read_items
+from lmforge.infra.settings import DEFAULT_CONFIG
+from lmforge.tasks.evals.formats import read_items
 
 EVAL = DEFAULT_CONFIG.parent / "eval"
 

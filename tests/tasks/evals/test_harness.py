@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from lmforge.tasks.evals.config import TaskConfig
+from lmforge.tasks.evals.formats import read_items
+from lmforge.tasks.evals.harness import LM, choice_prompt, run_task
 
-from tasks.evals.config import TaskConfig
-from tasks.evals.formats import read_items
-from tasks.evals.harness import LM, choice_prompt, run_task
 from tests.tasks.evals.conftest import ANTONYMS, PASSAGE, QA
 
 
@@ -51,7 +51,7 @@ def test_few_shot_prompts_are_seeded_and_exclude_the_item(tmp_path: Path) -> Non
     path = _antonym_task(tmp_path)
     items = read_items("mc", path)
     cfg = TaskConfig(name="a", format="mc", path=path, shots=3, seed=7)
-    from tasks.evals.harness import FewShot
+    from lmforge.tasks.evals.harness import FewShot
 
     one = FewShot(items, 3, cfg.seed, True).draw(items[0].id)
     assert one == FewShot(list(reversed(items)), 3, cfg.seed, True).draw(items[0].id)
@@ -92,8 +92,8 @@ def test_generation_task_reports_bleu_and_rouge(trained_lm: LM, tmp_path: Path) 
 
 
 def test_chain_of_thought_appends_the_trigger(tmp_path: Path) -> None:
-    from tasks.evals.formats import Generation
-    from tasks.evals.harness import COT_TRIGGER, generation_prompt
+    from lmforge.tasks.evals.formats import Generation
+    from lmforge.tasks.evals.harness import COT_TRIGGER, generation_prompt
 
     item = Generation("1", "Question: q\nAnswer:", ("a",), "Question: q\nAnswer: a")
     assert generation_prompt(item, [], cot=True).endswith("Answer:" + COT_TRIGGER)
@@ -107,7 +107,7 @@ def test_self_consistency_votes_over_seeded_samples(trained_lm: LM, tmp_path: Pa
     most frequent normalised answer; the vote is at least as good as a single sample."""
     from dataclasses import replace
 
-    from tasks.evals.metrics import exact_match
+    from lmforge.tasks.evals.metrics import exact_match
 
     path = tmp_path / "qa.jsonl"
     path.write_text("".join(json.dumps({"question": q, "answer": [a]}) + "\n"

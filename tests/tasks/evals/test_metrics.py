@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from tasks.evals.metrics import (
+from lmforge.tasks.evals.metrics import (
     bleu,
     choose,
     exact_match,
@@ -63,7 +62,7 @@ def test_chain_of_thought_answer_extraction() -> None:
 
 
 def test_self_consistency_vote() -> None:
-    from tasks.evals.metrics import majority_answer
+    from lmforge.tasks.evals.metrics import majority_answer
 
     assert majority_answer(["London", "Paris", "paris.", "The Paris", "London"]) == "Paris"
     assert majority_answer(["a b", "c", "A B!", "c"]) == "a b"  # tie: the form seen first

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+from lmforge.tasks.evals.config import MemorisationConfig, SecurityConfig
+from lmforge.tasks.evals.harness import LM
+from lmforge.tasks.evals.security import bias_probe, memorisation_probe, pii_probe, toxicity_probe
+from lmforge.tasks.pii import PiiConfig
+from lmforge.tasks.toxicity import ToxicityConfig
 
-from tasks.evals.config import MemorisationConfig, SecurityConfig
-from tasks.evals.harness import LM
-from tasks.evals.security import bias_probe, memorisation_probe, pii_probe, toxicity_probe
-from tasks.pii import PiiConfig
-from tasks.toxicity import ToxicityConfig
 from tests.tasks.evals.conftest import LEAK, PASSAGE, PREJUDICE, TOXIC
 
 SEC = SecurityConfig(generations_per_prompt=2, max_new_tokens=16)

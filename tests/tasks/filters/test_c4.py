@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tasks.filters.c4 import (
+from lmforge.tasks.filters.c4 import (
     C4BadWordsFilter,
     C4CurlyBracketFilter,
     C4LineCleaner,
@@ -8,7 +8,7 @@ from tasks.filters.c4 import (
     C4MinSentencesFilter,
     count_sentences,
 )
-from tasks.schema import Document
+from lmforge.tasks.schema import Document
 
 
 def doc(text: str) -> Document:

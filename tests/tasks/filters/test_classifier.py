@@ -4,11 +4,14 @@ import json
 
 import numpy as np
 import pytest
-
-from infra.make_sample import CHAT, Prose
-from tasks.filters.classifier import ClassifierConfig, QualityClassifierFilter, train_classifier
-from tasks.schema import Document
-from tasks.shards import DocumentWriter
+from lmforge.infra.make_sample import CHAT, Prose
+from lmforge.tasks.filters.classifier import (
+    ClassifierConfig,
+    QualityClassifierFilter,
+    train_classifier,
+)
+from lmforge.tasks.schema import Document
+from lmforge.tasks.shards import DocumentWriter
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from tasks.filters.code import CodeAlphanumFilter, CodeLineLengthFilter
-from tasks.schema import Document
+from lmforge.tasks.filters.code import CodeAlphanumFilter, CodeLineLengthFilter
+from lmforge.tasks.schema import Document
 
 
 def doc(text: str) -> Document:

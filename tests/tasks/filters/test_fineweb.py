@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from tasks.filters.fineweb import (
+from lmforge.tasks.filters.fineweb import (
     FineWebDuplicateLineCharsFilter,
     FineWebLinePunctuationFilter,
     FineWebListRatioFilter,
     FineWebShortLinesFilter,
 )
-from tasks.schema import Document
+from lmforge.tasks.schema import Document
 
 
 def doc(text: str) -> Document:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from tasks.filters.gopher import (
+from lmforge.tasks.filters.gopher import (
     GopherAlphaWordsFilter,
     GopherBulletLinesFilter,
     GopherEllipsisLinesFilter,
@@ -13,7 +12,7 @@ from tasks.filters.gopher import (
     GopherSymbolRatioFilter,
     GopherWordCountFilter,
 )
-from tasks.schema import Document
+from lmforge.tasks.schema import Document
 
 
 def doc(text: str) -> Document:

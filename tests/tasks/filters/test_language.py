@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from infra.make_sample import Prose
-from tasks.filters.language import LanguageFilter
-from tasks.schema import Document
+from lmforge.infra.make_sample import Prose
+from lmforge.tasks.filters.language import LanguageFilter
+from lmforge.tasks.schema import Document
 
 
 def test_english_is_kept_with_language_and_score_stored() -> None:

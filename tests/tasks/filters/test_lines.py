@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from tasks.filters.lines import UppercaseLinesRemover
-from tasks.schema import Document
+from lmforge.tasks.filters.lines import UppercaseLinesRemover
+from lmforge.tasks.schema import Document
 
 
 def test_all_caps_lines_are_removed_short_ones_stay() -> None:

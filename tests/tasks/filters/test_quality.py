@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from lmforge.tasks.filters.gopher import GopherStopWordsFilter, GopherWordCountFilter
+from lmforge.tasks.filters.quality import QualityPlan, build_quality_steps
 from pydantic import ValidationError
-
-from tasks.filters.gopher import GopherStopWordsFilter, GopherWordCountFilter
-from tasks.filters.quality import QualityPlan, build_quality_steps
 
 
 def test_presets_per_source() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lmforge.tasks.base import run_steps
+from lmforge.tasks.filters.quality import QualityPlan, build_quality_steps
+from lmforge.tasks.report import Tally
+from lmforge.tasks.schema import Document
 
 from benchmarks.corpus import web_documents
-from tasks.base import run_steps
-from tasks.filters.quality import QualityPlan, build_quality_steps
-from tasks.report import Tally
-from tasks.schema import Document
 
 LICENSES = Path("/usr/share/common-licenses")  # Debian's base-files: GPL, Apache, MPL, ...
 

@@ -6,16 +6,15 @@ import random
 from collections import Counter
 
 import pytest
-
-from infra.make_sample import FACTS, Prose
-from tasks.filters.repetition import (
+from lmforge.infra.make_sample import FACTS, Prose
+from lmforge.tasks.filters.repetition import (
     DuplicateLinesFilter,
     DuplicateNGramsFilter,
     DuplicateParagraphsFilter,
     TopNGramsFilter,
 )
-from tasks.filters.text import duplicate_ngram_chars, tokens, top_ngram_chars
-from tasks.schema import Document
+from lmforge.tasks.filters.text import duplicate_ngram_chars, tokens, top_ngram_chars
+from lmforge.tasks.schema import Document
 
 
 def doc(text: str) -> Document:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from tasks.filters.code import CodeDataFileFilter
-from tasks.filters.social import RepeatedCharactersFilter, UniqueWordsFilter, UrlRatioFilter
-from tasks.schema import Document
+from lmforge.tasks.filters.code import CodeDataFileFilter
+from lmforge.tasks.filters.social import RepeatedCharactersFilter, UniqueWordsFilter, UrlRatioFilter
+from lmforge.tasks.schema import Document
 
 
 def doc(text: str, source: str = "reddit") -> Document:

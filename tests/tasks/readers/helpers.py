@@ -6,12 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmforge.tasks.readers import Source, plan_partitions, read_partition
+from lmforge.tasks.readers.base import ReadContext
+from lmforge.tasks.report import StageReport, Tally
+from lmforge.tasks.schema import Document
 from pydantic import TypeAdapter
-
-from tasks.readers import Source, plan_partitions, read_partition
-from tasks.readers.base import ReadContext
-from tasks.report import StageReport, Tally
-from tasks.schema import Document
 
 
 @dataclass

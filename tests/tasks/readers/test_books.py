@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from tasks.readers.books import strip_gutenberg, unwrap_paragraphs
+from lmforge.tasks.readers.books import strip_gutenberg, unwrap_paragraphs
+
 from tests.tasks.readers.helpers import read
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from tasks.readers.code import CodeSource, classify
+from lmforge.tasks.readers.code import CodeSource, classify
+
 from tests.tasks.readers.helpers import read
 
 

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import io
 
+from lmforge.infra.make_sample import EPOCH, FACTS, Prose, _warc_response, html_page
+from lmforge.tasks.readers.commoncrawl import decode_html
+from lmforge.tasks.readers.extract import html_pieces
 from warcio.warcwriter import WARCWriter
 
-from infra.make_sample import EPOCH, FACTS, Prose, _warc_response, html_page
-from tasks.readers.commoncrawl import decode_html
-from tasks.readers.extract import html_pieces
 from tests.tasks.readers.helpers import read
 
 WARC = "commoncrawl/CC-MAIN-20240301-00000.warc.gz"

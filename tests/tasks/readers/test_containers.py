@@ -11,9 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from lmforge.infra.make_sample import CODE_FILES, MIT
+from lmforge.tasks.readers.containers import safe_path
 
-from infra.make_sample import CODE_FILES, MIT
-from tasks.readers.containers import safe_path
 from tests.tasks.readers.helpers import read
 
 GOOD = {k: v for k, v in CODE_FILES.items() if k.startswith("westmark/") and "generated" not in k}

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from infra.make_sample import MIT
-from tasks.readers.licenses import (
+from lmforge.infra.make_sample import MIT
+from lmforge.tasks.readers.licenses import (
     UNKNOWN,
     License,
     LicenseIndex,

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import zstandard
+from lmforge.infra.make_sample import _comment, _zstd_long
+from lmforge.tasks.readers.reddit import MAX_WINDOW
 
-from infra.make_sample import _comment, _zstd_long
-from tasks.readers.reddit import MAX_WINDOW
 from tests.tasks.readers.helpers import read
 
 

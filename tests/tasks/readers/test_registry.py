@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import pytest
-
-from tasks.filters.quality import QualityPlan
-from tasks.readers import SOURCE_KINDS, SOURCES, Source, SourceKind
-from tasks.readers.base import WHOLE, SourceBase, SourceSpec
+from lmforge.tasks.filters.quality import QualityPlan
+from lmforge.tasks.readers import SOURCE_KINDS, SOURCES, Source, SourceKind
+from lmforge.tasks.readers.base import WHOLE, SourceBase, SourceSpec
 
 
 def test_union_kinds_and_presets_come_from_the_records() -> None:

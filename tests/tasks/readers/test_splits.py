@@ -6,9 +6,7 @@ import bz2
 import io
 import json
 
-from warcio.warcwriter import WARCWriter
-
-from infra.make_sample import (
+from lmforge.infra.make_sample import (
     EPOCH,
     FACTS,
     WIKI_HEADER,
@@ -19,7 +17,9 @@ from infra.make_sample import (
     html_page,
     wiki_page,
 )
-from tasks.readers.base import byte_ranges, strides
+from lmforge.tasks.readers.base import byte_ranges, strides
+from warcio.warcwriter import WARCWriter
+
 from tests.tasks.readers.helpers import read
 
 
@@ -98,9 +98,8 @@ def test_reddit_zstd_strides_and_ndjson_ranges(tmp_path) -> None:
 
 def test_a_pattern_that_matches_nothing_is_an_error(tmp_path) -> None:
     import pytest
+    from lmforge.tasks.readers import Source, plan_partitions
     from pydantic import TypeAdapter
-
-    from tasks.readers import Source, plan_partitions
 
     sources = TypeAdapter(list[Source]).validate_python([
         {"kind": "books", "paths": [str(tmp_path / "*.txt"), str(tmp_path / "x.txt")]}])

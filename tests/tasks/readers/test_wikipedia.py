@@ -5,9 +5,9 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from lmforge.infra.make_sample import WIKI_HEADER, wiki_page
+from lmforge.tasks.readers.wikipedia import wikitext_to_text
 
-from infra.make_sample import WIKI_HEADER, wiki_page
-from tasks.readers.wikipedia import wikitext_to_text
 from tests.tasks.readers.helpers import read
 
 WIKI = "wikipedia/enwiki-20240301-pages-articles1.xml.bz2"

@@ -4,8 +4,7 @@ shaped like, an article of the enwiki excerpt in the gensim wheel)."""
 from __future__ import annotations
 
 import pytest
-
-from tasks.readers.wikitext import wikitext_to_text
+from lmforge.tasks.readers.wikitext import wikitext_to_text
 
 
 def test_plain_text_with_headings_and_lists() -> None:
