@@ -26,6 +26,7 @@ from pathlib import Path
 
 import zstandard
 from lmforge.infra.sample_evals import make_evals
+from lmforge.infra.sample_instruct import make_instructions
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -738,6 +739,7 @@ def build(out: Path = OUT) -> Path:
     make_books(Prose(4), out)
     make_code(out)
     make_evals(out / "eval")
+    make_instructions(out / "instruct")
     return out
 
 

@@ -36,7 +36,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.tensor import DTensor
 
-META, EXPORT = "meta.json", "model.pt"
+META, EXPORT, ADAPTER = "meta.json", "model.pt", "adapter.safetensors"
 
 
 def _distributed() -> bool:
@@ -190,10 +190,21 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in state.items()}
 
 
-def _consolidated(checkpoint: Path, model_cfg: ModelConfig) -> nn.Module:
+def _build(model_cfg: ModelConfig, adapter: dict[str, Any] | None) -> nn.Module:
+    """The architecture, with a fine-tuning method's adapter modules when one was trained."""
     from lmforge.model.transformer import build_model
 
     model = build_model(model_cfg)
+    if adapter:
+        from lmforge.model.finetune import apply_method
+
+        apply_method(model, adapter)
+    return model
+
+
+def _consolidated(checkpoint: Path, model_cfg: ModelConfig,
+                  adapter: dict[str, Any] | None = None) -> nn.Module:
+    model = _build(model_cfg, adapter)
     state = {"model": model.state_dict()}
     with warnings.catch_warnings():  # one process reading on purpose: not worth a warning
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
@@ -204,10 +215,25 @@ def _consolidated(checkpoint: Path, model_cfg: ModelConfig) -> nn.Module:
 
 def export_checkpoint(checkpoint: Path, model_cfg: ModelConfig, out: Path) -> Path:
     """Consolidate a (sharded) checkpoint into one ``model.pt`` loadable without torch.distributed:
-    read by one process, whatever parallelism wrote it (pipeline stages included)."""
+    read by one process, whatever parallelism wrote it (pipeline stages included).
+
+    A fine-tuning run's checkpoint (``adapter`` in its meta) also writes the adapter alone
+    (``adapter.safetensors`` beside ``out``); a method that folds into the base (LoRA) then
+    exports the plain architecture, the others a model that rebuilds its adapter on load."""
     meta = json.loads((checkpoint / META).read_text())
-    return save_model(out, _consolidated(checkpoint, model_cfg), model_cfg,
-                      step=int(meta["step"]), tokens_seen=int(meta.get("tokens_seen", 0)))
+    adapter = meta.get("adapter")
+    model = _consolidated(checkpoint, model_cfg, adapter)
+    if adapter and adapter.get("kind") == "full":  # every weight trained: a plain model
+        adapter = None
+    if adapter:
+        from lmforge.model.finetune import parse_method, save_adapter, unload
+
+        save_adapter(out.with_name(ADAPTER), model, parse_method(adapter), meta.get("base") or {})
+        plain = unload(model, adapter)
+        if plain is not None:
+            model, adapter = plain, None
+    return save_model(out, model, model_cfg, step=int(meta["step"]),
+                      tokens_seen=int(meta.get("tokens_seen", 0)), adapter=adapter)
 
 
 def load_any(path: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -216,18 +242,20 @@ def load_any(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     if path.is_dir():
         meta = json.loads((path / META).read_text())
         cfg = ModelConfig.model_validate(meta["model_config"])
-        return _consolidated(path, cfg).eval(), meta
+        return _consolidated(path, cfg, meta.get("adapter")).eval(), meta
     state = torch.load(path, map_location="cpu", weights_only=True)
     return _from_state(state), {"step": state.get("step"), "tokens_seen": state.get("tokens_seen")}
 
 
 def save_model(out: Path, model: nn.Module | dict[str, torch.Tensor], model_cfg: ModelConfig,
-               *, step: int, tokens_seen: int) -> Path:
-    """Atomically write the consolidated model and its config."""
+               *, step: int, tokens_seen: int, adapter: dict[str, Any] | None = None) -> Path:
+    """Atomically write the consolidated model and its config (and the fine-tuning method
+    whose adapter modules its weights include, if any)."""
     weights = model.state_dict() if isinstance(model, nn.Module) else model
+    extra = {"adapter": adapter} if adapter else {}
     with atomic_path(out) as tmp:
         torch.save({"model": weights, "model_config": model_cfg.model_dump(mode="json"),
-                    "step": step, "tokens_seen": tokens_seen}, tmp)
+                    "step": step, "tokens_seen": tokens_seen, **extra}, tmp)
     return out
 
 
@@ -237,8 +265,6 @@ def load_model(path: Path) -> nn.Module:
 
 
 def _from_state(state: dict[str, Any]) -> nn.Module:
-    from lmforge.model.transformer import build_model
-
-    model = build_model(ModelConfig.model_validate(state["model_config"]))
+    model = _build(ModelConfig.model_validate(state["model_config"]), state.get("adapter"))
     model.load_state_dict(state["model"])
     return model.eval()

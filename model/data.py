@@ -94,13 +94,31 @@ class PackedSequences:
         return self.stream.read(start, start + self.seq_len + 1)
 
 
+class Rows:
+    """Fixed-shape training rows kept in one ``.npy`` file (``tasks.sft``: (N, 4, L) fine-tuning
+    rows), memory-mapped: what ``SequenceLoader`` reads in place of token windows."""
+
+    stream = None
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = np.load(path, mmap_mode="r")
+        self.seq_len = int(self.rows.shape[-1])
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return np.asarray(self.rows[i])
+
+
 class SequenceLoader:
     """Batches of token windows. The windows of an epoch are visited in a seeded order
     that does not depend on the number of ranks; a global batch is ``batch_size x world``
     consecutive windows of that order and rank ``r`` takes its own ``batch_size`` of them.
     ``state_dict()`` is the exact position: (epoch, windows consumed)."""
 
-    def __init__(self, data: PackedSequences, batch_size: int, *, seed: int = 0,
+    def __init__(self, data: PackedSequences | Rows, batch_size: int, *, seed: int = 0,
                  rank: int = 0, world: int = 1, shuffle: bool = True) -> None:
         if len(data) < batch_size * world:
             raise ValueError(f"only {len(data)} sequences of length {data.seq_len}: fewer than "

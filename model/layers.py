@@ -34,14 +34,67 @@ def rotary_tables(length: int, head_dim: int, base: float) -> tuple[torch.Tensor
 
 
 Start = int | torch.Tensor
-"""Position of a sequence's first token: one int for the batch, or a (B,) tensor of per-row
-starts (batched generation, where rows of different lengths share the cache's columns)."""
+"""Position of a sequence's first token: one int for the batch, a (B,) tensor of per-row
+starts (batched generation, where rows of different lengths share the cache's columns), or a
+(B, T) tensor of every token's position (packed rows, where each sequence starts at 0)."""
 
 
 def positions(start: Start, length: int, device: torch.device) -> torch.Tensor:
-    """(T,) positions ``start..start+T``, or (B, T) for per-row starts."""
+    """(T,) positions ``start..start+T``, or (B, T) for per-row starts or given positions."""
+    if isinstance(start, torch.Tensor) and start.dim() == 2:
+        return start
     steps = torch.arange(length, device=device)
     return steps + start if isinstance(start, int) else start[:, None] + steps
+
+
+def last_position(start: Start, length: int) -> int:
+    """The highest position a forward pass of ``length`` tokens from ``start`` reaches, + 1."""
+    if isinstance(start, int):
+        return start + length
+    return int(start.max()) + (1 if start.dim() == 2 else length)
+
+
+def segment_positions(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T) position of each token inside its own sequence of a packed row (segment ids
+    non-decreasing along the row): every packed sequence starts at position 0."""
+    T = segments.shape[1]
+    steps = torch.arange(T, device=segments.device).expand_as(segments)
+    new = torch.ones_like(segments, dtype=torch.bool)
+    new[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    first = torch.cummax(torch.where(new, steps, torch.zeros_like(steps)), dim=1).values
+    return steps - first
+
+
+def segment_mask(segments: torch.Tensor, bidirectional: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """(B, 1, T, T) mask of a packed row: a token sees the earlier tokens of its own sequence
+    only (no attention across packed samples); with ``bidirectional`` (B, T), the flagged
+    tokens of a sequence (a prefix decoder's prompt) also see each other both ways."""
+    T = segments.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=segments.device).tril()
+    same = segments[:, :, None] == segments[:, None, :]
+    allowed = same & causal
+    if bidirectional is not None:
+        allowed = allowed | (same & bidirectional[:, :, None] & bidirectional[:, None, :])
+    return allowed[:, None]
+
+
+def with_virtual(mask: torch.Tensor | None, virtual: int, length: int, device: torch.device,
+                 *, rows: bool = False) -> torch.Tensor:
+    """Extend a (B|1, 1, T, T) mask (None: causal) by ``virtual`` leading columns that every
+    token sees (prefix tuning's keys); with ``rows``, by ``virtual`` leading rows too, for
+    virtual tokens that are part of the input (P-tuning's prompt: they see each other
+    causally, and no real token)."""
+    if mask is None:
+        mask = torch.ones(length, length, dtype=torch.bool, device=device).tril()[None, None]
+    lead = torch.ones(*mask.shape[:-1], virtual, dtype=torch.bool, device=device)
+    out = torch.cat([lead, mask], dim=-1)
+    if not rows:
+        return out
+    top = torch.zeros(mask.shape[0], 1, virtual, virtual + mask.shape[-1], dtype=torch.bool,
+                      device=device)
+    top[..., :virtual] = torch.ones(virtual, virtual, dtype=torch.bool, device=device).tril()
+    return torch.cat([top, out.expand(top.shape[0], 1, *out.shape[2:])], dim=-2)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: Start = 0
@@ -77,6 +130,9 @@ class Attention(nn.Module):
         self.v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
+        # prefix tuning (model.finetune): a module returning (B, nh, P, hs) keys and values
+        # that every query of this layer sees ahead of the sequence
+        self.kv_prefix: nn.Module | None = None
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         B, T, _ = t.shape  # the width is local under tensor parallelism
@@ -101,6 +157,13 @@ class Attention(nn.Module):
                 q, k = apply_rotary(q, *rope, start), apply_rotary(k, *rope, start)
             if cache is not None and not self.cross and past:
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            elif self.kv_prefix is not None and not self.cross:  # first pass: prefix ahead
+                pk, pv = self.kv_prefix(B)
+                k, v = torch.cat([pk.to(k.dtype), k], dim=2), torch.cat([pv.to(v.dtype), v], 2)
+                mask, causal = with_virtual(mask if mask is not None or causal else
+                                            torch.ones(1, 1, T, T, dtype=torch.bool,
+                                                       device=x.device),
+                                            pk.shape[2], T, x.device), False
             if cache is not None:
                 cache["k"], cache["v"] = k, v
         if not self.cross and past:
@@ -108,6 +171,8 @@ class Attention(nn.Module):
             i = torch.arange(T, device=x.device)[:, None] + past
             mask, causal = torch.arange(k.shape[2], device=x.device)[None, :] <= i, False
             if keys is not None:
+                if keys.shape[1] < k.shape[2]:  # leading virtual columns: always seen
+                    keys = torch.cat([keys.new_ones(B, k.shape[2] - keys.shape[1]), keys], 1)
                 mask = mask & keys[:, None, None, :]  # (B, 1, T, S)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal and mask is None,
@@ -155,14 +220,14 @@ class Block(nn.Module):
             return x + self.mlp(self.ln_2(x))
         if self.checkpointing and self.training and torch.is_grad_enabled():
             # keep only the block's input; recompute its activations in backward
-            return checkpoint(self._forward, x, mask, causal, rope, memory, memory_mask,
+            return checkpoint(self._forward, x, mask, causal, rope, memory, memory_mask, start,
                               use_reentrant=False)
-        return self._forward(x, mask, causal, rope, memory, memory_mask)
+        return self._forward(x, mask, causal, rope, memory, memory_mask, start)
 
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,
                  rope: tuple[torch.Tensor, torch.Tensor] | None, memory: torch.Tensor | None,
-                 memory_mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), mask=mask, causal=causal, rope=rope)
+                 memory_mask: torch.Tensor | None, start: Start = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask=mask, causal=causal, rope=rope, start=start)
         if self.cross is not None and self.ln_x is not None:
             x = x + self.cross(self.ln_x(x), mask=memory_mask, memory=memory)
         return x + self.mlp(self.ln_2(x))

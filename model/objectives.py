@@ -28,7 +28,9 @@ class ObjectiveConfig(BaseModel):
     """What the model learns to predict."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["lm", "denoise"] = Field("lm", description="next token, or span corruption")
+    kind: Literal["lm", "denoise", "sft"] = Field(
+        "lm", description="next token, span corruption, or (fine-tuning) the targets of "
+        "prepared instruction rows (tasks.sft)")
     noise_density: float = Field(0.15, gt=0, lt=1, description="share of tokens corrupted")
     mean_span: float = Field(3.0, ge=1, description="mean length of a corrupted span")
     max_prefix: float = Field(0.5, gt=0, lt=1, description="prefix-LM: longest prefix as a "
@@ -50,11 +52,15 @@ class Batch:
     targets: torch.Tensor
     decoder_inputs: torch.Tensor | None = None
     prefix_len: torch.Tensor | None = None
+    segments: torch.Tensor | None = None  # packed rows: sequence id per token (-1 padding)
+    bidirectional: torch.Tensor | None = None  # prefix decoder SFT: prompt tokens
+    src_mask: torch.Tensor | None = None  # encoder-decoder SFT: real source tokens
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: t.to(device, non_blocking=True) if t is not None else None)  # noqa: E731
-        return Batch(move(self.inputs), move(self.targets), move(self.decoder_inputs),
-                     move(self.prefix_len))
+        return Batch(*(move(getattr(self, f)) for f in (
+            "inputs", "targets", "decoder_inputs", "prefix_len", "segments", "bidirectional",
+            "src_mask")))
 
     @property
     def tokens(self) -> int:
@@ -122,6 +128,9 @@ def make_batch(window: torch.Tensor, arch: str, objective: ObjectiveConfig,
     rngs = list(rng) if isinstance(rng, Sequence) else [rng] * window.shape[0]
     if len(rngs) != window.shape[0]:
         raise ValueError(f"{len(rngs)} random generators for {window.shape[0]} rows")
+    if objective.kind == "sft":
+        raise ValueError("objective 'sft' reads prepared instruction rows (tasks.sft), not "
+                         "token windows: fine-tune with `lmforge finetune`")
     if objective.kind == "lm":
         inputs, targets = window[:, :-1], window[:, 1:].clone()
         if arch != "prefix":
@@ -150,10 +159,25 @@ def make_batch(window: torch.Tensor, arch: str, objective: ObjectiveConfig,
     return Batch(seq, targets, prefix_len=prefix)
 
 
+def sft_batch(rows: torch.Tensor, arch: str) -> Batch:
+    """The batch of (B, 4, L) fine-tuning rows (``tasks.sft``): decoders get inputs, targets,
+    segment ids and (prefix decoder) the prompt flags; an encoder-decoder gets source, decoder
+    inputs, targets and the source mask."""
+    rows = rows.long()
+    if arch == "encoder_decoder":
+        return Batch(rows[:, 0], rows[:, 2], decoder_inputs=rows[:, 1],
+                     src_mask=rows[:, 3].bool())
+    return Batch(rows[:, 0], rows[:, 1], segments=rows[:, 2],
+                 bidirectional=rows[:, 3].bool() if arch == "prefix" else None)
+
+
 def forward_loss(model: nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:
     """Loss over the scored tokens (mean, or sum for evaluation), whatever the architecture."""
     if batch.decoder_inputs is not None:
-        logits = model(batch.inputs, batch.decoder_inputs)
+        logits = model(batch.inputs, batch.decoder_inputs, batch.src_mask) \
+            if batch.src_mask is not None else model(batch.inputs, batch.decoder_inputs)
+    elif batch.segments is not None:
+        logits = model(batch.inputs, segments=batch.segments, bidirectional=batch.bidirectional)
     elif batch.prefix_len is not None:
         logits = model(batch.inputs, prefix_len=batch.prefix_len)
     else:

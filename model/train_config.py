@@ -79,7 +79,7 @@ def check_supported(model_cfg: ModelConfig, cfg: TrainConfig, dims: ParallelDims
         raise ValueError("model.arch 'encoder_decoder' trains with objective 'denoise' "
                          "(T5 span corruption)")
     if dims.pp_enabled:
-        if arch != "causal" or cfg.objective.kind != "lm":
+        if arch != "causal" or kind != "lm":
             raise ValueError("pipeline.stages > 1 supports arch 'causal' with objective "
                              "'lm' (one tensor flows between stages)")
         if model_cfg.tie_weights:

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from lmforge.model.checkpoint import CheckpointManager, Restored, export_checkpoint
 from lmforge.model.config import ModelConfig
-from lmforge.model.data import PackedSequences, SequenceLoader
+from lmforge.model.data import PackedSequences, Rows, SequenceLoader
 from lmforge.model.distributed import Runtime, all_sum, build_mesh
 from lmforge.model.layers import Block
 from lmforge.model.objectives import (
@@ -33,6 +33,7 @@ from lmforge.model.objectives import (
     forward_loss,
     lm_loss,
     make_batch,
+    sft_batch,
 )
 from lmforge.model.optim import flops_per_token, local_bytes, lr_at, param_groups, total_grad_norm
 from lmforge.model.parallel import ParallelDims, parallelize
@@ -54,9 +55,17 @@ class Trainer:
     constructs one; rank 0 reports."""
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, runtime: Runtime, *,
-                 train: PackedSequences, val: PackedSequences | None,
+                 train: PackedSequences | Rows, val: PackedSequences | Rows | None,
                  out_dir: Path, special: SpecialTokens | None = None,
-                 log_metrics: LogMetrics | None = None, run_id: str | None = None) -> None:
+                 log_metrics: LogMetrics | None = None, run_id: str | None = None,
+                 init: Callable[[nn.Module], nn.Module] | None = None,
+                 adapter: Mapping[str, Any] | None = None,
+                 base: Mapping[str, Any] | None = None) -> None:
+        """``init``: applied to the freshly built model on every rank before it is placed and
+        parallelised (fine-tuning: load the base weights, add the method's adapter and
+        freeze the rest); ``adapter`` (the method's config) and ``base`` (where the base model
+        came from) go into every checkpoint, so exports rebuild and name the adapter."""
+        self.adapter, self.base = dict(adapter or {}), dict(base or {})
         self.model_cfg, self.cfg, self.runtime = model_cfg, cfg, runtime
         self.ds, self.val, self.special, self.run_id = cfg.deepspeed, val, special, run_id
         self.log = log_metrics if runtime.main else None
@@ -71,6 +80,8 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         full = build_model(model_cfg)
+        if init is not None:
+            full = init(full)
         self.n_params = count_params(full)
         self.schedule: Any = None
         if self.dims.pp_enabled:
@@ -93,6 +104,7 @@ class Trainer:
             else self.model
         self.names = {p: n for n, p in self.inner.named_parameters()}
         self.params = list(self.names)
+        self.trainable = [p for p in self.params if p.requires_grad]  # fine-tuning: adapters
         self.optimizer = self._optimizer()
         precision = self.ds.precision
         self.fsdp = self.ds.zero_optimization.stage >= 2
@@ -147,6 +159,7 @@ class Trainer:
                               "min_lr": self.cfg.min_lr, "warmup_steps": self.cfg.warmup_steps,
                               "total_steps": self.cfg.steps, "last_lr": self.lr()},
                 "model_config": self.model_cfg.model_dump(mode="json"),
+                **({"adapter": self.adapter, "base": self.base} if self.adapter else {}),
                 "train_config": self.cfg.model_dump(mode="json")}
 
     def save(self) -> Path:
@@ -175,6 +188,8 @@ class Trainer:
         # a row's corruption / prefix length is a pure function of (seed, the window's place
         # in the data): a resumed run draws what the uninterrupted run would have, also with
         # another number of ranks
+        if window.dim() == 3:  # fine-tuning rows: fields of their own, nothing drawn
+            return sft_batch(window, self.model_cfg.arch).to(self.runtime.device)
         rngs = [np.random.default_rng([self.cfg.seed, *row]) for row in rows]
         return make_batch(window, self.model_cfg.arch, self.cfg.objective, self.special,
                           rngs).to(self.runtime.device)
@@ -217,11 +232,11 @@ class Trainer:
             loss_sum += float(loss.detach())
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        norm = total_grad_norm(self.params, pipeline=self.schedule is not None)
+        norm = total_grad_norm(self.trainable, pipeline=self.schedule is not None)
         if self.ds.gradient_clipping is not None:
             # DTensor and plain gradients (tensor parallel) cannot share one foreach kernel
             for kind in (True, False):
-                group = [p for p in self.params if isinstance(p, DTensor) is kind]
+                group = [p for p in self.trainable if isinstance(p, DTensor) is kind]
                 if group:
                     torch.nn.utils.clip_grads_with_norm_(group, self.ds.gradient_clipping, norm)
         if self.scaler is not None:

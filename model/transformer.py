@@ -13,10 +13,14 @@ from lmforge.model.config import ModelConfig
 from lmforge.model.layers import (
     Block,
     Start,
+    last_position,
     positions,
     prefix_mask,
     rotary_tables,
+    segment_mask,
+    segment_positions,
     sinusoidal_table,
+    with_virtual,
 )
 from torch import nn
 
@@ -79,6 +83,10 @@ def _head(model: nn.Module, cfg: ModelConfig, depth: int) -> None:
         model.lm_head.weight = model.embed.tok.weight
 
 
+def _shift(start: Start, by: int) -> Start:
+    return start + by if by else start
+
+
 class DecoderLM(nn.Module):
     """Causal decoder; with ``arch='prefix'`` the first ``prefix_len`` tokens of each row attend
     to each other in both directions."""
@@ -90,24 +98,42 @@ class DecoderLM(nn.Module):
         self.embed = _embeddings(self, cfg)
         self.layers = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.n_layer)})
         _head(self, cfg, cfg.n_layer)
+        # P-tuning (model.finetune): a module returning (B, n, C) virtual token embeddings
+        # placed ahead of the input, at positions 0..n-1
+        self.prompt: nn.Module | None = None
 
     def forward(self, idx: torch.Tensor, prefix_len: torch.Tensor | None = None, *,
                 cache: list[dict[str, Any]] | None = None, start: Start = 0,
-                keys: torch.Tensor | None = None) -> torch.Tensor:
+                keys: torch.Tensor | None = None, segments: torch.Tensor | None = None,
+                bidirectional: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of every position; with ``cache`` (one dict per layer, see ``model.generate``)
         ``idx`` holds positions ``start..`` only and the cache grows by them; ``keys`` marks
-        the cache columns that are not padding."""
-        _, T = idx.shape
-        end = (start if isinstance(start, int) else int(start.max())) + T
+        the cache columns that are not padding. ``segments`` (B, T): a packed row's sequence
+        ids; each sequence then starts at position 0 and sees only itself (``bidirectional``
+        flags a prefix decoder's prompt tokens, which also see each other both ways)."""
+        B, T = idx.shape
+        first = cache is None or not cache or "self" not in cache[0]
+        virtual = int(self.prompt.length) if self.prompt is not None else 0  # type: ignore
+        if segments is not None:
+            start = segment_positions(segments)
+            mask = segment_mask(segments, bidirectional)
+        else:
+            mask = prefix_mask(prefix_len, T) if prefix_len is not None and first else None
+        start = _shift(start, virtual)
+        end = last_position(start, T)
         if self.cfg.block_size < end:
             raise ValueError(f"sequence length {end} exceeds block_size {self.cfg.block_size}")
-        first = isinstance(start, int) and start == 0
-        mask = prefix_mask(prefix_len, T) if prefix_len is not None and first else None
         x = self.embed(idx, start)  # (B, T, C)
+        if self.prompt is not None and first:  # the virtual tokens enter once, at 0..n-1
+            x = torch.cat([self.prompt(B).to(x.dtype), x], dim=1)
+            mask = with_virtual(mask, virtual, T, idx.device, rows=True)
+            start = torch.cat([torch.arange(virtual, device=idx.device).expand(B, virtual),
+                               positions(start, T, idx.device).expand(B, T)], dim=1)
         for i, block in enumerate(self.layers.values()):
             x = block(x, mask=mask, causal=True, rope=self.embed.rope(),
                       cache=cache[i] if cache is not None else None, start=start, keys=keys)
-        return self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        return logits[:, -T:] if x.shape[1] != T else logits
 
 
 class EncoderDecoderLM(nn.Module):
@@ -124,10 +150,17 @@ class EncoderDecoderLM(nn.Module):
         self.layers = nn.ModuleDict({str(i): Block(cfg, cross=True)
                                      for i in range(cfg.n_layer)})
         _head(self, cfg, cfg.n_layer + cfg.n_encoder_layer)
+        self.prompt: nn.Module | None = None  # P-tuning: virtual tokens ahead of the input
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder output; P-tuning's virtual tokens, when set, lead it (and every mask
+        of its columns, see ``decode``)."""
+        virtual = int(self.prompt.length) if self.prompt is not None else 0  # type: ignore
+        src_mask = _lead_keys(src_mask, virtual + src.shape[1]) if virtual else src_mask
         keys = src_mask[:, None, None, :] if src_mask is not None else None  # (B, 1, 1, S)
-        h = self.embed(src)  # (B, S, C)
+        h = self.embed(src, virtual)  # (B, S, C)
+        if self.prompt is not None:
+            h = torch.cat([self.prompt(src.shape[0]).to(h.dtype), h], dim=1)
         for block in self.encoder.values():
             h = block(h, mask=keys, rope=self.embed.rope())
         return self.ln_enc(h)
@@ -140,12 +173,20 @@ class EncoderDecoderLM(nn.Module):
                src_mask: torch.Tensor | None = None, *,
                cache: list[dict[str, Any]] | None = None, start: int = 0) -> torch.Tensor:
         """Decoder logits over the encoder output ``memory``; ``cache`` as in ``DecoderLM``."""
+        src_mask = _lead_keys(src_mask, memory.shape[1])
         keys = src_mask[:, None, None, :] if src_mask is not None else None
         x = self.embed(tgt, start)  # (B, T, C)
         for i, block in enumerate(self.layers.values()):
             x = block(x, causal=True, rope=self.embed.rope(), memory=memory, memory_mask=keys,
                       cache=cache[i] if cache is not None else None, start=start)
         return self.lm_head(self.ln_f(x))  # (B, T, vocab)
+
+
+def _lead_keys(mask: torch.Tensor | None, columns: int) -> torch.Tensor | None:
+    """A (B, S) key mask widened to ``columns`` by leading always-seen (virtual) columns."""
+    if mask is None or mask.shape[1] == columns:
+        return mask
+    return torch.cat([mask.new_ones(mask.shape[0], columns - mask.shape[1]), mask], dim=1)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -36,6 +36,26 @@ def sample_dir() -> Path:
     return SAMPLE_DIR
 
 
+@pytest.fixture(scope="session")
+def chat_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small byte-level BPE with lmforge's special tokens (roles included), trained on the
+    sample instruction set: what fine-tuning tests tokenize with."""
+    from lmforge.tasks.tokenizer import special_tokens
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    texts = [line for f in sorted((SAMPLE_DIR / "instruct").iterdir())
+             for line in f.read_text().splitlines()]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=600, special_tokens=special_tokens(8), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    path = tmp_path_factory.mktemp("chat-tokenizer") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
 @pytest.fixture
 def sample_copy(tmp_path: Path) -> Path:
     """A writable copy of the sample corpus."""

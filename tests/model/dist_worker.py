@@ -1,7 +1,8 @@
 """Runs training jobs on every rank of a torchrun launch (used by the distributed tests).
 
 ``python -m torch.distributed.run --nproc-per-node N tests/model/dist_worker.py SPEC OUT``:
-SPEC is a JSON list of jobs ``{name, model, train, data, out_dir, resume}``; OUT receives, per
+SPEC is a JSON list of jobs ``{name, model, train, data, out_dir, resume}`` (or, for
+fine-tuning, ``{name, train, out_dir, finetune: {sft_dir, base, method}}``); OUT receives, per
 job, the losses rank 0 logged, the evaluation loss and per-rank memory.
 """
 
@@ -27,6 +28,16 @@ def run_job(job: dict, runtime) -> dict:
         for key, value in values.items():
             logged.setdefault(key, {})[step] = float(value)
 
+    if "finetune" in job:  # {sft_dir, base, method}: tasks.finetuning on this rank
+        from lmforge.model.finetune import parse_method
+        from lmforge.tasks.finetuning import finetune
+
+        ft = job["finetune"]
+        result = finetune(Path(ft["sft_dir"]), Path(ft["base"]), parse_method(ft["method"]),
+                          TrainConfig(**job["train"]), Path(job["out_dir"]), runtime,
+                          log_metrics=log, run_id=job["name"])
+        return {"logged": logged, "val_loss": result.val_loss, "steps": result.steps,
+                "checkpoint": str(result.checkpoint), "resumed_from": result.resumed_from}
     data = PackedSequences(TokenStream([Path(job["data"])], "<u2"), job["seq_len"])
     special = SpecialTokens(**job["special"]) if job.get("special") else None
     trainer = Trainer(ModelConfig(**job["model"]), TrainConfig(**job["train"]), runtime,

@@ -1,0 +1,71 @@
+"""A small instruction set in the three local formats fine-tuning reads (Alpaca JSON, ShareGPT
+JSONL, OpenAI-messages JSONL), written beside the sample corpus so the default run can show
+pretrain -> fine-tune -> evaluate in minutes. The tasks are ones a tiny model can learn from a
+few hundred examples (copying, reversing, counting, facts of the invented region, sums), so
+fine-tuning visibly lowers the held-out response loss. A few malformed records (invalid JSON, an
+empty reply, turns out of order) exercise the quarantine."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+PLACES = ["Aldbury", "Brennmark", "Corwen", "Dunmere", "Eskvale", "Fernholt", "Glasswick",
+          "Harrowby", "Ivelbrook", "Kettering Vale"]
+RIVERS = ["Senna", "Arle", "Tamsin", "Oder", "Wend"]
+WORDS = ["ferry", "bridge", "river", "market", "bread", "lamp", "harbour", "mill", "orchard",
+         "barley", "lantern", "valley", "church", "garden", "letter", "winter"]
+NUMBER = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+          "eleven", "twelve"]
+SYSTEM = "You are a helpful assistant for travellers in the Westmark valley."
+
+
+def _tasks(rng: random.Random) -> tuple[str, str]:
+    kind = rng.randrange(5)
+    words = rng.sample(WORDS, rng.randint(3, 6))
+    if kind == 0:
+        return f"Repeat these words: {' '.join(words)}", " ".join(words)
+    if kind == 1:
+        return f"Reverse the order of these words: {' '.join(words)}", " ".join(words[::-1])
+    if kind == 2:
+        return f"How many words are in this list: {' '.join(words)}", \
+            f"There are {NUMBER[len(words)]} words."
+    if kind == 3:
+        i = rng.randrange(len(PLACES))
+        return f"Which river runs through {PLACES[i]}?", \
+            f"The {RIVERS[i % len(RIVERS)]} runs through {PLACES[i]}."
+    a, b = rng.randint(0, 6), rng.randint(0, 6)
+    return f"What is {NUMBER[a]} plus {NUMBER[b]}?", f"{NUMBER[a]} plus {NUMBER[b]} is " \
+        f"{NUMBER[a + b]}."
+
+
+def make_instructions(out: Path, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    alpaca = []
+    for _ in range(240):
+        prompt, reply = _tasks(rng)
+        head, _, tail = prompt.partition(": ")
+        alpaca.append({"instruction": head if tail else prompt, "input": tail, "output": reply})
+    (out / "alpaca.json").write_text(json.dumps(alpaca, indent=1) + "\n")
+    lines = []
+    for _ in range(120):
+        turns = []
+        for _ in range(rng.randint(1, 3)):
+            prompt, reply = _tasks(rng)
+            turns += [{"from": "human", "value": prompt}, {"from": "gpt", "value": reply}]
+        lines.append(json.dumps({"conversations": turns}))
+    lines.append(json.dumps({"conversations": [{"from": "human", "value": "Hello?"},
+                                               {"from": "gpt", "value": "  "}]}))  # empty
+    (out / "sharegpt.jsonl").write_text("\n".join(lines) + "\n")
+    lines = []
+    for _ in range(120):
+        prompt, reply = _tasks(rng)
+        lines.append(json.dumps({"messages": [{"role": "system", "content": SYSTEM},
+                                              {"role": "user", "content": prompt},
+                                              {"role": "assistant", "content": reply}]}))
+    lines.append('{"messages": [{"role": "user", "content": "cut off')  # invalid JSON
+    lines.append(json.dumps({"messages": [{"role": "assistant", "content": "Hi."},
+                                          {"role": "user", "content": "Hello."}]}))  # order
+    (out / "openai.jsonl").write_text("\n".join(lines) + "\n")
