@@ -2,6 +2,7 @@
 
     lmforge run [--config FILE] [--output DIR]     the whole pipeline (default: embedded sample)
     lmforge curate|tokenize|train|evaluate ...     one stage
+    lmforge finetune (sft) -c FILE                 fine-tune the trained model, register @sft
     lmforge services up|down|status                local Prefect + MLflow servers, a worker
     lmforge ingest -c FILE -o DIR                  new landing-area inputs -> dataset version
     lmforge deploy -c FILE -o DIR                  nightly ingest + weekly train deployments
@@ -137,6 +138,8 @@ def run(config: ConfigOpt = None, output: OutputOpt = None,
     out.print(f"Manifest:          {result['manifest']}")
     print_accounting(Path(result["manifest"]))
     out.print(f"Model:             {result['checkpoint']}")
+    if tuned := result.get("finetuned"):
+        out.print(f"Fine-tuned model:  {tuned['model']} (registered {tuned['registered']})")
     out.print(f"Validation:        loss {metrics['loss']:.3f}, perplexity "
                   f"{metrics['perplexity']:.1f}, {metrics.get('bits_per_byte', float('nan')):.3f}"
                   " bits/byte")
@@ -174,6 +177,24 @@ def train(config: ConfigOpt = None, output: OutputOpt = None,
 
     checkpoint = _run_flow(train_model, _load(config, output, inputs=False))
     out.print(f"Model:             {checkpoint}")
+
+
+def finetune(config: ConfigOpt = None, output: OutputOpt = None,
+             verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Fine-tune the trained model (config section finetune: data, method, train), register it
+    with the alias sft, and evaluate it."""
+    setup_logging(verbose)
+    from lmforge.flows.finetune import finetune_model
+
+    result = _run_flow(finetune_model, _load(config, output, inputs=False), dask=True)
+    out.print(f"Fine-tuned model:  {result['model']} (registered {result['registered']})")
+    for key in ("sft/base_response_loss", "sft/response_loss"):
+        if key in result["metrics"]:
+            out.print(f"{key:>24}: {result['metrics'][key]:.4f}")
+
+
+app.command()(finetune)
+app.command("sft", help="Alias of finetune.")(finetune)
 
 
 @app.command()

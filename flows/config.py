@@ -21,6 +21,7 @@ from lmforge.model.train_config import TrainConfig
 from lmforge.tasks.curate import CurateConfig
 from lmforge.tasks.dataset import DatasetConfig
 from lmforge.tasks.evals.config import EvaluateConfig
+from lmforge.tasks.finetuning import FinetuneConfig
 from lmforge.tasks.readers import Source, source_config
 from lmforge.tasks.tokenizer import TokenizerConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -47,6 +48,8 @@ class RunConfig(BaseModel):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="evaluation")
     dask: DaskConfig = Field(default_factory=DaskConfig, description="Dask cluster")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow")
+    finetune: FinetuneConfig | None = Field(None, description="supervised / parameter-"
+                                            "efficient fine-tuning of the trained model")
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -130,6 +133,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for task in evaluate.get("tasks") or []:
         fix_keys(task, ("path", "fewshot_path"))
     fix_keys(evaluate.get("security"), ("toxicity_prompts", "pii_prompts", "bias_pairs"))
+    finetune = data.get("finetune") or {}
+    fix_keys(finetune.get("data"), ("paths",))
+    fix_keys((finetune.get("data") or {}).get("decontaminate"), ("paths",))
+    fix_keys(finetune, ("base",))
     return data
 
 
@@ -184,6 +191,14 @@ def preflight(cfg: RunConfig, *, inputs: bool = True) -> list[str]:
                 why = "no file there matches it"
             problems.append(f"sources.{index}.paths: {pattern} matches no input ({why}); fix "
                             "the path in the config")
+    if cfg.finetune is not None:
+        for pattern in cfg.finetune.data.paths:
+            if not expand_paths(pattern, want_dirs=False):
+                problems.append(f"finetune.data.paths: {pattern} matches no file; fix the path "
+                                "in the config")
+        if cfg.finetune.base is not None and not cfg.finetune.base.is_file():
+            problems.append(f"finetune.base: {cfg.finetune.base} does not exist; train a model "
+                            "first or fix the path")
     problems += _output_problems(cfg.output.resolve())
     return problems
 

@@ -60,8 +60,11 @@ def _log_outcome(outcome: Outcome, cfg: RunConfig, training_run: str | None,
 
 @flow(name="evaluate", flow_run_name="evaluate-{cfg.output.name}")
 def evaluate_model(cfg: RunConfig, checkpoint: Path | None = None,
-                   parent_run_id: str | None = None) -> dict[str, float]:
-    """Evaluate the trained model(s); returns the final (or only) model's metrics."""
+                   parent_run_id: str | None = None, training_run: str | None = None
+                   ) -> dict[str, float]:
+    """Evaluate the trained model(s); returns the final (or only) model's metrics.
+    ``training_run``: the MLflow run that produced the model (default: the run of DIR/model's
+    newest checkpoint), under which each evaluation's run is nested."""
     layout = Layout(cfg.output.resolve())
     model_dir = layout.root / "model"
     targets = _targets(model_dir, checkpoint, cfg.evaluate.checkpoints)
@@ -71,7 +74,7 @@ def evaluate_model(cfg: RunConfig, checkpoint: Path | None = None,
         outcomes = wait_all(evaluate_target_task.map(
             targets, unmapped(layout.root / "tokens"), unmapped(cfg.evaluate), unmapped(out),
             unmapped(tox), unmapped(pii)), "evaluate")
-        training_run = resumable_run_id(model_dir)
+        training_run = training_run or resumable_run_id(model_dir)
         runs = {o.target.label: _log_outcome(o, cfg, training_run, stage.run_id)
                 for o in outcomes}
         main = next((o for o in outcomes if o.target.label == "final"),

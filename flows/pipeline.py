@@ -1,5 +1,6 @@
-"""The pipeline flow: curate → tokenize → train → evaluate, one MLflow parent run with a nested
-run per stage, Dask for the shard work."""
+"""The pipeline flow: curate → tokenize → train → evaluate (→ fine-tune → evaluate, when the
+config has a ``finetune:`` section), one MLflow parent run with a nested run per stage, Dask
+for the shard work."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from lmforge.flows.config import RunConfig
 from lmforge.flows.curate import curate_corpus
 from lmforge.flows.evaluate import evaluate_model
+from lmforge.flows.finetune import finetune_model
 from lmforge.flows.tokens import tokenize_corpus
 from lmforge.flows.tracking import tracked_run
 from lmforge.flows.train import train_model
@@ -36,8 +38,13 @@ def run_pipeline(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, 
             # evaluation, which fans out over the model and its checkpoints
             checkpoint = train_model(cfg, tracker.run_id)
             metrics = evaluate_model.with_options(task_runner=runner)(cfg, None, tracker.run_id)
+            tuned = finetune_model.with_options(task_runner=runner)(cfg, tracker.run_id) \
+                if cfg.finetune is not None else None
         tracker.log_metrics(0, {f"eval/{k}": v for k, v in metrics.items()})
+        if tuned is not None:
+            tracker.log_metrics(0, {f"finetuned/{k}": v for k, v in tuned["metrics"].items()})
         tracker.log_artifact(manifest)
     return {"manifest": str(manifest), "tokens": str(tokens), "checkpoint": str(checkpoint),
-            "metrics": metrics, "mlflow_run_id": tracker.run_id, "mlflow_url": tracker.url,
+            "metrics": metrics, "finetuned": tuned, "mlflow_run_id": tracker.run_id,
+            "mlflow_url": tracker.url,
             "dask_dashboard": dask.dashboard_link}

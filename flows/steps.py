@@ -96,6 +96,27 @@ def train_task(tokens_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, out_d
                  log_metrics=log_metrics, run_id=run_id, on_step=on_step)
 
 
+@task(name="prepare-sft", cache_policy=NO_CACHE)
+def prepare_sft_task(files: list[Path], tokenizer: Path, cfg: Any, out: Path, arch: str
+                     ) -> dict[str, Any]:
+    """Instruction files -> packed fine-tuning rows (``tasks.sft``)."""
+    from lmforge.tasks.sft import prepare_sft
+
+    return prepare_sft(files, str(tokenizer), cfg, out, arch=arch)
+
+
+@task(name="finetune-model", cache_policy=NO_CACHE)
+def finetune_task(sft_dir: Path, base: Path, method: Any, cfg: TrainConfig, out_dir: Path,
+                  log_metrics: LogMetrics, run_id: str | None = None,
+                  base_info: dict[str, Any] | None = None,
+                  on_step: Callable[[int], None] | None = None) -> TrainResult:
+    """Single-process fine-tuning inside the flow's process."""
+    from lmforge.tasks.finetuning import finetune
+
+    return finetune(sft_dir, base, method, cfg, out_dir, init_runtime(cfg.device),
+                    log_metrics=log_metrics, run_id=run_id, base=base_info, on_step=on_step)
+
+
 @task(name="evaluate-model", task_run_name="evaluate-{target.label}", cache_policy=NO_CACHE)
 def evaluate_target_task(target: Target, tokens_dir: Path, cfg: EvaluateConfig, out: Path,
                          toxicity: ToxicityConfig | None = None, pii: PiiConfig | None = None

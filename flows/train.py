@@ -55,21 +55,24 @@ def torchrun_command(launch: LaunchConfig, worker_args: list[str]) -> list[str]:
 
 
 @task(name="launch-torchrun", cache_policy=NO_CACHE)
-def launch_task(cfg: RunConfig, run_id: str, out_dir: Path) -> TrainResult:
-    """Run the ranks of this node under torchrun; returns rank 0's result."""
+def launch_task(cfg: RunConfig, run_id: str, out_dir: Path, stage: str = "train"
+                ) -> TrainResult:
+    """Run the ranks of this node under torchrun (``stage`` train or finetune: which section's
+    ``train`` settings, and what the ranks run); returns rank 0's result."""
+    train_cfg = cfg.finetune.train if stage == "finetune" and cfg.finetune else cfg.train
     out_dir.mkdir(parents=True, exist_ok=True)
     # one file of each per node: the nodes may share the output folder
-    node = cfg.train.launch.node_rank
+    node = train_cfg.launch.node_rank
     config = save_config(cfg, out_dir / f"launch-config-node{node}.yaml")
     result = out_dir / f"result-node{node}.json"
     result.unlink(missing_ok=True)
-    cmd = torchrun_command(cfg.train.launch, ["--config", str(config), "--run-id", run_id,
-                                              "--result", str(result)])
+    cmd = torchrun_command(train_cfg.launch, ["--config", str(config), "--run-id", run_id,
+                                              "--result", str(result), "--stage", stage])
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "PYTHONUNBUFFERED": "1"}
     log.info("launching %s", " ".join(cmd))
     tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=env) as proc, step_progress(cfg.train.steps, "train") as on_step:
+                          env=env) as proc, step_progress(train_cfg.steps, stage) as on_step:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith(PROGRESS):

@@ -14,6 +14,7 @@ from lmforge.flows.tracking import Tracker, system_metrics, tracking_uri
 from lmforge.infra.settings import prepare_environment
 from lmforge.model.atomic import write_json
 from lmforge.model.distributed import init_runtime, shutdown
+from lmforge.tasks.finetuning import finetune
 from lmforge.tasks.shards import Layout
 from lmforge.tasks.training import train
 from mlflow.tracking import MlflowClient
@@ -31,11 +32,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, required=True, help="resolved RunConfig YAML")
     parser.add_argument("--run-id", default="", help="MLflow run rank 0 logs into")
     parser.add_argument("--result", type=Path, required=True, help="rank 0 writes JSON here")
+    parser.add_argument("--stage", choices=("train", "finetune"), default="train")
     args = parser.parse_args(argv)
     prepare_environment()  # offline defaults and log redaction, as in the launching process
     cfg = load_config(args.config)
-    launch = cfg.train.launch
-    runtime = init_runtime(cfg.train.device, launch.backend, launch.collective_timeout_s)
+    train_cfg = cfg.finetune.train if args.stage == "finetune" and cfg.finetune else cfg.train
+    launch = train_cfg.launch
+    runtime = init_runtime(train_cfg.device, launch.backend, launch.collective_timeout_s)
     tracker = None
     if runtime.main and args.run_id:
         client = MlflowClient(tracking_uri())
@@ -43,11 +46,19 @@ def main(argv: list[str] | None = None) -> None:
         tracker = Tracker(client, args.run_id, run.info.experiment_id)
     root = Layout(cfg.output.resolve()).root
     monitor = system_metrics(args.run_id) if tracker else contextlib.nullcontext()
+    report = {"log_metrics": tracker.log_metrics if tracker else None,
+              "run_id": args.run_id or None,
+              "on_step": _progress if runtime.local_rank == 0 else None}
     with monitor:
-        result = train(root / "tokens", cfg.model, cfg.train, root / "model", runtime,
-                       log_metrics=tracker.log_metrics if tracker else None,
-                       run_id=args.run_id or None,
-                       on_step=_progress if runtime.local_rank == 0 else None)
+        if args.stage == "finetune" and cfg.finetune is not None:
+            from lmforge.flows.finetune import base_info, base_model
+
+            base = base_model(cfg)
+            result = finetune(root / "finetune" / "sft", base, cfg.finetune.method, train_cfg,
+                              root / "finetune", runtime, base=base_info(base), **report)
+        else:
+            result = train(root / "tokens", cfg.model, cfg.train, root / "model", runtime,
+                           **report)
     if runtime.local_rank == 0:  # each node's launcher reads its own node's copy
         body = {k: str(v) if isinstance(v, Path) else v
                 for k, v in dataclasses.asdict(result).items()}

@@ -15,10 +15,12 @@ import torch
 from lmforge.model.config import ModelConfig
 from lmforge.model.data import Rows
 from lmforge.model.distributed import Runtime
-from lmforge.model.finetune import METHODS, MethodConfig, apply_method
+from lmforge.model.finetune import METHODS, MethodConfig, MethodSpec, apply_method
 from lmforge.model.train_config import LogMetrics, TrainConfig, TrainResult
 from lmforge.model.trainer import Trainer
+from lmforge.tasks.sft import SFTDataConfig
 from lmforge.tasks.training import special_token_ids
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 
@@ -102,3 +104,30 @@ def heldout_loss(model: nn.Module, rows: Rows, arch: str, *, batch_size: int = 1
         count += batch.tokens
     model.train(was_training)
     return {"response_loss": nats / max(count, 1), "response_tokens": float(count)}
+
+
+# fine-tuning's own defaults (fewer steps, a lower peak rate, no decay of adapters), under
+# whatever the config's finetune.train sets
+FINETUNE_TRAIN = {"steps": 100, "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 10,
+                  "weight_decay": 0.0, "eval_every": 50, "batch_size": 8, "alias": "sft"}
+
+
+class FinetuneConfig(BaseModel):
+    """The ``finetune:`` section: instruction data, the method, and its own optimisation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    data: SFTDataConfig = Field(description="instruction/chat files and how they are packed")
+    method: MethodSpec = Field(default_factory=METHODS["lora"].config,  # type: ignore
+                               description=f"one of {sorted(METHODS)}, with its settings")
+    base: Path | None = Field(None, description="model.pt to start from (default: the run's "
+                              "own DIR/model/model.pt)")
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(**FINETUNE_TRAIN),
+                               description="optimisation, parallelism and checkpointing "
+                               "(train.alias: the registry alias, default sft)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("train"), dict):
+            data = {**data, "train": {**FINETUNE_TRAIN, **data["train"]}}
+        return data

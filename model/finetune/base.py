@@ -42,7 +42,10 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def count_trainable(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts; tied weights counted once."""
+    """(trainable, total) parameter counts; tied weights counted once, a low-bit frozen weight
+    (stored as a buffer) as the parameters it stands for."""
     seen: dict[int, nn.Parameter] = {id(p): p for p in model.parameters()}
     total = sum(p.numel() for p in seen.values())
+    total += sum(m.in_features * m.out_features for m in model.modules()
+                 if type(m).__name__ == "LowBitLinear")
     return sum(p.numel() for p in seen.values() if p.requires_grad), total

@@ -84,7 +84,7 @@ def test_mlflow_has_parent_and_nested_stage_runs(pipeline_run) -> None:
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     by_name = {r.data.tags["lmforge.stage"]: r for r in children}
-    assert set(by_name) == {"curate", "tokenize", "train", "evaluate"}
+    assert set(by_name) == {"curate", "tokenize", "train", "evaluate", "finetune"}
     # named as in Prefect; the description links back to the flow run and the dashboard
     assert parent.info.run_name == f"pipeline-{cfg.output.name}"
     assert {r.info.run_name for r in children} == {
@@ -159,3 +159,41 @@ def test_registered_model_is_an_mlflow_model_that_generates(pipeline_run, monkey
         f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`lmforge.stage` = 'train'"))
     logged = client.search_logged_models([train.info.experiment_id])
     assert any(m.source_run_id == train.info.run_id for m in logged)
+
+
+def test_finetune_is_nested_linked_registered_as_sft_and_generates(pipeline_run,
+                                                                    monkeypatch) -> None:
+    """The sample config fine-tunes the trained model (LoRA on the sample instruction set):
+    its run sits under the pipeline's, names the base run and registry version, lowers the
+    held-out response loss, logs the adapter, and is the next version of the same registered
+    model with the alias sft, which loads with mlflow.pyfunc and generates."""
+    import mlflow
+
+    cfg, result, _, endpoints = pipeline_run
+    client = MlflowClient(endpoints.mlflow_uri)
+    parent = client.get_run(result["mlflow_run_id"])
+    stages = {r.data.tags["lmforge.stage"]: r for r in client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = "
+        f"'{parent.info.run_id}'")}
+    tuned, train = stages["finetune"], stages["train"]
+    candidate = client.get_model_version_by_alias(registered_name(cfg), "candidate")
+    sft = client.get_model_version_by_alias(registered_name(cfg), "sft")
+    assert tuned.data.tags["lmforge.base_run_id"] == train.info.run_id
+    assert tuned.data.tags["lmforge.base_model_version"] == \
+        f"{candidate.name}/{candidate.version}"
+    assert sft.run_id == tuned.info.run_id and int(sft.version) > int(candidate.version)
+    assert f"/runs/{train.info.run_id})" in tuned.data.tags["mlflow.note.content"]
+    metrics = tuned.data.metrics
+    assert metrics["sft/response_loss"] < metrics["sft/base_response_loss"]
+    assert tuned.data.params["method.kind"] == "lora"
+    assert "adapter/adapter.safetensors" in {a.path for a in client.list_artifacts(
+        tuned.info.run_id, "adapter")}
+    evals = {r.data.tags["mlflow.runName"]: r for r in client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = "
+        f"'{tuned.info.run_id}'")}
+    assert "eval/loss" in evals["eval-final"].data.metrics
+    assert result["finetuned"]["registered"] == f"{sft.name}/{sft.version}@sft"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", endpoints.mlflow_uri)
+    loaded = mlflow.pyfunc.load_model(f"models:/{registered_name(cfg)}@sft")
+    out = loaded.predict(["What is two plus three?"], params={"max_new_tokens": 6})
+    assert len(out) == 1 and isinstance(out[0], str)
