@@ -30,6 +30,7 @@ VARIANTS = {"full": {"kind": "full"},
 def one(args: argparse.Namespace, variant: str) -> dict[str, float]:
     """Runs in the child: fine-tune ``variant`` for ``args.steps`` timed steps."""
     import numpy as np
+    import psutil
     import torch
     from lmforge.model.checkpoint import save_model
     from lmforge.model.config import ModelConfig
@@ -41,6 +42,7 @@ def one(args: argparse.Namespace, variant: str) -> dict[str, float]:
     from lmforge.model.trainer import Trainer
     from lmforge.model.transformer import build_model
 
+    base_mb = psutil.Process().memory_info().rss / 2**20 if args.device == "cpu" else 0.0
     tmp = Path(tempfile.mkdtemp())
     cfg = ModelConfig(vocab_size=args.vocab, n_layer=args.layers, n_head=args.width // 64,
                       n_embd=args.width, block_size=args.seq)
@@ -76,20 +78,14 @@ def one(args: argparse.Namespace, variant: str) -> dict[str, float]:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    import gc
-
-    import psutil
-
-    gc.collect()
-    held = psutil.Process().memory_info().rss / 2**20
     memory = trainer.memory()
     trainable, total = count_trainable(trainer.inner)
     buffers = sum(b.numel() * b.element_size() for b in trainer.inner.buffers()) / 2**20
     return {"tokens_per_s": args.steps * args.batch * args.seq / seconds,
             "state_mb": memory["memory/rank0/params_mb"] + memory["memory/rank0/grads_mb"]
             + memory["memory/rank0/optimizer_mb"] + buffers,
-            "peak_mb": memory["memory/rank0/peak_mb"], "held_mb": held if device.type == "cpu" else
-            torch.cuda.memory_allocated() / 2**20, "trainable": trainable, "total": total}
+            "peak_mb": memory["memory/rank0/peak_mb"], "base_mb": base_mb,
+            "trainable": trainable, "total": total}
 
 
 def main() -> None:
@@ -115,15 +111,15 @@ def main() -> None:
     full = results["full"]
     print(f"model: {args.layers} layers x {args.width}, vocab {args.vocab}, {args.batch} x "
           f"{args.seq} tokens per step, {args.device}{' bf16' if args.bf16 else ''}")
-    print("state: parameters + gradients + AdamW state + buffers (exact); held: process memory "
-          "after the steps (RSS on CPU, allocated on CUDA); peak: the process's high-water mark "
-          "(on CPU it includes building the fp32 model before quantizing it)")
-    print(f"{'variant':<10} {'trainable':>10} {'state MiB':>10} {'x full':>7} {'held MiB':>9} "
-          f"{'x full':>7} {'peak MiB':>9} {'tokens/s':>9} {'x full':>7}")
+    print("state: parameters + gradients + AdamW state + buffers (exact accounting); peak: the "
+          "process's high-water mark above its memory after imports (CUDA: max allocated; CPU: "
+          "RSS, which includes building and loading the fp32 model before quantizing it)")
+    print(f"{'variant':<10} {'trainable':>10} {'state MiB':>10} {'x full':>7} {'peak MiB':>9} "
+          f"{'x full':>7} {'tokens/s':>9} {'x full':>7}")
     for name, r in results.items():
+        peak, full_peak = r["peak_mb"] - r["base_mb"], full["peak_mb"] - full["base_mb"]
         print(f"{name:<10} {r['trainable'] / r['total']:>10.2%} {r['state_mb']:>10.1f} "
-              f"{r['state_mb'] / full['state_mb']:>7.2f} {r['held_mb']:>9.0f} "
-              f"{r['held_mb'] / full['held_mb']:>7.2f} {r['peak_mb']:>9.0f} "
+              f"{r['state_mb'] / full['state_mb']:>7.2f} {peak:>9.0f} {peak / full_peak:>7.2f} "
               f"{r['tokens_per_s']:>9.0f} {r['tokens_per_s'] / full['tokens_per_s']:>7.2f}")
 
 

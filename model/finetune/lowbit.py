@@ -7,6 +7,8 @@ done (as the paper does): double quantization of the scales, paged optimizers.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,11 +59,26 @@ class LowBitLinear(nn.Module):
             self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias.to(x.dtype) if self.bias is not None else None
-        return F.linear(x, self.dequantize().to(x.dtype), bias)
+        y = _LowBitMatmul.apply(x, self)
+        return y + self.bias.to(y.dtype) if self.bias is not None else y
 
     def nbytes(self) -> int:
         return self.codes.numel() * self.codes.element_size() + self.scale.numel() * 4
+
+
+class _LowBitMatmul(torch.autograd.Function):
+    """``x @ W.T`` with W dequantized in forward and again in backward, so autograd keeps the
+    packed codes instead of a full-precision copy of every frozen weight (as bitsandbytes'
+    4-bit matmul does); the weight gets no gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, layer: LowBitLinear) -> torch.Tensor:
+        ctx.layer = layer
+        return F.linear(x, layer.dequantize().to(x.dtype))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad @ ctx.layer.dequantize().to(grad.dtype), None
 
 
 def quantize_linears(module: nn.Module, bits: int) -> int:
