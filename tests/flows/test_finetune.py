@@ -1,0 +1,53 @@
+"""The finetune flow on torchrun: 2 gloo ranks with ZeRO-2, bf16 and activation checkpointing
+fine-tune the pipeline's model with prefix tuning; rank 0 reports into the finetune run, which
+registers the result @sft and evaluates it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from lmforge.flows.config import RunConfig
+from lmforge.flows.launch import platform
+from lmforge.model.checkpoint import load_model
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.e2e
+
+
+def test_finetune_on_two_ranks_registers_and_evaluates(pipeline_run, tmp_path) -> None:
+    from lmforge.flows.finetune import finetune_model
+    from lmforge.flows.train import registered_name
+
+    base_cfg = pipeline_run[0]
+    out = tmp_path / "ft"
+    for folder in ("tokens", "tokenizer", "model"):
+        shutil.copytree(base_cfg.output / folder, out / folder)
+    assert base_cfg.finetune is not None
+    cfg = RunConfig.model_validate({
+        **base_cfg.model_dump(), "output": out, "tracking": {"experiment": "finetune-flow"},
+        "finetune": {**base_cfg.finetune.model_dump(), "method": {"kind": "prefix", "length": 4},
+                     "train": {"steps": 4, "batch_size": 4, "log_every": 1, "eval_every": 4,
+                               "eval_batches": 1, "checkpoint_every": 2, "lr": 0.01,
+                               "launch": {"nproc_per_node": 2},
+                               "deepspeed": {"zero_optimization": {"stage": 2},
+                                             "bf16": {"enabled": True},
+                                             "activation_checkpointing": {"enabled": True}}}}})
+    with platform() as endpoints:
+        result = finetune_model(cfg)
+        client = MlflowClient(endpoints.mlflow_uri)
+        run = client.get_run(result["mlflow_run_id"])
+        assert run.info.status == "FINISHED"
+        metrics = run.data.metrics
+        assert {"memory/rank0/params_mb", "memory/rank1/params_mb"} <= set(metrics)
+        assert "val/loss" in metrics and "sft/response_loss" in metrics
+        assert run.data.params["method.kind"] == "prefix"
+        assert run.data.tags["lmforge.base_model"] == str(out / "model" / "model.pt")
+        name = registered_name(cfg)
+        assert client.get_model_version_by_alias(name, "sft").run_id == run.info.run_id
+        assert result["metrics"]["eval/perplexity"] > 1  # the suite ran on the tuned model
+    model = load_model(out / "finetune" / "model.pt")  # rebuilds the prefix modules
+    assert any(getattr(m, "kv_prefix", None) is not None for m in model.modules())
+    assert model(torch.zeros(1, 8, dtype=torch.long)).shape[-1] == model.cfg.vocab_size
+    assert (out / "finetune" / "adapter.safetensors").stat().st_size > 0
