@@ -100,7 +100,8 @@ def finetune_model(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str
         adapter = out_dir / "adapter.safetensors"
         if adapter.exists():
             tracker.log_artifact(adapter, "adapter")
-        version = tracker.register_model(name, result.model_path, tokenizer, ft.train.alias)
+        version = tracker.register_model(name, result.model_path, tokenizer, ft.train.alias,
+                                         chat=True)
     metrics = evaluate_model(cfg, result.model_path, tracker.run_id, training_run=tracker.run_id)
     return {"model": str(result.model_path), "registered": f"{name}/{version}@{ft.train.alias}",
             "base_model_version": base_version, "mlflow_run_id": tracker.run_id,

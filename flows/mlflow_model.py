@@ -22,13 +22,24 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-PARAMS = ParamSchema([ParamSpec("max_new_tokens", "long", 32),
-                      ParamSpec("temperature", "double", 0.0),
-                      ParamSpec("top_p", "double", 1.0),
-                      ParamSpec("seed", "long", 0)])
-# one unnamed string column: a list of prompts, or a one-column DataFrame, is a valid input
-SIGNATURE = ModelSignature(inputs=Schema([ColSpec("string")]),
-                           outputs=Schema([ColSpec("string")]), params=PARAMS)
+
+def params(chat: bool = False) -> ParamSchema:
+    """``chat``: wrap each prompt as a user turn of the chat template (the default of models
+    registered by fine-tuning)."""
+    return ParamSchema([ParamSpec("max_new_tokens", "long", 32),
+                        ParamSpec("temperature", "double", 0.0),
+                        ParamSpec("top_p", "double", 1.0),
+                        ParamSpec("seed", "long", 0),
+                        ParamSpec("chat", "boolean", chat)])
+
+
+def signature(chat: bool = False) -> ModelSignature:
+    # one unnamed string column: a list of prompts, or a one-column DataFrame, is a valid input
+    return ModelSignature(inputs=Schema([ColSpec("string")]),
+                          outputs=Schema([ColSpec("string")]), params=params(chat))
+
+
+PARAMS, SIGNATURE = params(), signature()
 
 
 # model_input is unannotated on purpose: MLflow derives the schema from a predict type hint (a
@@ -43,23 +54,31 @@ with warnings.catch_warnings(record=True) as _caught:
         def load_context(self, context: PythonModelContext) -> None:
             from lmforge.model.checkpoint import load_model
             from lmforge.tasks.evals.harness import LM
+            from lmforge.tasks.sft import ChatTemplate
             from lmforge.tasks.tokenizer import load_tokenizer
             from lmforge.tasks.training import special_token_ids
 
             tokenizer = context.artifacts["tokenizer"]
             self.lm = LM(load_model(Path(context.artifacts["model"])), load_tokenizer(tokenizer),
                          special_token_ids(tokenizer))
+            self.template = ChatTemplate(tokenizer)
+            config = getattr(context, "model_config", None) or {}
+            self.chat_default = bool(config.get("params", {}).get("chat", False))
 
         def predict(self, context: PythonModelContext, model_input,
                     params: Mapping[str, Any] | None = None) -> list[str]:
             from lmforge.model.generate import Sampling
+            from lmforge.tasks.sft import Message
 
             prompts = _prompts(model_input)
-            p = {**{s.name: s.default for s in PARAMS.params}, **(params or {})}
+            p = {**{s.name: s.default for s in PARAMS.params}, "chat": self.chat_default,
+                 **(params or {})}
             sampling = Sampling(max_new_tokens=int(p["max_new_tokens"]),
                                 temperature=float(p["temperature"]), top_p=float(p["top_p"]),
                                 stop=frozenset({self.lm.special.eot}), seed=int(p["seed"]))
-            outs = self.lm.generate([list(self.lm.context(t)) for t in prompts], sampling)
+            ids = [self.template.prompt([Message("user", t)]) if p["chat"] else
+                   list(self.lm.context(t)) for t in prompts]
+            outs = self.lm.generate(ids, sampling)
             return [self.lm.decode(ids) for ids in outs]
 for _w in _caught:
     if "Add type hints to the `predict` method" not in str(_w.message):
@@ -78,7 +97,7 @@ def _prompts(model_input: Any) -> list[str]:
 
 
 def log_text_model(client: MlflowClient, run_id: str, model_path: Path,
-                   tokenizer_path: Path) -> str:
+                   tokenizer_path: Path, *, chat: bool = False) -> str:
     """Log the model as an MLflow Model named ``model`` of the run, in the run's experiment
     (models from code: the entry file, not a pickle), through ``client`` alone (no global
     tracking URI is read or changed); returns its ``models:/<id>`` URI."""
@@ -91,7 +110,8 @@ def log_text_model(client: MlflowClient, run_id: str, model_path: Path,
         warnings.simplefilter("ignore")  # MLflow's advice on input examples, in every terminal
         local = Path(tmp) / "model"
         mlflow.pyfunc.save_model(
-            local, python_model=str(entry), signature=SIGNATURE,
+            local, python_model=str(entry), signature=signature(chat),
+            model_config={"params": {"chat": chat}},
             artifacts={"model": str(model_path), "tokenizer": str(tokenizer_path)},
             pip_requirements=_requirements(),
             mlflow_model=Model(model_id=logged.model_id, run_id=run_id))

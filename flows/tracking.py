@@ -131,12 +131,13 @@ class Tracker:
             dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
 
     def register_model(self, name: str, model_path: Path, tokenizer_path: Path,
-                       alias: str) -> str:
+                       alias: str, *, chat: bool = False) -> str:
         """Log the model as the run's MLflow Model (``flows/mlflow_model.py``), register it as
         a new version of ``name`` and point ``alias`` at that version; returns the version."""
         from lmforge.flows.mlflow_model import log_text_model
 
-        model_uri = log_text_model(self.client, self.run_id, model_path, tokenizer_path)
+        model_uri = log_text_model(self.client, self.run_id, model_path, tokenizer_path,
+                                   chat=chat)
         try:
             self.client.create_registered_model(name, description=(
                 "Causal LMs trained by lmforge; load one with mlflow.pyfunc.load_model("

@@ -286,14 +286,64 @@ def _split(messages: list[Message], val_fraction: float) -> str:
     return "val" if int.from_bytes(key[:8], "big") / 2**64 < val_fraction else "train"
 
 
+class _RowWriter:
+    """One split's rows, packed ``window`` examples at a time and appended to a raw file, then
+    written as one ``.npy``: memory stays bounded by the window, whatever the data's size."""
+
+    def __init__(self, path: Path, cfg: SFTDataConfig, pad: int, arch: str,
+                 window: int) -> None:
+        self.path, self.cfg, self.pad, self.arch, self.window = path, cfg, pad, arch, window
+        self.raw = path.with_suffix(".raw")
+        self.raw.parent.mkdir(parents=True, exist_ok=True)
+        self.file = self.raw.open("wb")
+        self.buffer: list[Any] = []
+        self.stats = {"examples": 0, "rows": 0, "scored_tokens": 0, "tokens": 0}
+
+    def add(self, example: Any) -> None:
+        self.buffer.append(example)
+        self.stats["examples"] += 1
+        if len(self.buffer) >= self.window:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.buffer:
+            return
+        rows = np.stack(self.buffer) if self.arch == "encoder_decoder" else pack(
+            self.buffer, self.cfg.seq_len, self.pad, self.cfg.pack)
+        self.buffer = []
+        seq2seq = self.arch == "encoder_decoder"
+        self.stats["rows"] += len(rows)
+        self.stats["scored_tokens"] += int((rows[:, 2 if seq2seq else 1] != IGNORE).sum())
+        self.stats["tokens"] += int((rows[:, 3] != 0).sum() if seq2seq
+                                    else (rows[:, 2] >= 0).sum())
+        rows.astype(np.int32).tofile(self.file)
+
+    def close(self) -> dict[str, int]:
+        self._flush()
+        self.file.close()
+        shape = (self.stats["rows"], FIELDS, self.cfg.seq_len)
+        raw = np.memmap(self.raw, dtype=np.int32, mode="r", shape=shape) if shape[0] else None
+        with atomic_path(self.path) as tmp:
+            rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=shape)
+            for start in range(0, shape[0], 4096):
+                rows[start:start + 4096] = raw[start:start + 4096]  # type: ignore[index]
+            rows.flush()
+            del rows
+        del raw
+        self.raw.unlink()
+        return self.stats
+
+
 def prepare_sft(files: list[Path], tokenizer_path: str, cfg: SFTDataConfig, out: Path, *,
-                arch: str = "causal") -> dict[str, Any]:
+                arch: str = "causal", window: int = 8192) -> dict[str, Any]:
     """Read, validate, decontaminate, template and pack the chats of ``files`` into
     ``out/{train,val}.npy`` ((rows, 4, seq_len) int32), ``out/quarantine.jsonl`` and
-    ``out/manifest.json`` (every record accounted for); returns the manifest."""
+    ``out/manifest.json`` (every record accounted for); returns the manifest. Streams: examples
+    are packed ``window`` at a time."""
     template = ChatTemplate(tokenizer_path)
     counts, quarantine = SFTCounts(), []
-    examples: dict[str, list[Any]] = {"train": [], "val": []}
+    writers = {split: _RowWriter(out / f"{split}.npy", cfg, template.pad, arch, window)
+               for split in ("train", "val")}
     for path in files:
         for messages in read_chats(path, counts, quarantine):
             split = _split(messages, cfg.val_fraction)
@@ -311,18 +361,8 @@ def prepare_sft(files: list[Path], tokenizer_path: str, cfg: SFTDataConfig, out:
                 continue
             counts.truncated += len(ids) - 1 > cfg.seq_len
             counts.examples += 1
-            examples[split].append(example)
-    out.mkdir(parents=True, exist_ok=True)
-    for split, items in examples.items():
-        rows = (np.stack(items) if items else np.empty((0, FIELDS, cfg.seq_len), np.int32)) \
-            if arch == "encoder_decoder" else pack(items, cfg.seq_len, template.pad, cfg.pack)
-        with atomic_path(out / f"{split}.npy") as tmp, tmp.open("wb") as f:
-            np.save(f, rows)
-        scored = int((rows[:, 2 if arch == "encoder_decoder" else 1] != IGNORE).sum())
-        real = int((rows[:, 3] != 0).sum() if arch == "encoder_decoder"
-                   else (rows[:, 2] >= 0).sum())
-        counts.splits[split] = {"examples": len(items), "rows": len(rows),
-                                "scored_tokens": scored, "tokens": real}
+            writers[split].add(example)
+    counts.splits = {split: writer.close() for split, writer in writers.items()}
     with atomic_path(out / "quarantine.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(q) + "\n" for q in quarantine))
     kept = counts.examples + counts.decontaminated + counts.too_long

@@ -74,3 +74,28 @@ def test_model_file_loads_without_pickled_code(trained) -> None:
     assert set(state) == {"model", "model_config", "step", "tokens_seen"}
     assert load_model(model_path)(torch.zeros(1, 4, dtype=torch.long)).shape[-1] == \
         state["model_config"]["vocab_size"]
+
+
+def test_a_chat_model_wraps_prompts_in_the_chat_template(trained, tmp_path, monkeypatch) -> None:
+    """Registered by fine-tuning (chat=True), the model reads each prompt as a user turn;
+    ``chat: false`` gives the raw continuation again."""
+    from lmforge.tasks.sft import ChatTemplate, Message
+
+    model_path, tok = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("chat", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(experiment, run_name="finetune")
+    Tracker(client, run.info.run_id, experiment).register_model("chat-causal", model_path, tok,
+                                                                "sft", chat=True)
+    loaded = mlflow.pyfunc.load_model("models:/chat-causal@sft")
+    lm = LM(load_model(model_path), load_tokenizer(str(tok)), special_token_ids(str(tok)))
+    sampling = Sampling(max_new_tokens=6, stop=frozenset({lm.special.eot}))
+    [chat] = lm.generate([ChatTemplate(str(tok)).prompt([Message("user", "The river")])],
+                         sampling)
+    [raw] = lm.generate([list(lm.context("The river"))], sampling)
+    assert chat != raw  # the two paths are told apart
+    assert loaded.predict(["The river"], params={"max_new_tokens": 6}) == [lm.decode(chat)]
+    assert loaded.predict(["The river"], params={"max_new_tokens": 6, "chat": False}) == \
+        [lm.decode(raw)]
