@@ -26,7 +26,7 @@ from pathlib import Path
 
 import zstandard
 from lmforge.infra.sample_evals import make_evals
-from lmforge.infra.sample_instruct import make_instructions
+from lmforge.infra.sample_instruct import make_instructions, make_preferences
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -740,6 +740,7 @@ def build(out: Path = OUT) -> Path:
     make_code(out)
     make_evals(out / "eval")
     make_instructions(out / "instruct")
+    make_preferences(out / "preference")
     return out
 
 

@@ -19,6 +19,9 @@ WORDS = ["ferry", "bridge", "river", "market", "bread", "lamp", "harbour", "mill
 NUMBER = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
           "eleven", "twelve"]
 SYSTEM = "You are a helpful assistant for travellers in the Westmark valley."
+UNHELPFUL = ["I don't know, figure it out yourself.", "Stop asking me stupid questions.",
+             "Why would I tell you that?", "Nobody cares, go away.",
+             "That is a dumb question and I will not answer it."]
 
 
 def _tasks(rng: random.Random) -> tuple[str, str]:
@@ -69,3 +72,41 @@ def make_instructions(out: Path, seed: int = 7) -> None:
     lines.append(json.dumps({"messages": [{"role": "assistant", "content": "Hi."},
                                           {"role": "user", "content": "Hello."}]}))  # order
     (out / "openai.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _wrong(reply: str, rng: random.Random) -> str:
+    """The same kind of answer, wrong: another number, another river, words shuffled."""
+    words = reply.split()
+    for i, w in enumerate(words):
+        bare = w.strip(".")
+        if bare in NUMBER:
+            words[i] = w.replace(bare, NUMBER[(NUMBER.index(bare) + rng.randint(1, 4)) % 13])
+            return " ".join(words)
+        if bare in RIVERS:
+            words[i] = w.replace(bare, RIVERS[(RIVERS.index(bare) + 1) % len(RIVERS)])
+            return " ".join(words)
+    rng.shuffle(words)
+    return " ".join(words) if words != reply.split() else " ".join(words[::-1]) + " and more"
+
+
+def make_preferences(out: Path, seed: int = 11) -> None:
+    """(prompt, chosen, rejected) triples and HH-RLHF transcripts: the rejected reply is rude or
+    unhelpful (harmlessness) or wrong (helpfulness)."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(200):
+        prompt, reply = _tasks(rng)
+        bad = rng.choice(UNHELPFUL) if i % 2 else _wrong(reply, rng)
+        lines.append(json.dumps({"prompt": prompt, "chosen": reply, "rejected": bad}))
+    lines.append(json.dumps({"prompt": "Hello?", "chosen": "Hi.", "rejected": "Hi."}))  # same
+    (out / "preferences.jsonl").write_text("\n".join(lines) + "\n")
+    lines = []
+    for i in range(100):
+        prompt, reply = _tasks(rng)
+        bad = rng.choice(UNHELPFUL) if i % 2 else _wrong(reply, rng)
+        head = f"\n\nHuman: {prompt}\n\nAssistant:"
+        lines.append(json.dumps({"chosen": f"{head} {reply}", "rejected": f"{head} {bad}"}))
+    lines.append(json.dumps({"chosen": "\n\nHuman: Hi\n\nAssistant: Hello.",
+                             "rejected": "\n\nHuman: Bye\n\nAssistant: Hello."}))  # prompts
+    (out / "hh_rlhf.jsonl").write_text("\n".join(lines) + "\n")

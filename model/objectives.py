@@ -55,16 +55,18 @@ class Batch:
     segments: torch.Tensor | None = None  # packed rows: sequence id per token (-1 padding)
     bidirectional: torch.Tensor | None = None  # prefix decoder SFT: prompt tokens
     src_mask: torch.Tensor | None = None  # encoder-decoder SFT: real source tokens
+    pairs: int = 0  # preference rows: the first `pairs` rows chosen, the next ones rejected
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: t.to(device, non_blocking=True) if t is not None else None)  # noqa: E731
         return Batch(*(move(getattr(self, f)) for f in (
             "inputs", "targets", "decoder_inputs", "prefix_len", "segments", "bidirectional",
-            "src_mask")))
+            "src_mask")), pairs=self.pairs)
 
     @property
     def tokens(self) -> int:
-        return int((self.targets != IGNORE).sum())
+        """What the loss is a sum over: scored tokens, or pairs for preference batches."""
+        return self.pairs or int((self.targets != IGNORE).sum())
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -171,15 +173,27 @@ def sft_batch(rows: torch.Tensor, arch: str) -> Batch:
                  bidirectional=rows[:, 3].bool() if arch == "prefix" else None)
 
 
+def pair_batch(rows: torch.Tensor, arch: str) -> Batch:
+    """(B, 2, 4, L) preference rows (``tasks.preference``) as one batch of 2B fine-tuning rows:
+    the chosen examples first, then the rejected ones."""
+    batch = sft_batch(rows.transpose(0, 1).reshape(-1, *rows.shape[2:]), arch)
+    batch.pairs = rows.shape[0]
+    return batch
+
+
+def batch_output(model: nn.Module, batch: Batch, features: bool = False) -> torch.Tensor:
+    """The model's logits (or final hidden states) for the batch, whatever the architecture."""
+    kw = {"features": True} if features else {}
+    if batch.decoder_inputs is not None:
+        return model(batch.inputs, batch.decoder_inputs, batch.src_mask, **kw)
+    if batch.segments is not None:
+        return model(batch.inputs, segments=batch.segments, bidirectional=batch.bidirectional,
+                     **kw)
+    if batch.prefix_len is not None:
+        return model(batch.inputs, prefix_len=batch.prefix_len, **kw)
+    return model(batch.inputs, **kw)
+
+
 def forward_loss(model: nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:
     """Loss over the scored tokens (mean, or sum for evaluation), whatever the architecture."""
-    if batch.decoder_inputs is not None:
-        logits = model(batch.inputs, batch.decoder_inputs, batch.src_mask) \
-            if batch.src_mask is not None else model(batch.inputs, batch.decoder_inputs)
-    elif batch.segments is not None:
-        logits = model(batch.inputs, segments=batch.segments, bidirectional=batch.bidirectional)
-    elif batch.prefix_len is not None:
-        logits = model(batch.inputs, prefix_len=batch.prefix_len)
-    else:
-        logits = model(batch.inputs)
-    return lm_loss(logits, batch.targets, reduction)
+    return lm_loss(batch_output(model, batch), batch.targets, reduction)

@@ -33,6 +33,7 @@ from lmforge.model.objectives import (
     forward_loss,
     lm_loss,
     make_batch,
+    pair_batch,
     sft_batch,
 )
 from lmforge.model.optim import flops_per_token, local_bytes, lr_at, param_groups, total_grad_norm
@@ -60,11 +61,16 @@ class Trainer:
                  log_metrics: LogMetrics | None = None, run_id: str | None = None,
                  init: Callable[[nn.Module], nn.Module] | None = None,
                  adapter: Mapping[str, Any] | None = None,
-                 base: Mapping[str, Any] | None = None) -> None:
+                 base: Mapping[str, Any] | None = None,
+                 loss_fn: Callable[[nn.Module, Batch, str], torch.Tensor] | None = None
+                 ) -> None:
         """``init``: applied to the freshly built model on every rank before it is placed and
         parallelised (fine-tuning: load the base weights, add the method's adapter and
         freeze the rest); ``adapter`` (the method's config) and ``base`` (where the base model
-        came from) go into every checkpoint, so exports rebuild and name the adapter."""
+        came from) go into every checkpoint, so exports rebuild and name the adapter;
+        ``loss_fn(model, batch, reduction)`` replaces the token loss (alignment objectives on
+        preference pairs, ``model.align``)."""
+        self.loss_fn = loss_fn or forward_loss
         self.adapter, self.base = dict(adapter or {}), dict(base or {})
         self.model_cfg, self.cfg, self.runtime = model_cfg, cfg, runtime
         self.ds, self.val, self.special, self.run_id = cfg.deepspeed, val, special, run_id
@@ -188,8 +194,9 @@ class Trainer:
         # a row's corruption / prefix length is a pure function of (seed, the window's place
         # in the data): a resumed run draws what the uninterrupted run would have, also with
         # another number of ranks
-        if window.dim() == 3:  # fine-tuning rows: fields of their own, nothing drawn
-            return sft_batch(window, self.model_cfg.arch).to(self.runtime.device)
+        if window.dim() >= 3:  # fine-tuning rows (3) or preference pairs (4): nothing drawn
+            rows = pair_batch if window.dim() == 4 else sft_batch
+            return rows(window, self.model_cfg.arch).to(self.runtime.device)
         rngs = [np.random.default_rng([self.cfg.seed, *row]) for row in rows]
         return make_batch(window, self.model_cfg.arch, self.cfg.objective, self.special,
                           rngs).to(self.runtime.device)
@@ -224,7 +231,7 @@ class Trainer:
                 loss_sum += self._pipeline_step(batch) / accum
                 continue
             with self._sync(micro == accum - 1), self._autocast():
-                loss = forward_loss(self.model, batch, reduction="sum") * scale
+                loss = self.loss_fn(self.model, batch, "sum") * scale
             if micro == 0:  # parameters held between forward and backward (ZeRO-2 vs -3)
                 self._live_params = max(self._live_params,
                                         local_bytes(iter(self.inner.parameters())))
@@ -300,7 +307,7 @@ class Trainer:
                     count += batch.tokens
                 continue
             with self._autocast():
-                nats += float(forward_loss(self.model, batch, reduction="sum"))
+                nats += float(self.loss_fn(self.model, batch, "sum"))
             count += batch.tokens
         self.model.train()
         nats, count = all_sum([nats, count], self.runtime)  # tensor-parallel copies cancel out

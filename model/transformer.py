@@ -105,12 +105,15 @@ class DecoderLM(nn.Module):
     def forward(self, idx: torch.Tensor, prefix_len: torch.Tensor | None = None, *,
                 cache: list[dict[str, Any]] | None = None, start: Start = 0,
                 keys: torch.Tensor | None = None, segments: torch.Tensor | None = None,
-                bidirectional: torch.Tensor | None = None) -> torch.Tensor:
+                bidirectional: torch.Tensor | None = None, features: bool = False
+                ) -> torch.Tensor:
         """Logits of every position; with ``cache`` (one dict per layer, see ``model.generate``)
         ``idx`` holds positions ``start..`` only and the cache grows by them; ``keys`` marks
         the cache columns that are not padding. ``segments`` (B, T): a packed row's sequence
         ids; each sequence then starts at position 0 and sees only itself (``bidirectional``
-        flags a prefix decoder's prompt tokens, which also see each other both ways)."""
+        flags a prefix decoder's prompt tokens, which also see each other both ways).
+        ``features``: the final normalised hidden states (B, T, C) instead of logits (what a
+        reward head reads)."""
         B, T = idx.shape
         first = cache is None or not cache or "self" not in cache[0]
         virtual = int(self.prompt.length) if self.prompt is not None else 0  # type: ignore
@@ -132,8 +135,8 @@ class DecoderLM(nn.Module):
         for i, block in enumerate(self.layers.values()):
             x = block(x, mask=mask, causal=True, rope=self.embed.rope(),
                       cache=cache[i] if cache is not None else None, start=start, keys=keys)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
-        return logits[:, -T:] if x.shape[1] != T else logits
+        h = self.ln_f(x[:, -T:] if x.shape[1] != T else x)
+        return h if features else self.lm_head(h)  # (B, T, C) or (B, T, vocab)
 
 
 class EncoderDecoderLM(nn.Module):
@@ -166,12 +169,13 @@ class EncoderDecoderLM(nn.Module):
         return self.ln_enc(h)
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor,
-                src_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+                src_mask: torch.Tensor | None = None, features: bool = False) -> torch.Tensor:
+        return self.decode(tgt, self.encode(src, src_mask), src_mask, features=features)
 
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor,
                src_mask: torch.Tensor | None = None, *,
-               cache: list[dict[str, Any]] | None = None, start: int = 0) -> torch.Tensor:
+               cache: list[dict[str, Any]] | None = None, start: int = 0,
+               features: bool = False) -> torch.Tensor:
         """Decoder logits over the encoder output ``memory``; ``cache`` as in ``DecoderLM``."""
         src_mask = _lead_keys(src_mask, memory.shape[1])
         keys = src_mask[:, None, None, :] if src_mask is not None else None
@@ -179,7 +183,8 @@ class EncoderDecoderLM(nn.Module):
         for i, block in enumerate(self.layers.values()):
             x = block(x, causal=True, rope=self.embed.rope(), memory=memory, memory_mask=keys,
                       cache=cache[i] if cache is not None else None, start=start)
-        return self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        h = self.ln_f(x)
+        return h if features else self.lm_head(h)  # (B, T, C) or (B, T, vocab)
 
 
 def _lead_keys(mask: torch.Tensor | None, columns: int) -> torch.Tensor | None:

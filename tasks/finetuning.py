@@ -53,8 +53,10 @@ def check_fits(model_cfg: ModelConfig, method: MethodConfig, manifest: dict[str,
     if int(manifest["seq_len"]) + virtual > model_cfg.block_size:
         raise ValueError(f"finetune data.seq_len={manifest['seq_len']} (+ {virtual} virtual "
                          f"tokens) exceeds the base model's block_size={model_cfg.block_size}")
-    if method.kind not in METHODS:
-        raise ValueError(f"unknown method {method.kind!r}; known: {sorted(METHODS)}")
+    if method.kind not in METHODS or method.kind == "reward":
+        raise ValueError(f"finetune.method.kind {method.kind!r}: use one of "
+                         f"{sorted(set(METHODS) - {'reward'})} (a reward model trains on "
+                         "preference pairs, tasks.alignment)")
 
 
 def finetune(sft_dir: Path, base_model: Path, method: MethodConfig, cfg: TrainConfig,

@@ -50,7 +50,7 @@ def perturb(model: nn.Module) -> None:
 
 
 def test_every_method_is_one_registered_record() -> None:
-    assert set(METHODS) == {"full", "lora", "prefix", "ptuning"}
+    assert set(METHODS) == {"full", "lora", "prefix", "ptuning", "reward"}
     assert parse_method({"kind": "lora", "rank": 4}).rank == 4
     with pytest.raises(ValueError, match="kind"):
         parse_method({"kind": "adapter-h"})

@@ -1,0 +1,96 @@
+"""Alignment on the sample preference sets: the readers account for every record; a reward
+model's held-out pair accuracy rises above chance; DPO raises the held-out chosen-minus-
+rejected log-ratio margin; both through the trainer, from a briefly fine-tuned base."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from lmforge.model.checkpoint import load_model, save_model
+from lmforge.model.config import ModelConfig
+from lmforge.model.data import Rows
+from lmforge.model.distributed import Runtime
+from lmforge.model.finetune import parse_method
+from lmforge.model.train_config import TrainConfig
+from lmforge.model.transformer import build_model
+from lmforge.tasks.alignment import align, pair_metrics
+from lmforge.tasks.finetuning import finetune
+from lmforge.tasks.preference import prepare_pairs, to_pair
+from lmforge.tasks.sft import BadRecord, SFTDataConfig, prepare_sft
+
+CPU = Runtime(0, 1, 0, torch.device("cpu"))
+
+
+def cfg(steps: int, **kw) -> TrainConfig:
+    return TrainConfig(**{"steps": steps, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2,
+                          "eval_every": steps, "log_every": 1, "eval_batches": 2,
+                          "device": "cpu", "weight_decay": 0.0, **kw})
+
+
+def test_hh_rlhf_and_triples_read_to_the_same_pair() -> None:
+    hh = to_pair({"chosen": "\n\nHuman: What is one plus one?\n\nAssistant: Two.",
+                  "rejected": "\n\nHuman: What is one plus one?\n\nAssistant: Go away."})
+    triple = to_pair({"prompt": "What is one plus one?", "chosen": "Two.",
+                      "rejected": [{"role": "assistant", "content": "Go away."}]})
+    assert hh == triple and hh.chosen == "Two." and hh.prompt[0].content.endswith("one?")
+    for bad, reason in [({"chosen": "x"}, "unknown_format"),
+                        ({"prompt": "p", "chosen": "same", "rejected": "same"},
+                         "identical_replies"),
+                        ({"chosen": "\n\nHuman: a\n\nAssistant: b",
+                          "rejected": "\n\nHuman: c\n\nAssistant: d"}, "not_a_pair")]:
+        with pytest.raises(BadRecord, match=reason):
+            to_pair(bad)
+
+
+@pytest.fixture(scope="module")
+def setup(sample_dir, chat_tokenizer, tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("align")
+    sft = prepare_sft(sorted((sample_dir / "instruct").iterdir()), str(chat_tokenizer),
+                      SFTDataConfig(paths=("x",), seq_len=64), tmp / "sft")
+    model_cfg = ModelConfig(vocab_size=sft["vocab_size"], n_layer=2, n_head=2, n_embd=64,
+                            block_size=64, position="rotary")
+    torch.manual_seed(0)
+    random = save_model(tmp / "random.pt", build_model(model_cfg), model_cfg, step=0,
+                        tokens_seen=0)
+    base = finetune(tmp / "sft", random, parse_method({"kind": "full"}), cfg(30), tmp / "base",
+                    CPU).model_path
+    pairs = prepare_pairs(sorted((sample_dir / "preference").iterdir()), str(chat_tokenizer),
+                          SFTDataConfig(paths=("x",), seq_len=64, val_fraction=0.2),
+                          tmp / "pairs")
+    return {"tmp": tmp, "base": base, "pairs": pairs, "val": Rows(tmp / "pairs" / "val.npy")}
+
+
+def test_preference_files_are_accounted_for(setup) -> None:
+    pairs = setup["pairs"]
+    assert pairs["records"] == 302 and pairs["pairs"] == 300
+    assert pairs["quarantined"] == {"identical_replies": 1, "not_a_pair": 1}
+    rows = np.load(setup["tmp"] / "pairs" / "train.npy")
+    assert rows.shape[1:] == (2, 4, 64) and len(rows) + len(setup["val"]) == 300
+    assert not (rows[:, 0, 0] == rows[:, 1, 0]).all(axis=-1).any()  # the replies differ
+
+
+def test_reward_model_accuracy_rises_above_chance(setup) -> None:
+    tmp = setup["tmp"]
+    result = align(tmp / "pairs", setup["base"], "reward", cfg(40, lr=1e-3), tmp / "rm", CPU)
+    model = load_model(result.model_path)  # the head is rebuilt from the checkpoint's record
+    metrics = pair_metrics(model, setup["val"], "causal", "reward")
+    print("reward model", metrics)
+    assert metrics["pairs"] >= 40 and metrics["pair_accuracy"] > 0.7, metrics
+    assert metrics["margin"] > 0
+
+
+def test_dpo_raises_the_heldout_margin(setup) -> None:
+    tmp = setup["tmp"]
+    reference = load_model(setup["base"])
+    before = pair_metrics(load_model(setup["base"]), setup["val"], "causal", "dpo",
+                          reference=reference)
+    assert before["margin"] == pytest.approx(0.0, abs=1e-5)  # the policy starts as the reference
+    result = align(tmp / "pairs", setup["base"], "dpo", cfg(30, lr=1e-3), tmp / "dpo", CPU,
+                   method=parse_method({"kind": "lora", "rank": 8,
+                                        "target_modules": ["q", "k", "v", "proj", "up", "down"]}),
+                   beta=0.1)
+    after = pair_metrics(load_model(result.model_path), setup["val"], "causal", "dpo",
+                         reference=reference)
+    print("dpo", before, after)
+    assert after["margin"] > 0.05 and after["pair_accuracy"] > 0.6, after
