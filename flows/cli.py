@@ -63,8 +63,8 @@ def main(version: Annotated[bool, typer.Option(
     """lmforge: curate corpora, train and evaluate language models."""
 
 
-def _load(config: Path | None, output: Path | None, *, inputs: bool | None = None
-          ) -> RunConfig:
+def _load(config: Path | None, output: Path | None, *, inputs: bool | None = None,
+          finetune: bool = False) -> RunConfig:
     """The validated config; with ``inputs`` set, the paths checked too (``preflight``: the
     inputs when True, the output folder always), all before any server or cluster starts."""
     from lmforge.flows.config import ConfigError, load_config, preflight
@@ -75,7 +75,7 @@ def _load(config: Path | None, output: Path | None, *, inputs: bool | None = Non
     except ConfigError as err:
         console.print(f"[red]{escape(str(err))}[/red]")
         raise typer.Exit(2) from None
-    if inputs is not None and (problems := preflight(cfg, inputs=inputs)):
+    if inputs is not None and (problems := preflight(cfg, inputs=inputs, finetune=finetune)):
         for problem in problems:
             console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2)
@@ -131,7 +131,7 @@ def run(config: ConfigOpt = None, output: OutputOpt = None,
     setup_logging(verbose)
     from lmforge.flows.pipeline import run_pipeline
 
-    cfg = _load(config, output, inputs=True)
+    cfg = _load(config, output, inputs=True, finetune=True)
     result = _run_flow(run_pipeline, cfg)
     metrics = result["metrics"]
     out.print(f"Curated shards:    {cfg.output.resolve() / 'curated'}")
@@ -186,7 +186,8 @@ def finetune(config: ConfigOpt = None, output: OutputOpt = None,
     setup_logging(verbose)
     from lmforge.flows.finetune import finetune_model
 
-    result = _run_flow(finetune_model, _load(config, output, inputs=False), dask=True)
+    result = _run_flow(finetune_model, _load(config, output, inputs=False, finetune=True),
+                       dask=True)
     out.print(f"Fine-tuned model:  {result['model']} (registered {result['registered']})")
     for key in ("sft/base_response_loss", "sft/response_loss"):
         if key in result["metrics"]:

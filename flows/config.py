@@ -167,10 +167,11 @@ def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
         raise ConfigError(format_errors(err, str(path))) from None
 
 
-def preflight(cfg: RunConfig, *, inputs: bool = True) -> list[str]:
+def preflight(cfg: RunConfig, *, inputs: bool = True, finetune: bool = False) -> list[str]:
     """What would make the run fail, found before any service or cluster starts: local input
     patterns that match no file (and why: a missing folder, an empty one) and an output folder
-    that cannot be created or written. One line per problem, saying what to do."""
+    that cannot be created or written (with ``finetune``, the instruction files and the base
+    model of the finetune section too). One line per problem, saying what to do."""
     from lmforge.tasks.readers.base import expand_paths, glob_root
 
     problems = []
@@ -191,7 +192,7 @@ def preflight(cfg: RunConfig, *, inputs: bool = True) -> list[str]:
                 why = "no file there matches it"
             problems.append(f"sources.{index}.paths: {pattern} matches no input ({why}); fix "
                             "the path in the config")
-    if cfg.finetune is not None:
+    if finetune and cfg.finetune is not None:
         for pattern in cfg.finetune.data.paths:
             if not expand_paths(pattern, want_dirs=False):
                 problems.append(f"finetune.data.paths: {pattern} matches no file; fix the path "

@@ -96,3 +96,16 @@ def test_concurrent_saves_of_one_config_never_collide(tmp_path: Path) -> None:
         list(pool.map(lambda _: save_config(cfg, target), range(200)))
     assert load_config(target) == cfg
     assert [p.name for p in target.parent.iterdir()] == ["config.yaml"]
+
+
+def test_finetune_paths_are_checked_by_the_commands_that_fine_tune(tmp_path) -> None:
+    from lmforge.flows.config import preflight
+
+    cfg = load_config(output=tmp_path / "out")
+    assert cfg.finetune is not None and preflight(cfg, finetune=True) == []
+    moved = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={
+        "data": cfg.finetune.data.model_copy(update={"paths": (str(tmp_path / "none/*"),)}),
+        "base": tmp_path / "missing.pt"})})
+    problems = preflight(moved, finetune=True)
+    assert [p.split(":")[0] for p in problems] == ["finetune.data.paths", "finetune.base"]
+    assert preflight(moved) == []  # curate and train do not read them
