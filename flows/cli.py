@@ -3,6 +3,7 @@
     lmforge run [--config FILE] [--output DIR]     the whole pipeline (default: embedded sample)
     lmforge curate|tokenize|train|evaluate ...     one stage
     lmforge finetune (sft) -c FILE                 fine-tune the trained model, register @sft
+    lmforge align -c FILE [--objective dpo|reward] DPO / reward model on preference pairs
     lmforge services up|down|status                local Prefect + MLflow servers, a worker
     lmforge ingest -c FILE -o DIR                  new landing-area inputs -> dataset version
     lmforge deploy -c FILE -o DIR                  nightly ingest + weekly train deployments
@@ -179,23 +180,12 @@ def train(config: ConfigOpt = None, output: OutputOpt = None,
     out.print(f"Model:             {checkpoint}")
 
 
-def finetune(config: ConfigOpt = None, output: OutputOpt = None,
-             verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Fine-tune the trained model (config section finetune: data, method, train), register it
-    with the alias sft, and evaluate it."""
-    setup_logging(verbose)
-    from lmforge.flows.finetune import finetune_model
+# the tuning commands (finetune / sft, align) live in flows/cli_tune.py
+from lmforge.flows import cli_tune  # noqa: E402
 
-    result = _run_flow(finetune_model, _load(config, output, inputs=False, finetune=True),
-                       dask=True)
-    out.print(f"Fine-tuned model:  {result['model']} (registered {result['registered']})")
-    for key in ("sft/base_response_loss", "sft/response_loss"):
-        if key in result["metrics"]:
-            out.print(f"{key:>24}: {result['metrics'][key]:.4f}")
-
-
-app.command()(finetune)
-app.command("sft", help="Alias of finetune.")(finetune)
+app.command()(cli_tune.finetune)
+app.command("sft", help="Alias of finetune.")(cli_tune.finetune)
+app.command()(cli_tune.align)
 
 
 @app.command()

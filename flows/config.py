@@ -18,6 +18,7 @@ from lmforge.infra.settings import DEFAULT_CONFIG
 from lmforge.model.atomic import write_text
 from lmforge.model.config import ModelConfig
 from lmforge.model.train_config import TrainConfig
+from lmforge.tasks.alignment import AlignConfig
 from lmforge.tasks.curate import CurateConfig
 from lmforge.tasks.dataset import DatasetConfig
 from lmforge.tasks.evals.config import EvaluateConfig
@@ -50,6 +51,8 @@ class RunConfig(BaseModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow")
     finetune: FinetuneConfig | None = Field(None, description="supervised / parameter-"
                                             "efficient fine-tuning of the trained model")
+    align: AlignConfig | None = Field(None, description="DPO or a reward model on preference "
+                                      "pairs, after fine-tuning")
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -137,6 +140,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     fix_keys(finetune.get("data"), ("paths",))
     fix_keys((finetune.get("data") or {}).get("decontaminate"), ("paths",))
     fix_keys(finetune, ("base",))
+    align = data.get("align") or {}
+    fix_keys(align.get("data"), ("paths",))
+    fix_keys((align.get("data") or {}).get("decontaminate"), ("paths",))
+    fix_keys(align, ("base",))
     return data
 
 
@@ -192,13 +199,15 @@ def preflight(cfg: RunConfig, *, inputs: bool = True, finetune: bool = False) ->
                 why = "no file there matches it"
             problems.append(f"sources.{index}.paths: {pattern} matches no input ({why}); fix "
                             "the path in the config")
-    if finetune and cfg.finetune is not None:
-        for pattern in cfg.finetune.data.paths:
+    for name, section in (("finetune", cfg.finetune), ("align", cfg.align)):
+        if not finetune or section is None:
+            continue
+        for pattern in section.data.paths:
             if not expand_paths(pattern, want_dirs=False):
-                problems.append(f"finetune.data.paths: {pattern} matches no file; fix the path "
+                problems.append(f"{name}.data.paths: {pattern} matches no file; fix the path "
                                 "in the config")
-        if cfg.finetune.base is not None and not cfg.finetune.base.is_file():
-            problems.append(f"finetune.base: {cfg.finetune.base} does not exist; train a model "
+        if section.base is not None and not section.base.is_file():
+            problems.append(f"{name}.base: {section.base} does not exist; train a model "
                             "first or fix the path")
     problems += _output_problems(cfg.output.resolve())
     return problems

@@ -117,6 +117,27 @@ def finetune_task(sft_dir: Path, base: Path, method: Any, cfg: TrainConfig, out_
                     log_metrics=log_metrics, run_id=run_id, base=base_info, on_step=on_step)
 
 
+@task(name="prepare-pairs", cache_policy=NO_CACHE)
+def prepare_pairs_task(files: list[Path], tokenizer: Path, cfg: Any, out: Path, arch: str
+                       ) -> dict[str, Any]:
+    """Preference files -> (chosen, rejected) rows (``tasks.preference``)."""
+    from lmforge.tasks.preference import prepare_pairs
+
+    return prepare_pairs(files, str(tokenizer), cfg, out, arch=arch)
+
+
+@task(name="align-model", cache_policy=NO_CACHE)
+def align_task(pairs_dir: Path, base: Path, objective: Any, cfg: TrainConfig, out_dir: Path,
+               method: Any, beta: float, log_metrics: LogMetrics, run_id: str | None = None,
+               on_step: Callable[[int], None] | None = None) -> TrainResult:
+    """DPO or a reward model in the flow's process (``tasks.alignment``)."""
+    from lmforge.tasks.alignment import align
+
+    return align(pairs_dir, base, objective, cfg, out_dir, init_runtime(cfg.device),
+                 method=method, beta=beta, log_metrics=log_metrics, run_id=run_id,
+                 on_step=on_step)
+
+
 @task(name="evaluate-model", task_run_name="evaluate-{target.label}", cache_policy=NO_CACHE)
 def evaluate_target_task(target: Target, tokens_dir: Path, cfg: EvaluateConfig, out: Path,
                          toxicity: ToxicityConfig | None = None, pii: PiiConfig | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -16,12 +16,14 @@ from lmforge.model.checkpoint import load_model
 from lmforge.model.config import ModelConfig
 from lmforge.model.data import Rows
 from lmforge.model.distributed import Runtime
-from lmforge.model.finetune import MethodConfig, apply_method, parse_method
+from lmforge.model.finetune import METHODS, MethodConfig, MethodSpec, apply_method, parse_method
 from lmforge.model.objectives import pair_batch
 from lmforge.model.train_config import LogMetrics, TrainConfig, TrainResult
 from lmforge.model.trainer import Trainer
 from lmforge.tasks.finetuning import base_state, sft_manifest
+from lmforge.tasks.sft import SFTDataConfig
 from lmforge.tasks.training import special_token_ids
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 Objective = Literal["reward", "dpo"]
@@ -84,3 +86,34 @@ def pair_metrics(model: nn.Module, rows: Rows, arch: str, objective: Objective, 
     return {"pair_accuracy": float((m > 0).float().mean()) if len(m) else float("nan"),
             "margin": float(m.mean()) if len(m) else float("nan"), "pairs": float(len(m))}
 
+
+
+# alignment's own defaults under whatever align.train sets (DPO's usual small rate)
+ALIGN_TRAIN = {"steps": 100, "lr": 5e-4, "min_lr": 5e-5, "warmup_steps": 10,
+               "weight_decay": 0.0, "eval_every": 50, "batch_size": 8, "alias": "aligned"}
+
+
+class AlignConfig(BaseModel):
+    """The ``align:`` section: preference pairs, the objective, the method and optimisation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    data: SFTDataConfig = Field(description="preference files (HH-RLHF chosen/rejected "
+                                "transcripts or prompt/chosen/rejected triples)")
+    objective: Objective = Field("dpo", description="dpo (tune the model against a frozen "
+                                 "copy of itself) or reward (a reward model)")
+    beta: float = Field(0.1, gt=0, description="DPO: strength of the KL constraint to the "
+                        "reference")
+    method: MethodSpec = Field(default_factory=METHODS["full"].config,  # type: ignore
+                               description="DPO: full or a parameter-efficient method")
+    base: Path | None = Field(None, description="model.pt to start from (default: "
+                              "DIR/finetune/model.pt when it exists, else DIR/model/model.pt)")
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(**ALIGN_TRAIN),
+                               description="optimisation (train.alias: the registry alias of "
+                               "the DPO model, default aligned)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("train"), dict):
+            data = {**data, "train": {**ALIGN_TRAIN, **data["train"]}}
+        return data

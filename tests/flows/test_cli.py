@@ -32,8 +32,9 @@ def small_config(tmp_path: Path) -> Path:
         task.update({k: str(SAMPLE_DIR / task[k]) for k in ("path", "fewshot_path") if k in task})
     security = cfg["evaluate"]["security"]
     security.update({k: str(SAMPLE_DIR / v) for k, v in security.items() if isinstance(v, str)})
-    data = cfg["finetune"]["data"]
-    data["paths"] = [str(SAMPLE_DIR / p) for p in data["paths"]]
+    for section in ("finetune", "align"):
+        data = cfg[section]["data"]
+        data["paths"] = [str(SAMPLE_DIR / p) for p in data["paths"]]
     cfg["finetune"]["train"].update(steps=4, eval_every=2, checkpoint_every=2)
     cfg["train"].update(steps=10, eval_every=5)
     cfg["tracking"] = {"experiment": "cli"}

@@ -51,3 +51,38 @@ def test_finetune_on_two_ranks_registers_and_evaluates(pipeline_run, tmp_path) -
     assert any(getattr(m, "kv_prefix", None) is not None for m in model.modules())
     assert model(torch.zeros(1, 8, dtype=torch.long)).shape[-1] == model.cfg.vocab_size
     assert (out / "finetune" / "adapter.safetensors").stat().st_size > 0
+
+
+@pytest.mark.parametrize("objective", ["dpo", "reward"])
+def test_align_flows_on_the_pipeline_output(pipeline_run, tmp_path, objective) -> None:
+    """DPO from the pipeline's fine-tuned model: nested under its run, a positive held-out
+    margin, registered @aligned, the suite (security probes included) on the result; the reward
+    model: held-out pair accuracy above chance, the model kept as an artifact."""
+    from lmforge.flows.align import align_model
+    from lmforge.flows.train import registered_name
+
+    base_cfg = pipeline_run[0]
+    out = tmp_path / objective
+    for folder in ("tokens", "tokenizer", "model", "finetune"):
+        shutil.copytree(base_cfg.output / folder, out / folder)
+    cfg = RunConfig.model_validate({**base_cfg.model_dump(), "output": out,
+                                    "tracking": {"experiment": "align-flow"}})
+    with platform() as endpoints:
+        result = align_model(cfg, objective)
+        client = MlflowClient(endpoints.mlflow_uri)
+        run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["lmforge.base_model"] == str(out / "finetune" / "model.pt")
+    metrics = result["metrics"]
+    assert metrics["pairs/pairs"] > 20
+    if objective == "dpo":
+        assert metrics["pairs/margin"] > 0 and metrics["pairs/pair_accuracy"] > 0.5, metrics
+        assert "eval/security/toxicity/toxicity/expected_max" in metrics
+        name = registered_name(cfg)
+        assert result["registered"].startswith(f"{name}/") and result["registered"].endswith(
+            "@aligned")
+    else:
+        assert metrics["pairs/pair_accuracy"] > 0.6, metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reward-model")}
+        assert artifacts == {"reward-model/model.pt"}
+        assert load_model(out / "align" / "reward" / "model.pt").reward_head is not None

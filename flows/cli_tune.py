@@ -1,0 +1,56 @@
+"""The tuning commands of ``lmforge`` (registered on the app by ``flows/cli.py``): fine-tuning
+and alignment. Heavy imports wait for the command, as in ``flows/cli.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from lmforge.flows.terminal import out, setup_logging
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="pipeline YAML; "
+                                                "default: the embedded sample")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="output folder "
+                                                "(overrides the config's `output`)")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v")]
+
+
+def finetune(config: ConfigOpt = None, output: OutputOpt = None, verbose: Verbose = False
+             ) -> None:
+    """Fine-tune the trained model (config section finetune: data, method, train), register it
+    with the alias sft, and evaluate it."""
+    setup_logging(verbose)
+    from lmforge.flows.cli import _load, _run_flow
+    from lmforge.flows.finetune import finetune_model
+
+    result = _run_flow(finetune_model, _load(config, output, inputs=False, finetune=True),
+                       dask=True)
+    out.print(f"Fine-tuned model:  {result['model']} (registered {result['registered']})")
+    for key in ("sft/base_response_loss", "sft/response_loss"):
+        if key in result["metrics"]:
+            out.print(f"{key:>24}: {result['metrics'][key]:.4f}")
+
+
+def align(config: ConfigOpt = None, output: OutputOpt = None,
+          objective: Annotated[str | None, typer.Option(
+              help="dpo or reward (default: the config's align.objective)")] = None,
+          verbose: Verbose = False) -> None:
+    """Align the model on preference pairs (config section align): DPO against a frozen
+    reference (registered with the alias aligned, then evaluated, security probes included),
+    or a reward model (Bradley-Terry; held-out pair accuracy)."""
+    setup_logging(verbose)
+    from lmforge.flows.align import align_model
+    from lmforge.flows.cli import _load, _run_flow
+
+    if objective not in (None, "dpo", "reward"):
+        out.print(f"--objective {objective!r}: choose dpo or reward")
+        raise typer.Exit(2)
+    chosen: Literal["dpo", "reward"] | None = objective  # type: ignore[assignment]
+    result = _run_flow(align_model, _load(config, output, inputs=False, finetune=True), chosen,
+                       dask=True)
+    out.print(f"Aligned model:     {result['model']}"
+              + (f" (registered {result['registered']})" if result.get("registered") else ""))
+    for key, value in result["metrics"].items():
+        if key.startswith(("pairs/", "align/")):
+            out.print(f"{key:>24}: {value:.4f}")
