@@ -4,6 +4,9 @@ rejected log-ratio margin; both through the trainer, from a briefly fine-tuned b
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -70,10 +73,15 @@ def test_preference_files_are_accounted_for(setup) -> None:
     assert not (rows[:, 0, 0] == rows[:, 1, 0]).all(axis=-1).any()  # the replies differ
 
 
-def test_reward_model_accuracy_rises_above_chance(setup) -> None:
+@pytest.fixture(scope="module")
+def reward_model(setup) -> Path:
     tmp = setup["tmp"]
-    result = align(tmp / "pairs", setup["base"], "reward", cfg(40, lr=1e-3), tmp / "rm", CPU)
-    model = load_model(result.model_path)  # the head is rebuilt from the checkpoint's record
+    return align(tmp / "pairs", setup["base"], "reward", cfg(40, lr=1e-3), tmp / "rm",
+                 CPU).model_path
+
+
+def test_reward_model_accuracy_rises_above_chance(setup, reward_model) -> None:
+    model = load_model(reward_model)  # the head is rebuilt from the checkpoint's record
     metrics = pair_metrics(model, setup["val"], "causal", "reward")
     print("reward model", metrics)
     assert metrics["pairs"] >= 40 and metrics["pair_accuracy"] > 0.7, metrics
@@ -94,3 +102,37 @@ def test_dpo_raises_the_heldout_margin(setup) -> None:
                          reference=reference)
     print("dpo", before, after)
     assert after["margin"] > 0.05 and after["pair_accuracy"] > 0.6, after
+
+
+def test_ppo_raises_the_reward_while_the_kl_stays_under_target(setup, reward_model,
+                                                               chat_tokenizer,
+                                                               sample_dir) -> None:
+    """Rollouts with the KV-cache generator, the reward model's score minus the KL penalty,
+    GAE and clipped losses: the mean reward of the last iterations beats the first, the KL to
+    the reference stays under its target, and the policy's replies beat the reference's."""
+    from lmforge.model.ppo import PPOConfig, add_value_head, ppo, reward_scorer, win_rate
+    from lmforge.tasks.sft import ChatTemplate
+
+    template = ChatTemplate(str(chat_tokenizer))
+    prompts = []
+    for line in (sample_dir / "preference" / "preferences.jsonl").read_text().splitlines():
+        try:
+            prompts.append(template.prompt(to_pair(json.loads(line)).prompt))
+        except BadRecord:
+            continue
+    policy, reference = add_value_head(load_model(setup["base"])), load_model(setup["base"])
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    score = reward_scorer(load_model(reward_model))
+    cfg_ppo = PPOConfig(iterations=10, rollouts=16, minibatch=8, epochs=2, lr=3e-4,
+                        max_new_tokens=12, kl_coef=0.05, kl_target=6.0)
+    history = ppo(policy, reference, score, prompts[:100], cfg_ppo, stop=template.eot,
+                  pad=template.pad)
+    first, last = history[0]["ppo/reward"], np.mean([h["ppo/reward"] for h in history[-3:]])
+    print("ppo", first, last, history[-1])
+    assert last > first + 0.2, history
+    assert all(h["ppo/kl"] < cfg_ppo.kl_target for h in history)
+    assert history[-1]["ppo/kl"] > 0 and 0 <= history[-1]["ppo/clip_fraction"] < 1
+    wins = win_rate(policy, reference, score, prompts[100:140], stop=template.eot,
+                    pad=template.pad, max_new_tokens=12)
+    assert wins > 0.5, wins
