@@ -26,7 +26,7 @@ from pathlib import Path
 
 import zstandard
 from lmforge.infra.sample_evals import make_evals
-from lmforge.infra.sample_instruct import make_instructions, make_preferences
+from lmforge.infra.sample_instruct import make_instructions, make_preferences, make_safety
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -741,6 +741,7 @@ def build(out: Path = OUT) -> Path:
     make_evals(out / "eval")
     make_instructions(out / "instruct")
     make_preferences(out / "preference")
+    make_safety(out / "safety")
     return out
 
 

@@ -39,11 +39,12 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def chat_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small byte-level BPE with lmforge's special tokens (roles included), trained on the
-    sample instruction set: what fine-tuning tests tokenize with."""
+    sample instruction, preference and safety sets: what the tuning tests tokenize with."""
     from lmforge.tasks.tokenizer import special_tokens
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    texts = [line for f in sorted((SAMPLE_DIR / "instruct").iterdir())
+    texts = [line for folder in ("instruct", "preference", "safety")
+             for f in sorted((SAMPLE_DIR / folder).iterdir())
              for line in f.read_text().splitlines()]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
