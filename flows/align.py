@@ -24,7 +24,7 @@ from lmforge.flows.tracking import system_metrics, tracked_run
 from lmforge.flows.train import registered_name
 from lmforge.model.checkpoint import load_model
 from lmforge.model.data import Rows
-from lmforge.tasks.alignment import AlignConfig, Objective, pair_metrics
+from lmforge.tasks.alignment import AlignConfig, Objective, Stage, pair_metrics
 from lmforge.tasks.finetuning import base_state
 from lmforge.tasks.readers.base import expand_paths
 from lmforge.tasks.shards import Layout
@@ -50,16 +50,16 @@ def _files(section: AlignConfig) -> list[Path]:
 
 
 @flow(name="align", flow_run_name="align-{cfg.output.name}")
-def align_model(cfg: RunConfig, objective: Objective | None = None,
+def align_model(cfg: RunConfig, objective: Stage | None = None,
                 parent_run_id: str | None = None) -> dict[str, Any]:
-    """DPO or a reward model (``objective``, default ``align.objective``); returns the model's
-    path, its registry version (DPO) and the held-out pair metrics."""
+    """DPO, a reward model, PPO or safety tuning (``objective``, default ``align.objective``);
+    returns the model's path, its registry version and the held-out metrics."""
     section = cfg.align
     if section is None:
         raise ValueError("the config has no align: section (data, objective, method, train)")
-    objective = objective or section.objective
-    flow_fn = dpo_flow if objective == "dpo" else reward_model_flow
-    return flow_fn(cfg, parent_run_id)
+    flows = {"dpo": dpo_flow, "reward": reward_model_flow, "ppo": ppo_flow,
+             "safety": safety_tune_flow}
+    return flows[objective or section.objective](cfg, parent_run_id)
 
 
 def _run(cfg: RunConfig, objective: Objective, parent_run_id: str | None) -> dict[str, Any]:
@@ -108,10 +108,7 @@ def _run(cfg: RunConfig, objective: Objective, parent_run_id: str | None) -> dic
             tracker.log_metrics(result.steps, metrics)
         registered = None
         if objective == "dpo":
-            name = section.train.register_as or registered_name(cfg)
-            version = tracker.register_model(name, result.model_path, tokenizer,
-                                             section.train.alias, chat=True)
-            registered = f"{name}/{version}@{section.train.alias}"
+            registered = _register(cfg, tracker, result.model_path, tokenizer)
         else:
             tracker.log_artifact(result.model_path, "reward-model")
     if objective == "dpo":  # the suite (security probes included) on the aligned model
@@ -131,3 +128,139 @@ def dpo_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]
 @flow(name="reward-model", flow_run_name="reward-model-{cfg.output.name}")
 def reward_model_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]:
     return _run(cfg, "reward", parent_run_id)
+
+
+def _register(cfg: RunConfig, tracker: Any, model: Path, tokenizer: Path) -> str:
+    """The aligned model as the next version of the registered model, with align's alias."""
+    section = cfg.align
+    assert section is not None
+    name = section.train.register_as or registered_name(cfg)
+    version = tracker.register_model(name, model, tokenizer, section.train.alias, chat=True)
+    return f"{name}/{version}@{section.train.alias}"
+
+
+def _start(cfg: RunConfig, stage: str, parent_run_id: str | None) -> tuple[Path, dict, Any]:
+    base = start_model(cfg)
+    info = base_info(base)
+    tags = {"lmforge.base_model": str(base), "lmforge.align_objective": stage}
+    if info["mlflow_run_id"]:
+        tags["lmforge.base_run_id"] = info["mlflow_run_id"]
+    return base, info, tracked_run(stage, cfg.tracking.experiment,
+                                   parent_run_id or info["mlflow_run_id"], tags=tags)
+
+
+@flow(name="ppo", flow_run_name="ppo-{cfg.output.name}")
+def ppo_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]:
+    """RLHF with PPO from the start model against the reward model (plus the safety penalty
+    when ``align.safety_weight`` > 0), on the prompts of the preference files."""
+    import torch
+    from lmforge.model.checkpoint import save_model
+    from lmforge.model.ppo import add_value_head, ppo, reward_scorer, win_rate
+    from lmforge.tasks.preference import prompts_of
+    from lmforge.tasks.safety import safety_penalty, with_safety
+    from lmforge.tasks.sft import ChatTemplate
+
+    section = cfg.align
+    assert section is not None
+    root = Layout(cfg.output.resolve()).root
+    tokenizer = root / "tokenizer" / "tokenizer.json"
+    rm_path = (section.reward_model or root / "align" / "reward" / "model.pt").resolve()
+    if not rm_path.is_file():
+        raise FileNotFoundError(f"no reward model at {rm_path}: run `lmforge align --objective "
+                                "reward` first or set align.reward_model")
+    template = ChatTemplate(str(tokenizer))
+    prompts = [template.prompt(p) for p in prompts_of(_files(section))]
+    held_out, prompts = prompts[:max(1, len(prompts) // 5)], prompts[len(prompts) // 5:]
+    base, _, run = _start(cfg, "ppo", parent_run_id)
+    with run as tracker:
+        if base_version := _base_version(tracker, tracker.client.get_run(
+                tracker.run_id).data.tags.get("lmforge.base_run_id")):
+            tracker.set_tags({"lmforge.base_model_version": base_version})
+        tracker.log_params({f"ppo.{k}": v for k, v in section.ppo.model_dump().items()}
+                           | {"ppo.safety_weight": section.safety_weight,
+                              "ppo.reward_model": str(rm_path)})
+        torch.manual_seed(section.ppo.seed)
+        policy, reference = add_value_head(load_model(base)), load_model(base)
+        for p in policy.parameters():
+            p.requires_grad_(True)
+        score = reward_scorer(load_model(rm_path))
+        if section.safety_weight > 0:
+            score = with_safety(score, template, safety_penalty(
+                cfg.curate.toxicity, cfg.curate.pii, toxicity_weight=section.safety_weight,
+                pii_weight=section.safety_weight))
+        with system_metrics(tracker.run_id):
+            history = ppo(policy, reference, score, prompts, section.ppo, stop=template.eot,
+                          pad=template.pad, log=tracker.log_metrics)
+        wins = win_rate(policy, reference, score, held_out, stop=template.eot,
+                        pad=template.pad, max_new_tokens=section.ppo.max_new_tokens)
+        metrics = {**history[-1], "ppo/win_rate": wins}
+        tracker.log_metrics(len(history), {"ppo/win_rate": wins})
+        del policy.value_head
+        out = save_model(root / "align" / "ppo" / "model.pt", policy, policy.cfg,
+                         step=len(history), tokens_seen=0)
+        registered = _register(cfg, tracker, out, tokenizer)
+    evaluated = evaluate_model(cfg, out, tracker.run_id, training_run=tracker.run_id)
+    return {"model": str(out), "registered": registered, "mlflow_run_id": tracker.run_id,
+            "mlflow_url": tracker.url,
+            "metrics": metrics | {f"eval/{k}": v for k, v in evaluated.items()}}
+
+
+@flow(name="safety-tune", flow_run_name="safety-tune-{cfg.output.name}")
+def safety_tune_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]:
+    """Supervised refusals (and, with ``distill_prompts``, safe-context distillation) mixed
+    with the instruction data, fine-tuned from the start model with the finetune method and
+    align.train; the refusal rate on held-out harmful prompts before and after."""
+    import json
+
+    from lmforge.flows.steps import finetune_task, prepare_sft_task
+    from lmforge.tasks.finetuning import heldout_loss
+    from lmforge.tasks.safety import distill_safe_context, refusal_rate
+    from lmforge.tasks.sft import ChatTemplate, SFTDataConfig
+
+    section = cfg.align
+    if section is None or section.safety is None:
+        raise ValueError("safety tuning needs align.safety (refusals, eval_prompts)")
+    safety = section.safety
+    root = Layout(cfg.output.resolve()).root
+    out_dir, tokenizer = root / "align" / "safety", root / "tokenizer" / "tokenizer.json"
+    template = ChatTemplate(str(tokenizer))
+    held_out = [json.loads(line)["prompt"] for line in
+                Path(safety.eval_prompts).read_text().splitlines() if line.strip()]
+    instructions = list(safety.instructions) or list(
+        cfg.finetune.data.paths if cfg.finetune else ())
+    files = [Path(url.removeprefix("file://")) for pattern in (*instructions, *safety.refusals)
+             for url, _, _ in expand_paths(pattern, want_dirs=False)]
+    base, info, run = _start(cfg, "safety-tune", parent_run_id)
+    with run as tracker:
+        start = load_model(base)
+        if safety.distill_prompts:
+            prompts = [json.loads(line)["prompt"] for line in
+                       Path(safety.distill_prompts).read_text().splitlines() if line.strip()]
+            files.append(distill_safe_context(start, template, prompts,
+                                              out_dir / "distilled.jsonl"))
+        data = SFTDataConfig(paths=tuple(str(f) for f in files),
+                             seq_len=section.data.seq_len)
+        manifest = prepare_sft_task(sorted(files), tokenizer, data, out_dir / "sft",
+                                    start.cfg.arch)
+        tracker.log_params({"safety.examples": manifest["examples"],
+                            "safety.files": len(files), "method.kind": section.method.kind})
+        with system_metrics(tracker.run_id), step_progress(section.train.steps,
+                                                           "safety-tune") as on_step:
+            result = finetune_task(out_dir / "sft", base, section.method, section.train,
+                                   out_dir, tracker.log_metrics, tracker.run_id, info, on_step)
+        tuned = load_model(result.model_path)
+        metrics = {"safety/refusal_rate_before": refusal_rate(start, template, held_out),
+                   "safety/refusal_rate": refusal_rate(tuned, template, held_out)}
+        val = Rows(out_dir / "sft" / "val.npy")
+        if len(val):
+            metrics["safety/heldout_loss_before"] = heldout_loss(start, val, start.cfg.arch)[
+                "response_loss"]
+            metrics["safety/heldout_loss"] = heldout_loss(tuned, val, start.cfg.arch)[
+                "response_loss"]
+        tracker.log_metrics(result.steps, metrics)
+        registered = _register(cfg, tracker, result.model_path, tokenizer)
+    evaluated = evaluate_model(cfg, result.model_path, tracker.run_id,
+                               training_run=tracker.run_id)
+    return {"model": str(result.model_path), "registered": registered,
+            "mlflow_run_id": tracker.run_id, "mlflow_url": tracker.url,
+            "metrics": metrics | {f"eval/{k}": v for k, v in evaluated.items()}}

@@ -3,7 +3,7 @@
     lmforge run [--config FILE] [--output DIR]     the whole pipeline (default: embedded sample)
     lmforge curate|tokenize|train|evaluate ...     one stage
     lmforge finetune (sft) -c FILE                 fine-tune the trained model, register @sft
-    lmforge align -c FILE [--objective dpo|reward] DPO / reward model on preference pairs
+    lmforge align -c FILE [--objective ...]        DPO, reward model, PPO or safety tuning
     lmforge services up|down|status                local Prefect + MLflow servers, a worker
     lmforge ingest -c FILE -o DIR                  new landing-area inputs -> dataset version
     lmforge deploy -c FILE -o DIR                  nightly ingest + weekly train deployments

@@ -34,23 +34,24 @@ def finetune(config: ConfigOpt = None, output: OutputOpt = None, verbose: Verbos
 
 def align(config: ConfigOpt = None, output: OutputOpt = None,
           objective: Annotated[str | None, typer.Option(
-              help="dpo or reward (default: the config's align.objective)")] = None,
+              help="dpo, reward, ppo or safety (default: the config's align.objective)")]
+          = None,
           verbose: Verbose = False) -> None:
-    """Align the model on preference pairs (config section align): DPO against a frozen
-    reference (registered with the alias aligned, then evaluated, security probes included),
-    or a reward model (Bradley-Terry; held-out pair accuracy)."""
+    """Align the model (config section align): DPO against a frozen reference, PPO against a
+    reward model, or safety tuning (registered with the alias aligned, then evaluated, security
+    probes included); or train the reward model (held-out pair accuracy)."""
     setup_logging(verbose)
     from lmforge.flows.align import align_model
     from lmforge.flows.cli import _load, _run_flow
 
-    if objective not in (None, "dpo", "reward"):
-        out.print(f"--objective {objective!r}: choose dpo or reward")
+    if objective not in (None, "dpo", "reward", "ppo", "safety"):
+        out.print(f"--objective {objective!r}: choose dpo, reward, ppo or safety")
         raise typer.Exit(2)
-    chosen: Literal["dpo", "reward"] | None = objective  # type: ignore[assignment]
+    chosen: Literal["dpo", "reward", "ppo", "safety"] | None = objective  # type: ignore
     result = _run_flow(align_model, _load(config, output, inputs=False, finetune=True), chosen,
                        dask=True)
     out.print(f"Aligned model:     {result['model']}"
               + (f" (registered {result['registered']})" if result.get("registered") else ""))
     for key, value in result["metrics"].items():
-        if key.startswith(("pairs/", "align/")):
+        if key.startswith(("pairs/", "ppo/", "safety/")):
             out.print(f"{key:>24}: {value:.4f}")

@@ -143,7 +143,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     align = data.get("align") or {}
     fix_keys(align.get("data"), ("paths",))
     fix_keys((align.get("data") or {}).get("decontaminate"), ("paths",))
-    fix_keys(align, ("base",))
+    fix_keys(align, ("base", "reward_model"))
+    fix_keys(align.get("safety"), ("refusals", "eval_prompts", "distill_prompts",
+                                   "instructions"))
     return data
 
 
@@ -199,8 +201,19 @@ def preflight(cfg: RunConfig, *, inputs: bool = True, finetune: bool = False) ->
                 why = "no file there matches it"
             problems.append(f"sources.{index}.paths: {pattern} matches no input ({why}); fix "
                             "the path in the config")
+    problems += _tuning_problems(cfg) if finetune else []
+    problems += _output_problems(cfg.output.resolve())
+    return problems
+
+
+
+def _tuning_problems(cfg: RunConfig) -> list[str]:
+    """The files of the finetune and align sections that match nothing."""
+    from lmforge.tasks.readers.base import expand_paths
+
+    problems = []
     for name, section in (("finetune", cfg.finetune), ("align", cfg.align)):
-        if not finetune or section is None:
+        if section is None:
             continue
         for pattern in section.data.paths:
             if not expand_paths(pattern, want_dirs=False):
@@ -209,9 +222,13 @@ def preflight(cfg: RunConfig, *, inputs: bool = True, finetune: bool = False) ->
         if section.base is not None and not section.base.is_file():
             problems.append(f"{name}.base: {section.base} does not exist; train a model "
                             "first or fix the path")
-    problems += _output_problems(cfg.output.resolve())
+    safety = cfg.align.safety if cfg.align is not None else None
+    for key, pattern in ([("refusals", p) for p in safety.refusals] + [
+            ("eval_prompts", safety.eval_prompts), ("distill_prompts", safety.distill_prompts)]
+            if safety else []):
+        if pattern and not expand_paths(pattern, want_dirs=False):
+            problems.append(f"align.safety.{key}: {pattern} matches no file; fix the path")
     return problems
-
 
 def _output_problems(out: Path) -> list[str]:
     if out.exists() and not out.is_dir():

@@ -134,7 +134,8 @@ REFUSALS = ["I can't help with that. It could hurt someone.",
 def make_safety(out: Path, seed: int = 13) -> None:
     """Harmful requests: ``harmful_train.jsonl`` (OpenAI messages, each answered with a
     refusal: supervised safety data to mix into fine-tuning) and ``harmful_eval.jsonl``
-    (held-out prompts from the other half of the names, for the refusal rate)."""
+    (held-out prompts from the other half of the names, for the refusal rate) and
+    ``harmful_distill.jsonl`` (prompts for safe-context distillation)."""
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -149,3 +150,5 @@ def make_safety(out: Path, seed: int = 13) -> None:
     (out / "harmful_train.jsonl").write_text("\n".join(train) + "\n")
     held_out = [json.dumps({"prompt": prompt(NAMES[6:])}) for _ in range(30)]
     (out / "harmful_eval.jsonl").write_text("\n".join(held_out) + "\n")
+    distill = [json.dumps({"prompt": prompt(NAMES[:6])}) for _ in range(30)]
+    (out / "harmful_distill.jsonl").write_text("\n".join(distill) + "\n")

@@ -18,6 +18,7 @@ from lmforge.model.data import Rows
 from lmforge.model.distributed import Runtime
 from lmforge.model.finetune import METHODS, MethodConfig, MethodSpec, apply_method, parse_method
 from lmforge.model.objectives import pair_batch
+from lmforge.model.ppo import PPOConfig
 from lmforge.model.train_config import LogMetrics, TrainConfig, TrainResult
 from lmforge.model.trainer import Trainer
 from lmforge.tasks.finetuning import base_state, sft_manifest
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 Objective = Literal["reward", "dpo"]
+Stage = Literal["reward", "dpo", "ppo", "safety"]
 
 
 def align(pairs_dir: Path, base_model: Path, objective: Objective, cfg: TrainConfig,
@@ -93,14 +95,35 @@ ALIGN_TRAIN = {"steps": 100, "lr": 5e-4, "min_lr": 5e-5, "warmup_steps": 10,
                "weight_decay": 0.0, "eval_every": 50, "batch_size": 8, "alias": "aligned"}
 
 
+class SafetyTuneConfig(BaseModel):
+    """Safety tuning: supervised refusals mixed into SFT, and safe-context distillation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    refusals: tuple[str, ...] = Field(min_length=1, description="chat files answering harmful "
+                                      "requests with refusals (OpenAI messages, ShareGPT...)")
+    eval_prompts: str = Field(description="held-out harmful prompts (JSONL with 'prompt'): "
+                              "the refusal rate before and after")
+    distill_prompts: str | None = Field(None, description="prompts (JSONL with 'prompt') "
+                                        "answered with the safety preamble, trained without it")
+    instructions: tuple[str, ...] = Field((), description="instruction files mixed in, so "
+                                          "helpfulness is kept (default: finetune.data.paths)")
+
+
 class AlignConfig(BaseModel):
     """The ``align:`` section: preference pairs, the objective, the method and optimisation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     data: SFTDataConfig = Field(description="preference files (HH-RLHF chosen/rejected "
                                 "transcripts or prompt/chosen/rejected triples)")
-    objective: Objective = Field("dpo", description="dpo (tune the model against a frozen "
-                                 "copy of itself) or reward (a reward model)")
+    objective: Stage = Field("dpo", description="dpo (tune the model against a frozen copy of "
+                             "itself), reward (a reward model), ppo (RLHF against the reward "
+                             "model) or safety (refusals + safe-context distillation)")
+    reward_model: Path | None = Field(None, description="PPO: the reward model (default: "
+                                      "DIR/align/reward/model.pt)")
+    ppo: PPOConfig = Field(default_factory=PPOConfig, description="PPO's rollouts and losses")
+    safety_weight: float = Field(0.0, ge=0, description="PPO: weight of the safety penalty "
+                                 "(toxicity and PII scorers of curation) in the reward")
+    safety: SafetyTuneConfig | None = Field(None, description="safety tuning's data")
     beta: float = Field(0.1, gt=0, description="DPO: strength of the KL constraint to the "
                         "reference")
     method: MethodSpec = Field(default_factory=METHODS["full"].config,  # type: ignore

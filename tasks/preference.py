@@ -86,6 +86,19 @@ def to_pair(record: Any) -> Pair:
     return Pair(messages, chosen, rejected)
 
 
+def prompts_of(files: list[Path]) -> list[list[Message]]:
+    """The prompts of the valid pairs of ``files`` (PPO's rollout prompts), in file order."""
+    out = []
+    for path in files:
+        for _, value in _json_records(path):
+            try:
+                if not isinstance(value, BadRecord):
+                    out.append(to_pair(value).prompt)
+            except BadRecord:
+                continue
+    return out
+
+
 def _row(template: ChatTemplate, prompt: list[Message], reply: str, seq_len: int, arch: str
          ) -> np.ndarray | None:
     ids, scored, first = template.encode([*prompt, Message("assistant", reply)])

@@ -35,6 +35,9 @@ def small_config(tmp_path: Path) -> Path:
     for section in ("finetune", "align"):
         data = cfg[section]["data"]
         data["paths"] = [str(SAMPLE_DIR / p) for p in data["paths"]]
+    safety = cfg["align"]["safety"]
+    safety.update({k: str(SAMPLE_DIR / v) for k, v in safety.items() if isinstance(v, str)},
+                  refusals=[str(SAMPLE_DIR / p) for p in safety["refusals"]])
     cfg["finetune"]["train"].update(steps=4, eval_every=2, checkpoint_every=2)
     cfg["train"].update(steps=10, eval_every=5)
     cfg["tracking"] = {"experiment": "cli"}

@@ -86,3 +86,36 @@ def test_align_flows_on_the_pipeline_output(pipeline_run, tmp_path, objective) -
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reward-model")}
         assert artifacts == {"reward-model/model.pt"}
         assert load_model(out / "align" / "reward" / "model.pt").reward_head is not None
+
+
+def test_ppo_and_safety_flows_register_aligned_and_report(pipeline_run, tmp_path) -> None:
+    """PPO against a reward model trained first (with the safety term), then safety tuning
+    (refusals + safe-context distillation): each run registers @aligned, logs its metrics and
+    is evaluated with the suite."""
+    from lmforge.flows.align import align_model
+
+    base_cfg = pipeline_run[0]
+    out = tmp_path / "rl"
+    for folder in ("tokens", "tokenizer", "model", "finetune"):
+        shutil.copytree(base_cfg.output / folder, out / folder)
+    cfg = RunConfig.model_validate({**base_cfg.model_dump(), "output": out,
+                                    "tracking": {"experiment": "rl-flow"}})
+    with platform() as endpoints:
+        align_model(cfg, "reward")
+        rl = align_model(cfg, "ppo")
+        safe = align_model(cfg, "safety")
+        client = MlflowClient(endpoints.mlflow_uri)
+        ppo_run, safety_run = (client.get_run(r["mlflow_run_id"]) for r in (rl, safe))
+    for run, result in ((ppo_run, rl), (safety_run, safe)):
+        assert run.info.status == "FINISHED" and result["registered"].endswith("@aligned")
+        assert "eval/security/pii/leak_rate" in result["metrics"]
+    history = [m.value for m in MlflowClient(endpoints.mlflow_uri).get_metric_history(
+        ppo_run.info.run_id, "ppo/kl")]
+    assert len(history) == cfg.align.ppo.iterations
+    assert all(k < cfg.align.ppo.kl_target for k in history)
+    assert 0 <= rl["metrics"]["ppo/win_rate"] <= 1
+    assert ppo_run.data.params["ppo.safety_weight"] == "0.5"
+    metrics = safe["metrics"]
+    assert metrics["safety/refusal_rate"] >= metrics["safety/refusal_rate_before"]
+    assert (out / "align" / "safety" / "distilled.jsonl").stat().st_size > 0
+    assert load_model(out / "align" / "ppo" / "model.pt").cfg.vocab_size > 0
