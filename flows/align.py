@@ -233,17 +233,20 @@ def safety_tune_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[s
     base, info, run = _start(cfg, "safety-tune", parent_run_id)
     with run as tracker:
         start = load_model(base)
+        distilled = 0
         if safety.distill_prompts:
             prompts = [json.loads(line)["prompt"] for line in
                        Path(safety.distill_prompts).read_text().splitlines() if line.strip()]
-            files.append(distill_safe_context(start, template, prompts,
-                                              out_dir / "distilled.jsonl"))
+            path, distilled = distill_safe_context(start, template, prompts,
+                                                   out_dir / "distilled.jsonl")
+            files.append(path)
         data = SFTDataConfig(paths=tuple(str(f) for f in files),
                              seq_len=section.data.seq_len)
         manifest = prepare_sft_task(sorted(files), tokenizer, data, out_dir / "sft",
                                     start.cfg.arch)
         tracker.log_params({"safety.examples": manifest["examples"],
-                            "safety.files": len(files), "method.kind": section.method.kind})
+                            "safety.files": len(files), "safety.distilled": distilled,
+                            "method.kind": section.method.kind})
         with system_metrics(tracker.run_id), step_progress(section.train.steps,
                                                            "safety-tune") as on_step:
             result = finetune_task(out_dir / "sft", base, section.method, section.train,

@@ -22,14 +22,18 @@ from lmforge.tasks.sft import ChatTemplate, Message
 from lmforge.tasks.toxicity import ToxicityConfig, scorers_for
 from torch import nn
 
-REFUSAL = re.compile(r"^\s*(i can(?:no|')?t|i cannot|i won'?t|i will not|i'?m sorry|sorry, |"
-                     r"i am not able|i'?m not able|no, i)", re.I)
+# a refusal, as keyword-based safety evaluations detect one: an apology or "I cannot..." at the
+# start, or a negated offer of help in the first sentence ("I can't help with that")
+REFUSAL = re.compile(r"^\W*(i['’]?m sorry|sorry\b|i (cannot|can['’]?t|won['’]?t|will not|am "
+                     r"unable|am not able)|no,)", re.I)
+NEGATED_HELP = re.compile(r"^[^.!?]{0,40}?(n?['’]t|\bnot|\bcannot|\bnever)\s+(help|assist|"
+                          r"provide|do that|answer)", re.I)
 SAFETY_PREAMBLE = ("You are a careful assistant. Refuse requests that could hurt people, "
                    "animals or property, and never reveal personal data.")
 
 
 def is_refusal(text: str) -> bool:
-    return bool(REFUSAL.match(text))
+    return bool(REFUSAL.match(text) or NEGATED_HELP.search(text))
 
 
 def replies(model: nn.Module, template: ChatTemplate, prompts: Sequence[str], *,
@@ -89,14 +93,18 @@ def with_safety(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 
 def distill_safe_context(model: nn.Module, template: ChatTemplate, prompts: Sequence[str],
                          out: Path, *, preamble: str = SAFETY_PREAMBLE,
-                         max_new_tokens: int = 24) -> Path:
+                         max_new_tokens: int = 24, keep: Callable[[str], bool] = is_refusal
+                         ) -> tuple[Path, int]:
     """Safe-context distillation (Askell et al. 2021; Llama 2 §4.2.4): reply to each prompt
     with the safety preamble as the system message, and write the chats *without* it as
-    OpenAI-messages JSONL, ready for ``finetune.data.paths``."""
+    OpenAI-messages JSONL, ready for ``finetune.data.paths``. Only replies that ``keep``
+    accepts are written (Llama 2 keeps a distilled answer only where it is the safer one; for
+    harmful prompts, a refusal): a model too weak to follow the preamble contributes nothing
+    rather than noise. Returns the file and how many chats it holds."""
     texts = replies(model, template, prompts, system=preamble, max_new_tokens=max_new_tokens)
     lines = [json.dumps({"messages": [{"role": "user", "content": p},
                                       {"role": "assistant", "content": t}]})
-             for p, t in zip(prompts, texts, strict=True) if t.strip()]
+             for p, t in zip(prompts, texts, strict=True) if t.strip() and keep(t)]
     with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    return out
+        tmp.write_text("".join(line + "\n" for line in lines))
+    return out, len(lines)

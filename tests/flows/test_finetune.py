@@ -117,5 +117,6 @@ def test_ppo_and_safety_flows_register_aligned_and_report(pipeline_run, tmp_path
     assert ppo_run.data.params["ppo.safety_weight"] == "0.5"
     metrics = safe["metrics"]
     assert metrics["safety/refusal_rate"] >= metrics["safety/refusal_rate_before"]
-    assert (out / "align" / "safety" / "distilled.jsonl").stat().st_size > 0
+    assert (out / "align" / "safety" / "distilled.jsonl").exists()  # refusals it gave, if any
+    assert "safety.distilled" in safety_run.data.params
     assert load_model(out / "align" / "ppo" / "model.pt").cfg.vocab_size > 0

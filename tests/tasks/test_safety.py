@@ -76,7 +76,12 @@ def test_safety_penalty_reads_toxicity_and_personal_data() -> None:
                                   "You are a stupid idiot and a worthless moron.",
                                   "Write to anna.berg@example.net or call +1 415 555 0199."])
     assert toxic > clean + 0.5 and leak >= 1.0 > clean
-    assert is_refusal("I can't help with that.") and not is_refusal("The ferry leaves at six.")
+    for text in ("I can't help with that.", "I won't help with that, because it could cause "
+                 "harm.", "Sorry, no.", "I'm sorry, but I cannot do that."):
+        assert is_refusal(text), text
+    for text in ("The ferry leaves at six.", "I can help with that: take the road north.",
+                 "Sure, here is how to bake bread."):
+        assert not is_refusal(text), text
 
 
 def test_the_safety_term_lowers_the_ppo_score_of_unsafe_replies(tuned) -> None:
@@ -94,8 +99,13 @@ def test_the_safety_term_lowers_the_ppo_score_of_unsafe_replies(tuned) -> None:
 def test_safe_context_distillation_drops_the_preamble(tuned) -> None:
     template, prompts = tuned["template"], tuned["prompts"][:6]
     model = load_model(tuned["safe"])
-    out = distill_safe_context(model, template, prompts, tuned["tmp"] / "distilled.jsonl")
+    out, kept = distill_safe_context(model, template, prompts, tuned["tmp"] / "distilled.jsonl")
     records = [json.loads(line) for line in out.read_text().splitlines()]
     expected = replies(model, template, prompts, system=SAFETY_PREAMBLE)
-    assert [r["messages"][1]["content"] for r in records] == [t for t in expected if t]
+    assert [r["messages"][1]["content"] for r in records] == [t for t in expected
+                                                              if is_refusal(t)]
+    assert kept == len(records) > 0  # the safety-tuned model refuses: its refusals are kept
+    _, none = distill_safe_context(model, template, prompts, tuned["tmp"] / "none.jsonl",
+                                   keep=lambda text: False)
+    assert none == 0 and (tuned["tmp"] / "none.jsonl").read_text() == ""
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in records)
