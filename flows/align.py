@@ -190,7 +190,8 @@ def ppo_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]
                 pii_weight=section.safety_weight))
         with system_metrics(tracker.run_id):
             history = ppo(policy, reference, score, prompts, section.ppo, stop=template.eot,
-                          pad=template.pad, log=tracker.log_metrics)
+                          pad=template.pad, log=tracker.log_metrics,
+                          checkpoint=root / "align" / "ppo" / "checkpoint.pt")
         wins = win_rate(policy, reference, score, held_out, stop=template.eot,
                         pad=template.pad, max_new_tokens=section.ppo.max_new_tokens)
         metrics = {**history[-1], "ppo/win_rate": wins}

@@ -6,15 +6,18 @@ policy and value losses, and the adaptive KL coefficient of Ziegler et al.
 Metrics per iteration: mean reward (the reward model's score), KL to the reference (summed over
 the reply, mean over rollouts), entropy, clip fraction, value loss and the KL coefficient.
 This loop runs in one process with its own AdamW (it alternates generation and several epochs
-over the rollouts, which the pretraining trainer's step does not)."""
+over the rollouts, which the pretraining trainer's step does not); it checkpoints after every
+iteration and resumes exactly."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from lmforge.model.atomic import atomic_path
 from lmforge.model.generate import Sampling, generate_batch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -118,16 +121,69 @@ def _whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, (x - mean) / std, torch.zeros_like(x))
 
 
+def _save(path: Path, policy: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
+          kl_coef: float, history: list[dict[str, float]]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"policy": policy.state_dict(), "optimizer": opt.state_dict(),
+                    "generator": gen.get_state(), "kl_coef": kl_coef, "history": history}, tmp)
+
+
+def _optimise(policy: nn.Module, opt: torch.optim.Optimizer, params: list[nn.Parameter],
+              r: Rollouts, adv: torch.Tensor, returns: torch.Tensor, cfg: PPOConfig,
+              gen: torch.Generator) -> tuple[float, float, float]:
+    """``cfg.epochs`` passes of clipped policy and value updates over the rollouts; returns the
+    mean clip fraction, entropy and value loss."""
+    policy.train()
+    clipped, entropy, value_loss, steps = 0.0, 0.0, 0.0, 0
+    for _ in range(cfg.epochs):
+        order = torch.randperm(cfg.rollouts, generator=gen)
+        for start in range(0, cfg.rollouts, cfg.minibatch):
+            idx = order[start:start + cfg.minibatch]
+            mask = r.reply[idx]
+            logits, values = _forward(policy, r.tokens[idx])
+            logp = _logprobs(logits, r.tokens[idx])
+            ratio = torch.exp(logp - r.logprobs[idx])
+            a = adv[idx]
+            pg = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip, 1 + cfg.clip))
+            v = values[:, :-1]
+            v_clip = r.values[idx] + (v - r.values[idx]).clamp(-cfg.clip_value,
+                                                              cfg.clip_value)
+            vf = torch.max((v - returns[idx]) ** 2, (v_clip - returns[idx]) ** 2)
+            loss = (pg[mask].mean() + cfg.vf_coef * 0.5 * vf[mask].mean())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            with torch.no_grad():
+                probs = torch.softmax(logits[:, :-1].float(), -1)
+                ent = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
+                entropy += float(ent[mask].mean())
+                clipped += float(((ratio - 1).abs() > cfg.clip)[mask].float().mean())
+                value_loss += float(vf[mask].mean())
+                steps += 1
+    return clipped / steps, entropy / steps, value_loss / steps
+
+
 def ppo(policy: nn.Module, reference: nn.Module,
         score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         prompts: Sequence[list[int]], cfg: PPOConfig, *, stop: int, pad: int,
-        log: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
-    """Train ``policy`` (with ``add_value_head``) in place; returns per-iteration metrics."""
+        log: Callable[[int, dict[str, float]], None] | None = None,
+        checkpoint: Path | None = None) -> list[dict[str, float]]:
+    """Train ``policy`` (with ``add_value_head``) in place; returns per-iteration metrics.
+    With ``checkpoint``, the state after every iteration (policy, optimizer, the sampling
+    generator, the KL coefficient, the metrics) is written there, and a rerun resumes from it:
+    the same rollouts and updates as an uninterrupted run."""
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     kl_coef, history = cfg.kl_coef, []
-    for it in range(cfg.iterations):
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True)
+        policy.load_state_dict(state["policy"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        kl_coef, history = float(state["kl_coef"]), list(state["history"])
+    for it in range(len(history), cfg.iterations):
         pick = torch.randint(len(prompts), (cfg.rollouts,), generator=gen).tolist()
         seeds = torch.randint(2**31 - 1, (cfg.rollouts,), generator=gen).tolist()
         r = rollout(policy, reference, score, [prompts[i] for i in pick], cfg, stop, pad, seeds)
@@ -137,44 +193,20 @@ def ppo(policy: nn.Module, reference: nn.Module,
         rewards[torch.arange(len(ends)), ends] += r.scores
         adv, returns = advantages(rewards, r.values, r.reply, cfg.gamma, cfg.lam)
         adv = _whiten(adv, r.reply)
-        policy.train()
-        clipped, entropy, value_loss, steps = 0.0, 0.0, 0.0, 0
-        for _ in range(cfg.epochs):
-            order = torch.randperm(cfg.rollouts, generator=gen)
-            for start in range(0, cfg.rollouts, cfg.minibatch):
-                idx = order[start:start + cfg.minibatch]
-                mask = r.reply[idx]
-                logits, values = _forward(policy, r.tokens[idx])
-                logp = _logprobs(logits, r.tokens[idx])
-                ratio = torch.exp(logp - r.logprobs[idx])
-                a = adv[idx]
-                pg = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip, 1 + cfg.clip))
-                v = values[:, :-1]
-                v_clip = r.values[idx] + (v - r.values[idx]).clamp(-cfg.clip_value,
-                                                                  cfg.clip_value)
-                vf = torch.max((v - returns[idx]) ** 2, (v_clip - returns[idx]) ** 2)
-                loss = (pg[mask].mean() + cfg.vf_coef * 0.5 * vf[mask].mean())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                with torch.no_grad():
-                    probs = torch.softmax(logits[:, :-1].float(), -1)
-                    ent = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
-                    entropy += float(ent[mask].mean())
-                    clipped += float(((ratio - 1).abs() > cfg.clip)[mask].float().mean())
-                    value_loss += float(vf[mask].mean())
-                    steps += 1
+        clipped, entropy, value_loss = _optimise(policy, opt, params, r, adv, returns, cfg,
+                                                 gen)
         mean_kl = float(kl.sum(1).mean())
         if cfg.kl_target is not None:  # Ziegler et al.: proportional control of the KL
             error = max(-0.2, min(0.2, mean_kl / cfg.kl_target - 1))
             kl_coef *= 1 + error * cfg.rollouts / cfg.kl_horizon
         metrics = {"ppo/reward": float(r.scores.mean()), "ppo/kl": mean_kl,
-                   "ppo/entropy": entropy / steps, "ppo/clip_fraction": clipped / steps,
-                   "ppo/value_loss": value_loss / steps, "ppo/kl_coef": kl_coef}
+                   "ppo/entropy": entropy, "ppo/clip_fraction": clipped,
+                   "ppo/value_loss": value_loss, "ppo/kl_coef": kl_coef}
         if not math.isfinite(metrics["ppo/kl"]):
             raise FloatingPointError(f"PPO diverged at iteration {it}: {metrics}")
         history.append(metrics)
+        if checkpoint is not None:
+            _save(checkpoint, policy, opt, gen, kl_coef, history)
         if log is not None:
             log(it + 1, metrics)
     return history

@@ -136,3 +136,39 @@ def test_ppo_raises_the_reward_while_the_kl_stays_under_target(setup, reward_mod
     wins = win_rate(policy, reference, score, prompts[100:140], stop=template.eot,
                     pad=template.pad, max_new_tokens=12)
     assert wins > 0.5, wins
+
+
+def test_a_killed_ppo_run_resumes_exactly(setup, reward_model, chat_tokenizer, sample_dir,
+                                          tmp_path) -> None:
+    from lmforge.model.ppo import PPOConfig, add_value_head, ppo, reward_scorer
+    from lmforge.tasks.preference import prompts_of
+    from lmforge.tasks.sft import ChatTemplate
+
+    template = ChatTemplate(str(chat_tokenizer))
+    prompts = [template.prompt(p) for p in prompts_of(
+        [sample_dir / "preference" / "preferences.jsonl"])][:40]
+    score = reward_scorer(load_model(reward_model))
+    cfg_ppo = PPOConfig(iterations=4, rollouts=8, minibatch=4, epochs=1, lr=3e-4,
+                        max_new_tokens=8)
+
+    def run(checkpoint, log=None):
+        torch.manual_seed(0)
+        policy = add_value_head(load_model(setup["base"]))
+        for p in policy.parameters():
+            p.requires_grad_(True)
+        history = ppo(policy, load_model(setup["base"]), score, prompts, cfg_ppo,
+                      stop=template.eot, pad=template.pad, log=log, checkpoint=checkpoint)
+        return policy, history
+
+    whole, whole_history = run(tmp_path / "whole.pt")
+
+    def crash(iteration, metrics):
+        if iteration == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed.pt", crash)
+    resumed, history = run(tmp_path / "killed.pt")
+    assert history == whole_history
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(),
+                                                 resumed.state_dict().values(), strict=True))
