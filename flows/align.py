@@ -17,16 +17,15 @@ from typing import Any
 
 from lmforge.flows.config import RunConfig
 from lmforge.flows.evaluate import evaluate_model
-from lmforge.flows.finetune import _base_version, base_info
+from lmforge.flows.finetune import _base_version, base_info, data_files
 from lmforge.flows.progress import step_progress
 from lmforge.flows.steps import align_task, prepare_pairs_task
 from lmforge.flows.tracking import system_metrics, tracked_run
 from lmforge.flows.train import registered_name
 from lmforge.model.checkpoint import load_model
 from lmforge.model.data import Rows
-from lmforge.tasks.alignment import AlignConfig, Objective, Stage, pair_metrics
+from lmforge.tasks.alignment import Objective, Stage, pair_metrics
 from lmforge.tasks.finetuning import base_state
-from lmforge.tasks.readers.base import expand_paths
 from lmforge.tasks.shards import Layout
 from lmforge.tasks.training import resumable_run_id
 from prefect import flow
@@ -39,14 +38,6 @@ def start_model(cfg: RunConfig) -> Path:
     tuned = root / "finetune" / "model.pt"
     return (cfg.align.base or (tuned if tuned.is_file() else root / "model" / "model.pt")
             ).resolve()
-
-
-def _files(section: AlignConfig) -> list[Path]:
-    files = sorted({Path(url.removeprefix("file://")) for pattern in section.data.paths
-                    for url, _, _ in expand_paths(pattern, want_dirs=False)})
-    if not files:
-        raise FileNotFoundError(f"align.data.paths {list(section.data.paths)} match no file")
-    return files
 
 
 @flow(name="align", flow_run_name="align-{cfg.output.name}")
@@ -69,21 +60,17 @@ def _run(cfg: RunConfig, objective: Objective, parent_run_id: str | None) -> dic
         raise ValueError("align runs in one process here (align.train.launch: 1 process); "
                          "the trainer itself would take torchrun, the launcher does not yet")
     root = Layout(cfg.output.resolve()).root
-    out_dir, base = root / "align" / objective, start_model(cfg)
-    info = base_info(base)
-    tokenizer = root / "tokenizer" / "tokenizer.json"
-    arch = base_state(base)["model_config"]["arch"]
-    manifest = prepare_pairs_task(_files(section), tokenizer, section.data, out_dir / "pairs",
-                                  arch)
+    out_dir = root / "align" / objective
     if section.train.resume == "never":
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     previous = resumable_run_id(out_dir) if section.train.resume == "auto" else None
     stage = "dpo" if objective == "dpo" else "reward-model"
-    tags = {"lmforge.base_model": str(base), "lmforge.align_objective": objective}
-    if info["mlflow_run_id"]:
-        tags["lmforge.base_run_id"] = info["mlflow_run_id"]
-    with tracked_run(stage, cfg.tracking.experiment, parent_run_id or info["mlflow_run_id"],
-                     tags=tags, resume_run_id=previous) as tracker:
+    base, info, run = _start(cfg, stage, parent_run_id, resume_run_id=previous)
+    tokenizer = root / "tokenizer" / "tokenizer.json"
+    arch = base_state(base)["model_config"]["arch"]
+    manifest = prepare_pairs_task(data_files(section.data.paths, "align.data.paths"),
+                                  tokenizer, section.data, out_dir / "pairs", arch)
+    with run as tracker:
         base_version = _base_version(tracker, info["mlflow_run_id"])
         if base_version:
             tracker.set_tags({"lmforge.base_model_version": base_version})
@@ -139,14 +126,18 @@ def _register(cfg: RunConfig, tracker: Any, model: Path, tokenizer: Path) -> str
     return f"{name}/{version}@{section.train.alias}"
 
 
-def _start(cfg: RunConfig, stage: str, parent_run_id: str | None) -> tuple[Path, dict, Any]:
+def _start(cfg: RunConfig, stage: str, parent_run_id: str | None,
+           resume_run_id: str | None = None) -> tuple[Path, dict, Any]:
+    """The start model, where it came from, and the stage's MLflow run: nested under the
+    caller's run or the start model's, tagged with both."""
     base = start_model(cfg)
     info = base_info(base)
     tags = {"lmforge.base_model": str(base), "lmforge.align_objective": stage}
     if info["mlflow_run_id"]:
         tags["lmforge.base_run_id"] = info["mlflow_run_id"]
     return base, info, tracked_run(stage, cfg.tracking.experiment,
-                                   parent_run_id or info["mlflow_run_id"], tags=tags)
+                                   parent_run_id or info["mlflow_run_id"], tags=tags,
+                                   resume_run_id=resume_run_id)
 
 
 @flow(name="ppo", flow_run_name="ppo-{cfg.output.name}")
@@ -169,7 +160,8 @@ def ppo_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]
         raise FileNotFoundError(f"no reward model at {rm_path}: run `lmforge align --objective "
                                 "reward` first or set align.reward_model")
     template = ChatTemplate(str(tokenizer))
-    prompts = [template.prompt(p) for p in prompts_of(_files(section))]
+    prompts = [template.prompt(p) for p in prompts_of(
+        data_files(section.data.paths, "align.data.paths"))]
     held_out, prompts = prompts[:max(1, len(prompts) // 5)], prompts[len(prompts) // 5:]
     base, _, run = _start(cfg, "ppo", parent_run_id)
     with run as tracker:
@@ -229,8 +221,7 @@ def safety_tune_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[s
                 Path(safety.eval_prompts).read_text().splitlines() if line.strip()]
     instructions = list(safety.instructions) or list(
         cfg.finetune.data.paths if cfg.finetune else ())
-    files = [Path(url.removeprefix("file://")) for pattern in (*instructions, *safety.refusals)
-             for url, _, _ in expand_paths(pattern, want_dirs=False)]
+    files = data_files([*instructions, *safety.refusals], "align.safety data")
     base, info, run = _start(cfg, "safety-tune", parent_run_id)
     with run as tracker:
         start = load_model(base)

@@ -11,6 +11,7 @@ description links to them. A rerun resumes from the newest checkpoint of ``DIR/f
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from lmforge.flows.tracking import system_metrics, tracked_run
 from lmforge.flows.train import launch_task, registered_name
 from lmforge.model.checkpoint import load_model
 from lmforge.model.data import Rows
-from lmforge.tasks.finetuning import FinetuneConfig, base_state, heldout_loss
+from lmforge.tasks.finetuning import base_state, heldout_loss
 from lmforge.tasks.readers.base import expand_paths
 from lmforge.tasks.shards import Layout
 from lmforge.tasks.training import resumable_run_id
@@ -43,11 +44,12 @@ def base_info(base: Path) -> dict[str, Any]:
     return {"path": str(base), "mlflow_run_id": run}
 
 
-def _files(ft: FinetuneConfig) -> list[Path]:
-    files = sorted({Path(url.removeprefix("file://")) for pattern in ft.data.paths
+def data_files(patterns: Sequence[str], key: str) -> list[Path]:
+    """The local files the config key's patterns match, sorted; none is an error naming it."""
+    files = sorted({Path(url.removeprefix("file://")) for pattern in patterns
                     for url, _, _ in expand_paths(pattern, want_dirs=False)})
     if not files:
-        raise FileNotFoundError(f"finetune.data.paths {list(ft.data.paths)} match no file")
+        raise FileNotFoundError(f"{key} {list(patterns)} match no file")
     return files
 
 
@@ -62,7 +64,8 @@ def finetune_model(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str
     info = base_info(base)
     tokenizer = root / "tokenizer" / "tokenizer.json"
     arch = base_state(base)["model_config"]["arch"]
-    manifest = prepare_sft_task(_files(ft), tokenizer, ft.data, out_dir / "sft", arch)
+    manifest = prepare_sft_task(data_files(ft.data.paths, "finetune.data.paths"), tokenizer,
+                                ft.data, out_dir / "sft", arch)
     if ft.train.resume == "never":
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     previous = resumable_run_id(out_dir) if ft.train.resume == "auto" else None

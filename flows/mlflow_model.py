@@ -54,21 +54,21 @@ with warnings.catch_warnings(record=True) as _caught:
         def load_context(self, context: PythonModelContext) -> None:
             from lmforge.model.checkpoint import load_model
             from lmforge.tasks.evals.harness import LM
-            from lmforge.tasks.sft import ChatTemplate
             from lmforge.tasks.tokenizer import load_tokenizer
             from lmforge.tasks.training import special_token_ids
 
             tokenizer = context.artifacts["tokenizer"]
             self.lm = LM(load_model(Path(context.artifacts["model"])), load_tokenizer(tokenizer),
                          special_token_ids(tokenizer))
-            self.template = ChatTemplate(tokenizer)
+            self.template = None  # built on the first chat request: a tokenizer without
+            self.tokenizer_path = tokenizer  # role tokens still serves raw completions
             config = getattr(context, "model_config", None) or {}
             self.chat_default = bool(config.get("params", {}).get("chat", False))
 
         def predict(self, context: PythonModelContext, model_input,
                     params: Mapping[str, Any] | None = None) -> list[str]:
             from lmforge.model.generate import Sampling
-            from lmforge.tasks.sft import Message
+            from lmforge.tasks.sft import ChatTemplate, Message
 
             prompts = _prompts(model_input)
             p = {**{s.name: s.default for s in PARAMS.params}, "chat": self.chat_default,
@@ -76,6 +76,8 @@ with warnings.catch_warnings(record=True) as _caught:
             sampling = Sampling(max_new_tokens=int(p["max_new_tokens"]),
                                 temperature=float(p["temperature"]), top_p=float(p["top_p"]),
                                 stop=frozenset({self.lm.special.eot}), seed=int(p["seed"]))
+            if p["chat"] and self.template is None:
+                self.template = ChatTemplate(self.tokenizer_path)
             ids = [self.template.prompt([Message("user", t)]) if p["chat"] else
                    list(self.lm.context(t)) for t in prompts]
             outs = self.lm.generate(ids, sampling)

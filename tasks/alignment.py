@@ -21,7 +21,7 @@ from lmforge.model.objectives import pair_batch
 from lmforge.model.ppo import PPOConfig
 from lmforge.model.train_config import LogMetrics, TrainConfig, TrainResult
 from lmforge.model.trainer import Trainer
-from lmforge.tasks.finetuning import base_state, sft_manifest
+from lmforge.tasks.finetuning import base_state, sft_manifest, under_train_defaults
 from lmforge.tasks.sft import SFTDataConfig
 from lmforge.tasks.training import special_token_ids
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -137,6 +137,4 @@ class AlignConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("train"), dict):
-            data = {**data, "train": {**ALIGN_TRAIN, **data["train"]}}
-        return data
+        return under_train_defaults(data, ALIGN_TRAIN)

@@ -130,6 +130,12 @@ class FinetuneConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("train"), dict):
-            data = {**data, "train": {**FINETUNE_TRAIN, **data["train"]}}
-        return data
+        return under_train_defaults(data, FINETUNE_TRAIN)
+
+
+def under_train_defaults(data: Any, defaults: dict[str, Any]) -> Any:
+    """A section's raw ``train`` mapping over its stage's own defaults (what the config sets
+    wins; what it leaves out is the stage's default, not pretraining's)."""
+    if isinstance(data, dict) and isinstance(data.get("train"), dict):
+        data = {**data, "train": {**defaults, **data["train"]}}
+    return data
