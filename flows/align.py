@@ -11,7 +11,10 @@ of ``DIR/align/<objective>``.
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,8 @@ from lmforge.flows.finetune import _base_version, base_info, data_files
 from lmforge.flows.progress import step_progress
 from lmforge.flows.steps import align_task, prepare_pairs_task
 from lmforge.flows.tracking import system_metrics, tracked_run
-from lmforge.flows.train import registered_name
+from lmforge.flows.train import launch_task, registered_name
+from lmforge.model.atomic import write_json
 from lmforge.model.checkpoint import load_model
 from lmforge.model.data import Rows
 from lmforge.tasks.alignment import Objective, Stage, pair_metrics
@@ -48,17 +52,12 @@ def align_model(cfg: RunConfig, objective: Stage | None = None,
     section = cfg.align
     if section is None:
         raise ValueError("the config has no align: section (data, objective, method, train)")
-    flows = {"dpo": dpo_flow, "reward": reward_model_flow, "ppo": ppo_flow,
-             "safety": safety_tune_flow}
-    return flows[objective or section.objective](cfg, parent_run_id)
+    return STAGES[objective or section.objective].flow(cfg, parent_run_id)
 
 
 def _run(cfg: RunConfig, objective: Objective, parent_run_id: str | None) -> dict[str, Any]:
     section = cfg.align
     assert section is not None
-    if section.train.launch.world > 1:
-        raise ValueError("align runs in one process here (align.train.launch: 1 process); "
-                         "the trainer itself would take torchrun, the launcher does not yet")
     root = Layout(cfg.output.resolve()).root
     out_dir = root / "align" / objective
     if section.train.resume == "never":
@@ -81,10 +80,14 @@ def _run(cfg: RunConfig, objective: Objective, parent_run_id: str | None) -> dic
                                 **{f"pairs.{k}": manifest[k] for k in (
                                     "records", "pairs", "decontaminated", "too_long")}})
             tracker.log_artifact(out_dir / "pairs" / "manifest.json", "pairs")
-        with system_metrics(tracker.run_id), step_progress(section.train.steps, stage) as on_step:
-            result = align_task(out_dir / "pairs", base, objective, section.train, out_dir,
-                                section.method, section.beta, tracker.log_metrics,
-                                tracker.run_id, on_step)
+        if section.train.launch.world == 1:
+            with system_metrics(tracker.run_id), \
+                    step_progress(section.train.steps, stage) as on_step:
+                result = align_task(out_dir / "pairs", base, objective, section.train, out_dir,
+                                    section.method, section.beta, tracker.log_metrics,
+                                    tracker.run_id, on_step)
+        else:  # the ranks read the pairs prepared above (train_worker.STAGES[objective])
+            result = launch_task(cfg, tracker.run_id, out_dir, objective)
         val = Rows(out_dir / "pairs" / "val.npy")
         metrics: dict[str, float] = {}
         if len(val):
@@ -163,8 +166,14 @@ def ppo_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]
     prompts = [template.prompt(p) for p in prompts_of(
         data_files(section.data.paths, "align.data.paths"))]
     held_out, prompts = prompts[:max(1, len(prompts) // 5)], prompts[len(prompts) // 5:]
-    base, _, run = _start(cfg, "ppo", parent_run_id)
+    checkpoint, run_file = (root / "align" / "ppo" / name for name in ("checkpoint.pt",
+                                                                        "run.json"))
+    previous = None
+    if checkpoint.is_file() and run_file.is_file():  # a rerun continues the killed run
+        previous = json.loads(run_file.read_text())["mlflow_run_id"]
+    base, _, run = _start(cfg, "ppo", parent_run_id, resume_run_id=previous)
     with run as tracker:
+        write_json(run_file, {"mlflow_run_id": tracker.run_id})
         if base_version := _base_version(tracker, tracker.client.get_run(
                 tracker.run_id).data.tags.get("lmforge.base_run_id")):
             tracker.set_tags({"lmforge.base_model_version": base_version})
@@ -183,7 +192,7 @@ def ppo_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str, Any]
         with system_metrics(tracker.run_id):
             history = ppo(policy, reference, score, prompts, section.ppo, stop=template.eot,
                           pad=template.pad, log=tracker.log_metrics,
-                          checkpoint=root / "align" / "ppo" / "checkpoint.pt")
+                          checkpoint=checkpoint)
         wins = win_rate(policy, reference, score, held_out, stop=template.eot,
                         pad=template.pad, max_new_tokens=section.ppo.max_new_tokens)
         metrics = {**history[-1], "ppo/win_rate": wins}
@@ -203,8 +212,6 @@ def safety_tune_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[s
     """Supervised refusals (and, with ``distill_prompts``, safe-context distillation) mixed
     with the instruction data, fine-tuned from the start model with the finetune method and
     align.train; the refusal rate on held-out harmful prompts before and after."""
-    import json
-
     from lmforge.flows.steps import finetune_task, prepare_sft_task
     from lmforge.tasks.finetuning import heldout_loss
     from lmforge.tasks.safety import distill_safe_context, refusal_rate
@@ -222,7 +229,10 @@ def safety_tune_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[s
     instructions = list(safety.instructions) or list(
         cfg.finetune.data.paths if cfg.finetune else ())
     files = data_files([*instructions, *safety.refusals], "align.safety data")
-    base, info, run = _start(cfg, "safety-tune", parent_run_id)
+    if section.train.resume == "never":
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    previous = resumable_run_id(out_dir) if section.train.resume == "auto" else None
+    base, info, run = _start(cfg, "safety-tune", parent_run_id, resume_run_id=previous)
     with run as tracker:
         start = load_model(base)
         distilled = 0
@@ -239,10 +249,14 @@ def safety_tune_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[s
         tracker.log_params({"safety.examples": manifest["examples"],
                             "safety.files": len(files), "safety.distilled": distilled,
                             "method.kind": section.method.kind})
-        with system_metrics(tracker.run_id), step_progress(section.train.steps,
-                                                           "safety-tune") as on_step:
-            result = finetune_task(out_dir / "sft", base, section.method, section.train,
-                                   out_dir, tracker.log_metrics, tracker.run_id, info, on_step)
+        if section.train.launch.world == 1:
+            with system_metrics(tracker.run_id), step_progress(section.train.steps,
+                                                               "safety-tune") as on_step:
+                result = finetune_task(out_dir / "sft", base, section.method, section.train,
+                                       out_dir, tracker.log_metrics, tracker.run_id, info,
+                                       on_step)
+        else:
+            result = launch_task(cfg, tracker.run_id, out_dir, "safety")
         tuned = load_model(result.model_path)
         metrics = {"safety/refusal_rate_before": refusal_rate(start, template, held_out),
                    "safety/refusal_rate": refusal_rate(tuned, template, held_out)}
@@ -259,3 +273,26 @@ def safety_tune_flow(cfg: RunConfig, parent_run_id: str | None = None) -> dict[s
     return {"model": str(result.model_path), "registered": registered,
             "mlflow_run_id": tracker.run_id, "mlflow_url": tracker.url,
             "metrics": metrics | {f"eval/{k}": v for k, v in evaluated.items()}}
+
+
+@dataclass(frozen=True)
+class AlignStage:
+    """One alignment method: its Prefect flow, whether it runs through the trainer (and so on
+    torchrun when ``align.train.launch`` asks for several processes) and whether its result is
+    registered ``@aligned``."""
+
+    name: str
+    flow: Callable[[RunConfig, str | None], dict[str, Any]]
+    trainer: bool
+    registers: bool
+    summary: str
+
+
+STAGES = {s.name: s for s in (
+    AlignStage("dpo", dpo_flow, True, True, "DPO against a frozen copy of the start model"),
+    AlignStage("reward", reward_model_flow, True, False,
+               "a reward model (Bradley-Terry on the pairs)"),
+    AlignStage("ppo", ppo_flow, False, True,
+               "RLHF with PPO against the reward model (its own loop, one process)"),
+    AlignStage("safety", safety_tune_flow, True, True,
+               "refusals mixed into SFT and safe-context distillation"))}

@@ -4,7 +4,7 @@ and alignment. Heavy imports wait for the command, as in ``flows/cli.py``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from lmforge.flows.terminal import out, setup_logging
@@ -41,14 +41,14 @@ def align(config: ConfigOpt = None, output: OutputOpt = None,
     reward model, or safety tuning (registered with the alias aligned, then evaluated, security
     probes included); or train the reward model (held-out pair accuracy)."""
     setup_logging(verbose)
-    from lmforge.flows.align import align_model
+    from lmforge.flows.align import STAGES, align_model
     from lmforge.flows.cli import _load, _run_flow
 
-    if objective not in (None, "dpo", "reward", "ppo", "safety"):
-        out.print(f"--objective {objective!r}: choose dpo, reward, ppo or safety")
+    if objective is not None and objective not in STAGES:
+        out.print(f"--objective {objective!r}: choose {', '.join(STAGES)}")
         raise typer.Exit(2)
-    chosen: Literal["dpo", "reward", "ppo", "safety"] | None = objective  # type: ignore
-    result = _run_flow(align_model, _load(config, output, inputs=False, finetune=True), chosen,
+    result = _run_flow(align_model, _load(config, output, inputs=False, finetune=True),
+                       objective,
                        dask=True)
     out.print(f"Aligned model:     {result['model']}"
               + (f" (registered {result['registered']})" if result.get("registered") else ""))

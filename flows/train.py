@@ -25,7 +25,7 @@ from lmforge.flows.config import RunConfig, save_config
 from lmforge.flows.progress import step_progress
 from lmforge.flows.steps import train_task
 from lmforge.flows.tracking import system_metrics, tracked_run, tracking_uri
-from lmforge.flows.train_worker import PROGRESS
+from lmforge.flows.train_worker import PROGRESS, STAGES
 from lmforge.model.distributed import LaunchConfig
 from lmforge.model.train_config import TrainResult
 from lmforge.tasks.shards import Layout
@@ -57,9 +57,10 @@ def torchrun_command(launch: LaunchConfig, worker_args: list[str]) -> list[str]:
 @task(name="launch-torchrun", cache_policy=NO_CACHE)
 def launch_task(cfg: RunConfig, run_id: str, out_dir: Path, stage: str = "train"
                 ) -> TrainResult:
-    """Run the ranks of this node under torchrun (``stage`` train or finetune: which section's
-    ``train`` settings, and what the ranks run); returns rank 0's result."""
-    train_cfg = cfg.finetune.train if stage == "finetune" and cfg.finetune else cfg.train
+    """Run the ranks of this node under torchrun (``stage``: a ``train_worker.STAGES`` record,
+    which section's ``train`` settings apply and what the ranks run); returns rank 0's
+    result."""
+    train_cfg = STAGES[stage].section(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     # one file of each per node: the nodes may share the output folder
     node = train_cfg.launch.node_rank

@@ -55,9 +55,10 @@ def test_finetune_on_two_ranks_registers_and_evaluates(pipeline_run, tmp_path) -
 
 @pytest.mark.parametrize("objective", ["dpo", "reward"])
 def test_align_flows_on_the_pipeline_output(pipeline_run, tmp_path, objective) -> None:
-    """DPO from the pipeline's fine-tuned model: nested under its run, a positive held-out
-    margin, registered @aligned, the suite (security probes included) on the result; the reward
-    model: held-out pair accuracy above chance, the model kept as an artifact."""
+    """DPO from the pipeline's fine-tuned model on 2 torchrun ranks with ZeRO-2: nested under
+    its run, a positive held-out margin, registered @aligned, the suite (security probes
+    included) on the result; the reward model (in process): held-out pair accuracy above
+    chance, the model kept as an artifact."""
     from lmforge.flows.align import align_model
     from lmforge.flows.train import registered_name
 
@@ -65,8 +66,13 @@ def test_align_flows_on_the_pipeline_output(pipeline_run, tmp_path, objective) -
     out = tmp_path / objective
     for folder in ("tokens", "tokenizer", "model", "finetune"):
         shutil.copytree(base_cfg.output / folder, out / folder)
-    cfg = RunConfig.model_validate({**base_cfg.model_dump(), "output": out,
-                                    "tracking": {"experiment": "align-flow"}})
+    data = {**base_cfg.model_dump(), "output": out, "tracking": {"experiment": "align-flow"}}
+    if objective == "dpo":
+        train = data["align"]["train"]
+        data["align"] = {**data["align"], "train": {
+            **train, "launch": {**train["launch"], "nproc_per_node": 2},
+            "deepspeed": {"zero_optimization": {"stage": 2}}}}
+    cfg = RunConfig.model_validate(data)
     with platform() as endpoints:
         result = align_model(cfg, objective)
         client = MlflowClient(endpoints.mlflow_uri)
@@ -76,6 +82,7 @@ def test_align_flows_on_the_pipeline_output(pipeline_run, tmp_path, objective) -
     metrics = result["metrics"]
     assert metrics["pairs/pairs"] > 20
     if objective == "dpo":
+        assert {"memory/rank0/params_mb", "memory/rank1/params_mb"} <= set(run.data.metrics)
         assert metrics["pairs/margin"] > 0 and metrics["pairs/pair_accuracy"] > 0.5, metrics
         assert "eval/security/toxicity/toxicity/expected_max" in metrics
         name = registered_name(cfg)

@@ -98,3 +98,27 @@ def test_torchrun_command_for_one_and_many_nodes() -> None:
             "--rdzv-id=job", "--rdzv-backend=c10d"} <= set(many)
     with pytest.raises(ValueError, match="fixed host:port"):
         torchrun_command(LaunchConfig(nnodes=2), [])
+
+
+def test_every_trainer_stage_can_be_launched_and_every_align_objective_has_a_flow() -> None:
+    """The align objectives the config accepts are exactly the registered stages, and every
+    stage that runs through the trainer has a torchrun worker record reading its section."""
+    from typing import get_args
+
+    from lmforge.flows.align import STAGES
+    from lmforge.flows.config import load_config
+    from lmforge.flows.train_worker import STAGES as WORKER
+    from lmforge.infra.settings import SAMPLE_DIR
+    from lmforge.tasks.alignment import Stage
+
+    assert set(STAGES) == set(get_args(Stage))
+    trainer = {name for name, stage in STAGES.items() if stage.trainer}
+    assert trainer == {"dpo", "reward", "safety"} and trainer <= set(WORKER)
+    assert {"train", "finetune"} <= set(WORKER)
+    cfg = load_config(SAMPLE_DIR / "pipeline.yaml")
+    assert cfg.align is not None and cfg.finetune is not None
+    sections = {name: WORKER[name].section(cfg) for name in WORKER}
+    assert sections["dpo"] is cfg.align.train and sections["finetune"] is cfg.finetune.train
+    assert sections["train"] is cfg.train
+    with pytest.raises(ValueError, match="no align: section"):
+        WORKER["dpo"].section(cfg.model_copy(update={"align": None}))

@@ -172,3 +172,27 @@ def test_a_killed_ppo_run_resumes_exactly(setup, reward_model, chat_tokenizer, s
     assert history == whole_history
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(),
                                                  resumed.state_dict().values(), strict=True))
+
+
+@pytest.mark.parametrize("objective", ["dpo", "reward"])
+def test_a_killed_pair_run_resumes_exactly(setup, tmp_path, objective) -> None:
+    """DPO and the reward model go through the trainer: killed after its checkpoint at step 3,
+    a rerun continues from it and ends with the weights of an uninterrupted run."""
+    def run(out, on_step=None):
+        return align(setup["tmp"] / "pairs", setup["base"], objective,
+                     cfg(6, checkpoint_every=3, lr=1e-3), out, CPU, on_step=on_step)
+
+    whole = load_model(run(tmp_path / "whole").model_path).state_dict()
+
+    def crash(step: int) -> None:
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed", crash)
+    result = run(tmp_path / "killed")
+    assert result.resumed_from == 3 and result.steps == 6
+    resumed = load_model(result.model_path).state_dict()
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
