@@ -181,11 +181,13 @@ def train(config: ConfigOpt = None, output: OutputOpt = None,
 
 
 # the tuning commands (finetune / sft, align) live in flows/cli_tune.py
-from lmforge.flows import cli_tune  # noqa: E402
+from lmforge.flows import cli_models, cli_tune  # noqa: E402
 
 app.command()(cli_tune.finetune)
 app.command("sft", help="Alias of finetune.")(cli_tune.finetune)
 app.command()(cli_tune.align)
+app.command()(cli_models.export)
+app.command("import-hf")(cli_models.import_hf)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +25,19 @@ def temporary_path(path: Path) -> Path:
 
 
 def commit(tmp: Path, path: Path, *, fsync: bool = False) -> Path:
-    """Rename a finished temporary file (or folder) over ``path``."""
+    """Rename a finished temporary file (or folder) over ``path``. A folder replacing a
+    folder: the old one is renamed aside first and removed after (a rename cannot replace a
+    non-empty folder), so ``path`` is never a mix of both."""
     if fsync and tmp.is_file():
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
+    old = None
+    if tmp.is_dir() and path.is_dir():
+        old = temporary_path(path)
+        os.replace(path, old)
     os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     if fsync:
         _sync_folder(path.parent)
     return path
@@ -59,7 +68,10 @@ def atomic_path(path: Path, *, fsync: bool = False) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
     commit(tmp, path, fsync=fsync)
 

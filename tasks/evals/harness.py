@@ -120,7 +120,7 @@ def run_multiple_choice(lm: LM, items: list[Choice], pool: list[Choice],
     rows, acc, acc_norm = [], 0, 0
     for it in items:
         logprobs = [next(scores).logprob for _ in it.choices]
-        raw, norm = choose(logprobs, [DELIMITER + c for c in it.choices])
+        raw, norm = choose(logprobs, list(it.choices))
         acc += raw == it.gold
         acc_norm += norm == it.gold
         rows.append({"id": it.id, "gold": it.gold, "pred": raw, "pred_norm": norm,

@@ -91,7 +91,10 @@ def rouge(prediction: str, references: Sequence[str]) -> dict[str, float]:
 
 def choose(logprobs: Sequence[float], choices: Sequence[str]) -> tuple[int, int]:
     """(argmax of log-probability, argmax of log-probability per character of the choice):
-    lm-evaluation-harness's ``acc`` and ``acc_norm``, which divide by ``len(choice)``."""
+    lm-evaluation-harness's ``acc`` and ``acc_norm``, which divide by ``len(choice)``, the
+    choice without the delimiter before it (the lm-eval cross-check found our earlier
+    ``len(" " + choice)``: on a random model it flipped 2 of the sample's 30 items, one
+    each in PIQA and ARC)."""
     raw = max(range(len(logprobs)), key=lambda i: logprobs[i])
     norm = max(range(len(logprobs)), key=lambda i: logprobs[i] / max(1, len(choices[i])))
     return raw, norm

@@ -99,3 +99,54 @@ def test_a_chat_model_wraps_prompts_in_the_chat_template(trained, tmp_path, monk
     assert loaded.predict(["The river"], params={"max_new_tokens": 6}) == [lm.decode(chat)]
     assert loaded.predict(["The river"], params={"max_new_tokens": 6, "chat": False}) == \
         [lm.decode(raw)]
+
+
+def test_models_resolve_from_the_registry_a_run_or_a_folder_and_export(trained, tmp_path,
+                                                                       monkeypatch) -> None:
+    """``lmforge export NAME@ALIAS`` (and runs:/ID, models:/NAME/N, a folder) writes a
+    transformers folder with our logits; ``lmforge import-hf`` reads it back; a reference
+    that names nothing is one error line and exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    from lmforge.flows.models import resolve_model
+    from transformers import AutoModelForCausalLM
+
+    model_path, tok = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("export", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(experiment, run_name="train")
+    Tracker(client, run.info.run_id, experiment).register_model("export-causal", model_path,
+                                                                tok, "candidate")
+    for ref in ("export-causal@candidate", "models:/export-causal/1",
+                f"runs:/{run.info.run_id}"):
+        found = resolve_model(ref, cache=tmp_path / "cache")
+        assert found.model.read_bytes() == model_path.read_bytes(), ref
+        assert found.tokenizer.read_bytes() == tok.read_bytes()
+        assert found.source["mlflow_run_id"] == run.info.run_id
+    assert resolve_model(str(model_path.parent)).model == model_path.resolve()
+
+    cli = str(Path(sys.executable).parent / "lmforge")
+    env = {**os.environ, "LMFORGE_HOME": str(tmp_path / "home")}
+    done = subprocess.run([cli, "export", "export-causal@candidate", "--to",
+                           str(tmp_path / "hf")], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    x = torch.randint(0, hf.config.vocab_size, (2, 16))
+    with torch.no_grad():
+        assert (hf(x).logits - load_model(model_path)(x)).abs().max() <= 1e-4
+    done = subprocess.run([cli, "import-hf", str(tmp_path / "hf"), "--to",
+                           str(tmp_path / "back" / "model.pt")], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    a, b = (load_model(p).state_dict() for p in (model_path, tmp_path / "back" / "model.pt"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    done = subprocess.run([cli, "export", "no-such-model@candidate", "--to",
+                           str(tmp_path / "x")], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert done.returncode == 2 and done.stdout.startswith("error: "), done.stdout
+    assert not (tmp_path / "x").exists()

@@ -47,11 +47,11 @@ def test_rouge_matches_hand_counts() -> None:
 
 
 def test_acc_norm_divides_by_characters() -> None:
-    raw, norm = choose([-10.0, -12.0], [" ab", " abcdefg"])
-    assert (raw, norm) == (0, 1)  # -10/3 < -12/8
+    raw, norm = choose([-10.0, -12.0], ["ab", "abcdefg"])
+    assert (raw, norm) == (0, 1)  # -10/2 < -12/7
     assert choose([-3.0, -1.0], ["x", "y"]) == (1, 1)
-    # as lm-evaluation-harness: characters, not UTF-8 bytes (-6/3 < -7/4; by bytes -6/5 > -7/4)
-    assert choose([-6.0, -7.0], [" ññ", " abc"]) == (0, 1)
+    # as lm-evaluation-harness: characters, not UTF-8 bytes (-6/2 < -7/3; by bytes -6/4 > -7/3)
+    assert choose([-6.0, -7.0], ["ññ", "abc"]) == (0, 1)
 
 
 def test_chain_of_thought_answer_extraction() -> None:
