@@ -188,6 +188,7 @@ app.command("sft", help="Alias of finetune.")(cli_tune.finetune)
 app.command()(cli_tune.align)
 app.command()(cli_models.export)
 app.command("import-hf")(cli_models.import_hf)
+app.command()(cli_models.serve)
 
 
 @app.command()

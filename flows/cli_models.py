@@ -1,5 +1,5 @@
 """The model interchange commands of ``lmforge`` (registered on the app by ``flows/cli.py``):
-``export`` to a Hugging Face folder and ``import-hf`` back. Heavy imports wait for the
+``export`` to a Hugging Face folder, ``import-hf`` back, and ``serve``. Heavy imports wait for the
 command."""
 
 from __future__ import annotations
@@ -48,3 +48,27 @@ def import_hf(folder: Annotated[Path, typer.Argument(help="a transformers GPT-2 
         out.print(f"error: {err}")
         raise typer.Exit(2) from err
     out.print(f"Imported {folder} -> {path}")
+
+
+def serve(model: ModelArg,
+          host: Annotated[str, typer.Option(help="interface (loopback by default)")]
+          = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port (0: any free one)")] = 8000,
+          name: Annotated[str | None, typer.Option(help="the model id clients send "
+                                                   "(default: MODEL)")] = None,
+          max_batch: Annotated[int, typer.Option(help="requests decoded together")] = 32,
+          verbose: Verbose = False) -> None:
+    """Serve the model over HTTP with the OpenAI completions and chat/completions shapes
+    (streaming included), /health and /metrics, until Ctrl-C."""
+    setup_logging(verbose)
+    from lmforge.flows.serve import serve as run
+    from lmforge.tasks.serving import ServeConfig
+
+    def ready(url: str) -> None:
+        out.print(f"Serving {model} at {url}/v1 (OpenAI API; /health, /metrics); Ctrl-C stops")
+
+    try:
+        run(model, ServeConfig(host=host, port=port, max_batch=max_batch), name, ready)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        out.print(f"error: {err}")
+        raise typer.Exit(2) from err

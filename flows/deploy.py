@@ -4,7 +4,8 @@ of ``lmforge services up``, or ``prefect worker start --pool lmforge`` on any ma
 - ``nightly-ingest`` (cron ``0 2 * * *``): incremental ingest of the config's sources (the
   landing area): new inputs only, deduped against every earlier batch, a new dataset version;
 - ``weekly-train`` (cron ``0 4 * * 0``): tokenize the current dataset version, train, evaluate;
-- ``curate`` (no schedule): one curate run on demand.
+- ``curate`` (no schedule): one curate run on demand;
+- ``serve`` (no schedule): the OpenAI-compatible server over the newest model, until cancelled.
 
 Each deployment has a concurrency limit of 1 with the ENQUEUE strategy: a run that comes due
 while the previous one is still going waits, so two nightly runs never overlap. Entry flows
@@ -22,6 +23,7 @@ from lmforge.flows.config import load_config
 from lmforge.flows.curate import curate_corpus
 from lmforge.flows.evaluate import evaluate_model
 from lmforge.flows.ingest import ingest_new
+from lmforge.flows.serve import serve_flow
 from lmforge.flows.tokens import tokenize_corpus
 from lmforge.flows.train import train_model
 from lmforge.infra.cluster import dask_cluster
@@ -78,6 +80,9 @@ SCHEDULES = (
     Schedule("weekly-train", weekly_train, "0 4 * * 0",
              "Tokenize the current dataset version, train, evaluate"),
     Schedule("curate", curate_on_demand, None, "One curate run on demand"),
+    Schedule("serve", serve_flow, None,
+             "Serve the newest model of the output folder over the OpenAI API (127.0.0.1:8000) "
+             "until the run is cancelled"),
 )
 
 

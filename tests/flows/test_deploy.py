@@ -35,6 +35,8 @@ def test_curate_deployment_runs_through_the_worker(services_up, lmforge_home, tm
         assert nightly.schedules[0].schedule.cron == "0 2 * * *"
         assert nightly.global_concurrency_limit.limit == 1  # two nightly runs never overlap
         assert nightly.work_pool_name == "lmforge"
+        serve = client.read_deployment_by_name("serve/serve")  # the API server, on demand
+        assert not serve.schedules and serve.parameters["output"] == str(out.resolve())
         run = run_deployment("curate-on-demand/curate", timeout=900)
         assert run.state.is_completed(), run.state
         children = client.read_flow_runs(flow_run_filter=FlowRunFilter(

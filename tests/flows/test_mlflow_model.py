@@ -150,3 +150,42 @@ def test_models_resolve_from_the_registry_a_run_or_a_folder_and_export(trained, 
                           timeout=300, check=False)
     assert done.returncode == 2 and done.stdout.startswith("error: "), done.stdout
     assert not (tmp_path / "x").exists()
+
+
+def test_lmforge_serve_answers_on_loopback_until_interrupted(trained, tmp_path) -> None:
+    """``lmforge serve FOLDER --port 0`` prints its URL, answers /v1/completions, and stops
+    cleanly on Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    model_path, tok = trained
+    cli = str(Path(sys.executable).parent / "lmforge")
+    env = {**os.environ, "LMFORGE_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([cli, "serve", str(model_path), "--port", "0", "--name", "tiny"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("Serving "), line
+        base = line.split(" at ", 1)[1].split(" ", 1)[0]
+        assert base.startswith("http://127.0.0.1:")
+        for _ in range(100):
+            try:
+                if httpx.get(base.removesuffix("/v1") + "/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                import time
+
+                time.sleep(0.1)
+        r = httpx.post(f"{base}/completions", json={"model": "tiny", "prompt": "The river",
+                                                    "max_tokens": 4, "temperature": 0},
+                       timeout=60)
+        assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) in (0, 130)
