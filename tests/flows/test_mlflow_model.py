@@ -162,7 +162,7 @@ def test_lmforge_serve_answers_on_loopback_until_interrupted(trained, tmp_path) 
 
     import httpx
 
-    model_path, tok = trained
+    model_path, _ = trained
     cli = str(Path(sys.executable).parent / "lmforge")
     env = {**os.environ, "LMFORGE_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen([cli, "serve", str(model_path), "--port", "0", "--name", "tiny"],
