@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -175,12 +176,8 @@ class Engine:
     def __init__(self, model: nn.Module, *, num_blocks: int = 512, block_tokens: int = 16,
                  max_batch: int = 32, decode: Callable[[list[int]], str] | None = None) -> None:
         cfg = model.cfg  # type: ignore[union-attr]
-        if cfg.arch == "encoder_decoder":
-            raise ValueError("the engine serves decoders; encoder-decoders generate with "
-                             "model.generate")
-        if getattr(model, "prompt", None) is not None or any(
-                getattr(m, "kv_prefix", None) is not None for m in model.modules()):
-            raise ValueError("prefix/P-tuning modules are not supported by the engine; "
+        if not supports(model):
+            raise ValueError("the engine serves decoders without prefix/P-tuning modules; "
                              "generate with model.generate")
         self.model = model.eval()
         self.cfg = cfg
@@ -373,10 +370,23 @@ class Engine:
         return model.lm_head(h).float()  # type: ignore[operator]
 
 
-def generate_many(model: nn.Module, prompts: list[list[int]], sampling: Sampling, **engine
-                  ) -> list[list[int]]:
-    """Every prompt through one engine (continuous batching); the new ids per prompt."""
-    eng = Engine(model, **engine)
-    ids = [eng.add(p, sampling) for p in prompts]
+def supports(model: nn.Module) -> bool:
+    """Whether the engine can run ``model`` (a decoder without prefix/P-tuning modules)."""
+    return getattr(model.cfg, "arch", "causal") != "encoder_decoder" and getattr(  # type: ignore
+        model, "prompt", None) is None and not any(
+        getattr(m, "kv_prefix", None) is not None for m in model.modules())
+
+
+def generate_many(model: nn.Module, prompts: list[list[int]], sampling: Sampling, *,
+                  seeds: list[int] | None = None, **engine: Any) -> list[list[int]]:
+    """Every prompt through one engine (continuous batching); the new ids per prompt.
+    ``seeds``: one per prompt (default ``sampling.seed``), as ``generate_batch`` takes them."""
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+    blocks = sum(-(-(min(len(p), model.cfg.block_size) + sampling.max_new_tokens)  # type: ignore
+                   // engine.get("block_tokens", 16)) for p in prompts)
+    eng = Engine(model, **{"num_blocks": max(1, min(blocks, 8192)), **engine})
+    ids = [eng.add(p, replace(sampling, seed=seeds[i]) if seeds is not None else sampling)
+           for i, p in enumerate(prompts)]
     out = eng.run()
     return [out[i] for i in ids]
