@@ -383,9 +383,12 @@ def generate_many(model: nn.Module, prompts: list[list[int]], sampling: Sampling
     ``seeds``: one per prompt (default ``sampling.seed``), as ``generate_batch`` takes them."""
     if seeds is not None and len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
-    blocks = sum(-(-(min(len(p), model.cfg.block_size) + sampling.max_new_tokens)  # type: ignore
-                   // engine.get("block_tokens", 16)) for p in prompts)
-    eng = Engine(model, **{"num_blocks": max(1, min(blocks, 8192)), **engine})
+    per = [-(-(min(len(p), model.cfg.block_size) + sampling.max_new_tokens)  # type: ignore
+            // engine.get("block_tokens", 16)) for p in prompts]
+    # at most max_batch requests hold blocks at once: the cache never needs more than that
+    slots = engine.get("max_batch", 32)
+    blocks = min(sum(per), slots * max(per, default=1))
+    eng = Engine(model, **{"num_blocks": max(1, blocks), **engine})
     ids = [eng.add(p, replace(sampling, seed=seeds[i]) if seeds is not None else sampling)
            for i, p in enumerate(prompts)]
     out = eng.run()
