@@ -339,11 +339,13 @@ class Engine:
         values are written to the rows' blocks first."""
         model, B, T = self.model, tokens.shape[0], tokens.shape[1]
         start = torch.tensor(starts, device=self.device)
-        x = model.embed(tokens, start)  # type: ignore[operator]
+        query_pos = start[:, None] + torch.arange(T, device=self.device)[None, :]  # (B, T)
+        # a short row's padding columns may lie past the block: any valid position will do
+        where = query_pos.clamp(max=self.cfg.block_size - 1)
+        x = model.embed(tokens, where)  # type: ignore[operator]
         rope = model.embed.rope()  # type: ignore[operator]
         totals = [s + n for s, n in zip(starts, lengths, strict=True)]
         S = max(totals)
-        query_pos = start[:, None] + torch.arange(T, device=self.device)[None, :]  # (B, T)
         key_pos = torch.arange(S, device=self.device)
         mask = key_pos[None, None, :] <= query_pos[:, :, None]  # (B, T, S)
         if any(prompt_lens):  # prefix decoder: the prompt sees itself both ways
@@ -359,7 +361,7 @@ class Engine:
             h = block.ln_1(x)
             q, k, v = attn._heads(attn.q(h)), attn._heads(attn.k(h)), attn._heads(attn.v(h))
             if rope is not None:
-                q, k = apply_rotary(q, *rope, start), apply_rotary(k, *rope, start)
+                q, k = apply_rotary(q, *rope, where), apply_rotary(k, *rope, where)
             self.cache.write(i, slots, k, v)
             keys, values = self.cache.gather(i, pages, S)
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)

@@ -98,3 +98,22 @@ def test_kv_memory_per_token() -> None:
     model = _model()
     cache = Engine(model, num_blocks=4, block_tokens=8).cache
     assert cache.bytes_per_token() == 2 * 2 * 32 * 4  # K and V, 2 layers, width 32, fp32
+
+
+@pytest.mark.parametrize("position", ["learned", "rotary"])
+def test_a_shared_start_next_to_a_long_prompt_near_the_block_end(position) -> None:
+    """One prefill batch holding a row that starts after shared blocks and a row whose prompt
+    nearly fills the block: the short row's padding lies past the block (found by the
+    evaluation suite's few-shot prompts)."""
+    model = _model(position=position)
+    rng = random.Random(2)
+    common = [rng.randrange(3, 101) for _ in range(48)]
+    prompts = [common + [5, 6], common + [7, 8, 9], [rng.randrange(3, 101) for _ in range(90)]]
+    sampling = Sampling(max_new_tokens=4)
+    engine = Engine(model, num_blocks=64, block_tokens=8)
+    engine.add(prompts[0], sampling)
+    engine.step()  # the common start is in the cache now
+    ids = [engine.add(p, sampling) for p in prompts[1:]]
+    out = engine.run()
+    for p, i in zip(prompts[1:], ids, strict=True):
+        assert out[i] == generate(model, p, sampling)
