@@ -108,7 +108,7 @@ def test_a_shared_start_next_to_a_long_prompt_near_the_block_end(position) -> No
     model = _model(position=position)
     rng = random.Random(2)
     common = [rng.randrange(3, 101) for _ in range(48)]
-    prompts = [common + [5, 6], common + [7, 8, 9], [rng.randrange(3, 101) for _ in range(90)]]
+    prompts = [[*common, 5, 6], [*common, 7, 8, 9], [rng.randrange(3, 101) for _ in range(90)]]
     sampling = Sampling(max_new_tokens=4)
     engine = Engine(model, num_blocks=64, block_tokens=8)
     engine.add(prompts[0], sampling)
