@@ -43,7 +43,9 @@ class PagedKVCache:
     def __init__(self, n_layer: int, n_head: int, head_dim: int, num_blocks: int,
                  block_tokens: int = 16, *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu", share_prefixes: bool = True) -> None:
-        shape = (n_layer, num_blocks, n_head, block_tokens, head_dim)
+        # positions before heads: a gathered row of blocks reshapes to (S, nh, hs) as a view,
+        # so attention reads the gathered keys without a second copy
+        shape = (n_layer, num_blocks, block_tokens, n_head, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.num_blocks, self.block_tokens = num_blocks, block_tokens
@@ -59,7 +61,7 @@ class PagedKVCache:
         return self.num_blocks - len(self.free)
 
     def bytes_per_token(self) -> int:
-        return 2 * self.k[:, 0, :, 0].numel() * self.k.element_size()
+        return 2 * self.k[:, 0, 0].numel() * self.k.element_size()
 
     def allocate(self) -> int:
         if not self.free:
@@ -135,16 +137,16 @@ class PagedKVCache:
               v: torch.Tensor) -> None:
         """Store rows' new keys/values (B, nh, T, hs) at their ``slots``."""
         blocks, offsets, rows, cols = slots
-        self.k[layer, blocks, :, offsets] = k[rows, :, cols]
-        self.v[layer, blocks, :, offsets] = v[rows, :, cols]
+        self.k[layer, blocks, offsets] = k[rows, :, cols]
+        self.v[layer, blocks, offsets] = v[rows, :, cols]
 
     def gather(self, layer: int, pages: torch.Tensor, width: int
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, nh, width, hs) keys and values of the rows' ``pages``."""
         def read(pool: torch.Tensor) -> torch.Tensor:
-            x = pool[layer][pages]  # (B, blocks, nh, bt, hs)
-            B, nb, nh, bt, hs = x.shape
-            return x.transpose(1, 2).reshape(B, nh, nb * bt, hs)[:, :, :width]
+            x = pool[layer][pages]  # (B, blocks, bt, nh, hs)
+            B, nb, bt, nh, hs = x.shape
+            return x.view(B, nb * bt, nh, hs)[:, :width].transpose(1, 2)
 
         return read(self.k), read(self.v)
 
@@ -391,7 +393,9 @@ def generate_many(model: nn.Module, prompts: list[list[int]], sampling: Sampling
     slots = engine.get("max_batch", 32)
     blocks = min(sum(per), slots * max(per, default=1))
     eng = Engine(model, **{"num_blocks": max(1, blocks), **engine})
-    ids = [eng.add(p, replace(sampling, seed=seeds[i]) if seeds is not None else sampling)
-           for i, p in enumerate(prompts)]
+    # shortest first: a prefill group holds prompts of similar length (less padding)
+    ids = {i: eng.add(prompts[i], replace(sampling, seed=seeds[i]) if seeds is not None
+                      else sampling) for i in sorted(range(len(prompts)),
+                                                     key=lambda i: len(prompts[i]))}
     out = eng.run()
-    return [out[i] for i in ids]
+    return [out[ids[i]] for i in range(len(prompts))]

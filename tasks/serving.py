@@ -28,9 +28,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from lmforge.model.engine import CacheFull, Engine, Event
 from lmforge.model.generate import Sampling
+from lmforge.tasks.openai_api import (
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    read_body,
+    stop_strings,
+)
 from lmforge.tasks.sft import ROLE_TOKEN, ChatTemplate, Message
 from lmforge.tasks.tokenizer import EOT, load_tokenizer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 
@@ -44,51 +51,6 @@ class ServeConfig(BaseModel):
     kv_blocks: int = Field(2048, ge=1, description="KV cache blocks of 16 positions")
     request_timeout_s: float = Field(120.0, gt=0)
     default_max_tokens: int = Field(64, ge=1)
-
-
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    prompt: str | list[str]
-    max_tokens: int = Field(16, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    stop: str | list[str] | None = None
-    stream: bool = False
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1)
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: str
-    content: str
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | list[str] | None = None
-    stream: bool = False
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
-                 code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.kind, "code": self.code,
-                          "param": None}}
 
 
 @dataclass
@@ -247,38 +209,12 @@ class Server:
                 sent = text[:safe]
 
 
-def _stops(stop: str | list[str] | None) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    stops = (stop,) if isinstance(stop, str) else tuple(stop)
-    if len(stops) > 4 or any(not s for s in stops):
-        raise ApiError(400, "stop: at most 4 non-empty strings")
-    return stops
-
-
 def _fail(server: Server, err: ApiError) -> JSONResponse:
     server.stats.errors += 1
     server.stats.by_status[err.status] = server.stats.by_status.get(err.status, 0) + 1
     return JSONResponse(err.body(), status_code=err.status)
 
-async def _body(server: Server, request: Request, model: type[BaseModel]) -> Any:
-    length = int(request.headers.get("content-length") or 0)
-    if length > server.cfg.max_body_bytes:
-        raise ApiError(413, f"the body has {length} bytes; at most "
-                       f"{server.cfg.max_body_bytes}")
-    raw = await request.body()
-    if len(raw) > server.cfg.max_body_bytes:
-        raise ApiError(413, f"the body is over {server.cfg.max_body_bytes} bytes")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(400, f"the body is not JSON: {err}") from err
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ApiError(400, f"{where}: {first['msg']}") from err
+
 
 async def _respond(server: Server, kind: str, name: str, prompt: list[int], sampling: Sampling,
                    stops: tuple[str, ...], stream: bool) -> Any:
@@ -322,52 +258,49 @@ async def _respond(server: Server, kind: str, name: str, prompt: list[int], samp
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-
 def build_app(server: Server) -> Any:
     """The FastAPI app of ``server``."""
     app = FastAPI(title="lmforge", docs_url=None, redoc_url=None)
 
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Any:
+    async def handle(request: Request, kind: str, schema: type[BaseModel],
+                     prompt_of: Callable[[Any], tuple[list[int], int, int]]) -> Any:
         try:
-            req = await _body(server, request, CompletionRequest)
+            req = await read_body(request, schema, server.cfg.max_body_bytes)
             server.check_model(req.model)
-            if isinstance(req.prompt, list):
-                if len(req.prompt) != 1:
-                    raise ApiError(400, "prompt: one prompt per request")
-                req.prompt = req.prompt[0]
-            prompt = [server.eot, *server.tok.encode(req.prompt, add_special_tokens=False).ids]
-            sampling = server.sampling(prompt, req.max_tokens, req.temperature, req.top_p,
-                                       req.top_k, req.seed)
-            out = await _respond(server, "text", req.model, prompt, sampling, _stops(req.stop),
-                                 req.stream)
+            prompt, max_tokens, top_k = prompt_of(req)
+            sampling = server.sampling(prompt, max_tokens, req.temperature, req.top_p, top_k,
+                                       req.seed)
+            return await _respond(server, kind, req.model, prompt, sampling, stop_strings(req.stop),
+                                  req.stream)
         except ApiError as err:
             return _fail(server, err)
-        return out
+
+    def text_prompt(req: CompletionRequest) -> tuple[list[int], int, int]:
+        if isinstance(req.prompt, list) and len(req.prompt) != 1:
+            raise ApiError(400, "prompt: one prompt per request")
+        text = req.prompt[0] if isinstance(req.prompt, list) else req.prompt
+        ids = [server.eot, *server.tok.encode(text, add_special_tokens=False).ids]
+        return ids, req.max_tokens, req.top_k
+
+    def chat_prompt(req: ChatRequest) -> tuple[list[int], int, int]:
+        if server.chat is None:
+            raise ApiError(400, "this model's tokenizer has no chat role tokens; use "
+                           "/v1/completions")
+        bad = [m.role for m in req.messages if m.role not in ROLE_TOKEN]
+        if bad:
+            raise ApiError(400, f"messages: unknown role {bad[0]!r} (system, user, assistant)")
+        ids = server.chat.prompt([Message(m.role, m.content)  # type: ignore[arg-type]
+                                  for m in req.messages])
+        return ids, req.max_completion_tokens or req.max_tokens or \
+            server.cfg.default_max_tokens, 0
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        return await handle(request, "text", CompletionRequest, text_prompt)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
-        try:
-            req = await _body(server, request, ChatRequest)
-            server.check_model(req.model)
-            if server.chat is None:
-                raise ApiError(400, "this model's tokenizer has no chat role tokens; use "
-                               "/v1/completions")
-            bad = [m.role for m in req.messages if m.role not in ROLE_TOKEN]
-            if bad:
-                raise ApiError(400, f"messages: unknown role {bad[0]!r} (system, user, "
-                               "assistant)")
-            prompt = server.chat.prompt([Message(m.role, m.content)  # type: ignore[arg-type]
-                                         for m in req.messages])
-            max_tokens = req.max_completion_tokens or req.max_tokens or \
-                server.cfg.default_max_tokens
-            sampling = server.sampling(prompt, max_tokens, req.temperature, req.top_p, 0,
-                                       req.seed)
-            out = await _respond(server, "chat", req.model, prompt, sampling, _stops(req.stop),
-                                 req.stream)
-        except ApiError as err:
-            return _fail(server, err)
-        return out
+        return await handle(request, "chat", ChatRequest, chat_prompt)
 
     @app.get("/v1/models")
     async def models() -> Any:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from lmforge.model.engine import generate_many, supports
 from lmforge.model.generate import Sampling, generate_batch
 from lmforge.model.objectives import SpecialTokens
 from lmforge.model.score import Request, loglikelihood
@@ -55,12 +56,14 @@ class LM:
 
     def generate(self, prompts: list[list[int]], sampling: Sampling,
                  seeds: list[int] | None = None) -> list[list[int]]:
-        """New tokens for every prompt, ``batch_size`` prompts of similar length at a time
-        (less padding); each row generates what it would alone. The suite stays on
-        ``generate_batch``: its prompts all arrive at once, where the paged-KV engine
-        (``model.engine``, what serving uses) measured 1.3-3.5x slower on the sample's tiny
-        model (per-step bookkeeping) and gives the same greedy tokens."""
+        """New tokens for every prompt; each row generates what it would alone. Decoders go
+        through the paged-KV engine (continuous batching, ``batch_size`` requests at once);
+        encoder-decoders and prefix/P-tuned models through ``generate_batch``, ``batch_size``
+        prompts of similar length at a time (less padding)."""
         seeds = seeds if seeds is not None else [sampling.seed] * len(prompts)
+        if supports(self.model):
+            return generate_many(self.model, prompts, sampling, seeds=seeds,
+                                 max_batch=self.batch_size)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[list[int]] = [[] for _ in prompts]
         for at in range(0, len(order), self.batch_size):
