@@ -1,165 +1,51 @@
-"""A generation engine for the decoders: a paged key/value cache and continuous batching.
+"""The generation engine: a paged key/value cache (``model.kv_cache``) and continuous batching,
+for every architecture and fine-tuning method the trainer builds.
 
 Decoding is kept apart from the training forward: the engine runs the model's weights through
-its own per-layer path (norm, projections, rotary, attention over the paged cache, MLP), so
-``Attention.forward``'s cache arguments are not involved.
+its own per-layer path (norm, projections, rotary, attention over the paged cache, cross-
+attention, MLP), so the model's ``forward`` knows nothing of caches.
 
-* :class:`PagedKVCache`: per layer, K and V pools of ``num_blocks`` fixed-size blocks of
-  ``block_tokens`` positions; a free list; each sequence owns a block table. Full blocks of a
-  prompt are registered under the hash of the token chain up to them, so a later prompt with
-  the same start reuses them (reference counted) and computes only its own tail (causal
-  decoders only: in a prefix decoder every prompt position sees the whole prompt).
-* :class:`Engine`: requests join between steps while blocks and batch slots allow; each step
-  prefills the newly admitted requests, then decodes one token for every running request in one
-  batch; finished requests leave at once and free their blocks. Greedy, temperature, top-k,
-  top-p (``model.generate.pick``), stop ids and stop strings; ``stream`` yields tokens as they
-  are chosen.
-
-Attention gathers each row's blocks into one padded key/value batch for
-``scaled_dot_product_attention`` (a paged-attention kernel would read the blocks in place; on CPU
-the gather is cheap next to the projections).
+* Requests join between steps while blocks and batch slots allow; each step prefills the newly
+  admitted requests as one batch, then decodes one token for every running request in one batch;
+  finished requests leave at once and free their blocks. Greedy, temperature, top-k, top-p
+  (``model.sampling.pick``), stop ids and stop strings; ``stream`` yields tokens as they come.
+* A causal decoder's prompts with a common start share its full blocks (in a prefix decoder
+  every prompt position depends on the whole prompt, so it never shares).
+* Encoder-decoders: a request's source is encoded once at admission and the cross-attention
+  keys/values of every decoder layer go into blocks of their own; the decoder starts from
+  ``decoder_start`` (the padding token in training).
+* Prefix tuning's per-layer keys/values lead every row's keys; P-tuning's virtual tokens are a
+  decoder request's first cache positions (an encoder-decoder's lead its source, in ``encode``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lmforge.model.generate import Sampling, _budget, pick
+from lmforge.model.kv_cache import CacheFull, PagedKVCache
 from lmforge.model.layers import apply_rotary
+from lmforge.model.sampling import Sampling, budget, pick, virtual_tokens
 from torch import nn
 
-
-class CacheFull(RuntimeError):
-    pass
-
-
-class PagedKVCache:
-    def __init__(self, n_layer: int, n_head: int, head_dim: int, num_blocks: int,
-                 block_tokens: int = 16, *, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu", share_prefixes: bool = True) -> None:
-        # positions before heads: a gathered row of blocks reshapes to (S, nh, hs) as a view,
-        # so attention reads the gathered keys without a second copy
-        shape = (n_layer, num_blocks, block_tokens, n_head, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.num_blocks, self.block_tokens = num_blocks, block_tokens
-        self.free: deque[int] = deque(range(num_blocks))
-        self.refs = [0] * num_blocks
-        self.share_prefixes = share_prefixes
-        self.by_hash: dict[bytes, int] = {}
-        self.hash_of: dict[int, bytes] = {}
-        self.peak_used = 0
-
-    @property
-    def used(self) -> int:
-        return self.num_blocks - len(self.free)
-
-    def bytes_per_token(self) -> int:
-        return 2 * self.k[:, 0, 0].numel() * self.k.element_size()
-
-    def allocate(self) -> int:
-        if not self.free:
-            raise CacheFull("no free KV block")
-        block = self.free.popleft()
-        self.refs[block] = 1
-        self.peak_used = max(self.peak_used, self.used)
-        return block
-
-    def release(self, block: int) -> None:
-        self.refs[block] -= 1
-        if self.refs[block] == 0:
-            digest = self.hash_of.pop(block, None)
-            if digest is not None and self.by_hash.get(digest) == block:
-                del self.by_hash[digest]
-            self.free.append(block)
-
-    @staticmethod
-    def chain(tokens: list[int], block_tokens: int) -> list[bytes]:
-        """Hash of the token chain up to the end of each full block."""
-        out, h = [], hashlib.blake2b(digest_size=16)
-        for start in range(0, len(tokens) - block_tokens + 1, block_tokens):
-            h.update(torch.tensor(tokens[start:start + block_tokens]).numpy().tobytes())
-            out.append(h.copy().digest())
-        return out
-
-    def shared_prefix(self, tokens: list[int]) -> list[int]:
-        """Blocks already holding the leading full blocks of ``tokens`` (reference taken);
-        at least one token is always left to compute (its logits start generation)."""
-        if not self.share_prefixes:
-            return []
-        blocks = []
-        for digest in self.chain(tokens[:-1], self.block_tokens):
-            block = self.by_hash.get(digest)
-            if block is None:
-                break
-            self.refs[block] += 1
-            blocks.append(block)
-        return blocks
-
-    def register(self, table: list[int], tokens: list[int]) -> None:
-        """Offer the full blocks of a prefilled prompt for sharing."""
-        if not self.share_prefixes:
-            return
-        for block, digest in zip(table, self.chain(tokens, self.block_tokens), strict=False):
-            if digest not in self.by_hash:
-                self.by_hash[digest] = block
-                self.hash_of[block] = digest
-
-    def slots(self, tables: list[list[int]], starts: list[int], lengths: list[int]
-              ) -> tuple[torch.Tensor, ...]:
-        """Where rows' new positions go: (blocks, offsets, rows, columns), computed once per
-        forward and used by every layer's ``write``."""
-        bt, blocks, offsets, rows, cols = self.block_tokens, [], [], [], []
-        for row, (table, start, n) in enumerate(zip(tables, starts, lengths, strict=True)):
-            for col, pos in enumerate(range(start, start + n)):
-                blocks.append(table[pos // bt])
-                offsets.append(pos % bt)
-                rows.append(row)
-                cols.append(col)
-        device = self.k.device
-        return tuple(torch.tensor(x, dtype=torch.long, device=device)
-                     for x in (blocks, offsets, rows, cols))
-
-    def pages(self, tables: list[list[int]], lengths: list[int]) -> torch.Tensor:
-        """(B, blocks) block ids covering each row's first ``lengths`` positions (short rows
-        padded with their first block; the caller masks those positions)."""
-        width = -(-max(lengths) // self.block_tokens)
-        return torch.tensor([t[:width] + [t[0]] * (width - len(t[:width])) for t in tables],
-                            dtype=torch.long, device=self.k.device)
-
-    def write(self, layer: int, slots: tuple[torch.Tensor, ...], k: torch.Tensor,
-              v: torch.Tensor) -> None:
-        """Store rows' new keys/values (B, nh, T, hs) at their ``slots``."""
-        blocks, offsets, rows, cols = slots
-        self.k[layer, blocks, offsets] = k[rows, :, cols]
-        self.v[layer, blocks, offsets] = v[rows, :, cols]
-
-    def gather(self, layer: int, pages: torch.Tensor, width: int
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, nh, width, hs) keys and values of the rows' ``pages``."""
-        def read(pool: torch.Tensor) -> torch.Tensor:
-            x = pool[layer][pages]  # (B, blocks, bt, nh, hs)
-            B, nb, bt, nh, hs = x.shape
-            return x.view(B, nb * bt, nh, hs)[:, :width].transpose(1, 2)
-
-        return read(self.k), read(self.v)
+__all__ = ["CacheFull", "Engine", "Event", "PagedKVCache", "Request", "blocks_needed",
+           "generate_many"]
 
 
 @dataclass
 class Request:
     id: int
-    prompt: list[int]
+    prompt: list[int]  # the decoder's tokens: the prompt, or [decoder_start]
     sampling: Sampling
     stop_strings: tuple[str, ...] = ()
+    source: list[int] | None = None  # an encoder-decoder's input
     generated: list[int] = field(default_factory=list)
     table: list[int] = field(default_factory=list)
-    cached: int = 0  # positions in the cache
+    cross_table: list[int] = field(default_factory=list)
+    cached: int = 0  # positions in the cache (virtual tokens included)
     finish_reason: str | None = None
     generator: torch.Generator = field(default_factory=torch.Generator)
     logits: torch.Tensor | None = None  # for the next token
@@ -172,23 +58,42 @@ class Event:
     finished: str | None  # None, "stop" (id or string) or "length"
 
 
+def blocks_needed(model: nn.Module, prompt_len: int, sampling: Sampling, block_tokens: int
+                  ) -> tuple[int, int]:
+    """(self-attention, cross-attention) blocks a request holds from admission to the end:
+    its whole prompt (virtual tokens included) and every new token, so a running request
+    never waits for blocks."""
+    def blocks(n: int) -> int:
+        return -(-n // block_tokens)
+
+    virtual = virtual_tokens(model)
+    if model.cfg.arch == "encoder_decoder":  # type: ignore[union-attr]
+        return blocks(1 + sampling.max_new_tokens), blocks(virtual + prompt_len)
+    return blocks(virtual + prompt_len + sampling.max_new_tokens), 0
+
+
 class Engine:
-    """Continuous batching over a paged KV cache for a causal or prefix decoder."""
+    """Continuous batching over a paged KV cache."""
 
     def __init__(self, model: nn.Module, *, num_blocks: int = 512, block_tokens: int = 16,
-                 max_batch: int = 32, decode: Callable[[list[int]], str] | None = None) -> None:
+                 max_batch: int = 32, decode: Callable[[list[int]], str] | None = None,
+                 decoder_start: int = 0) -> None:
         cfg = model.cfg  # type: ignore[union-attr]
-        if not supports(model):
-            raise ValueError("the engine serves decoders without prefix/P-tuning modules; "
-                             "generate with model.generate")
-        self.model = model.eval()
-        self.cfg = cfg
+        self.model, self.cfg = model.eval(), cfg
+        self.encoder_decoder = cfg.arch == "encoder_decoder"
+        # P-tuning: a decoder's virtual tokens take its first cache positions
+        self.virtual = 0 if self.encoder_decoder else virtual_tokens(model)
+        self.source_virtual = virtual_tokens(model) if self.encoder_decoder else 0
         param = next(model.parameters())
         self.device = param.device
         self.cache = PagedKVCache(cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head,
                                   num_blocks, block_tokens, dtype=param.dtype,
-                                  device=param.device, share_prefixes=cfg.arch == "causal")
-        self.max_batch, self.decode = max_batch, decode
+                                  device=param.device,
+                                  share_prefixes=cfg.arch == "causal" and not self.virtual)
+        with torch.no_grad():  # prefix tuning: fixed while the engine runs
+            self.prefix_kv = [(b.attn.kv_prefix(1) if b.attn.kv_prefix is not None else None)
+                              for b in model.layers.values()]  # type: ignore[union-attr]
+        self.max_batch, self.decode, self.decoder_start = max_batch, decode, decoder_start
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.finished: dict[int, Request] = {}
@@ -196,16 +101,21 @@ class Engine:
 
     # -- requests ------------------------------------------------------------------------------
 
+    def blocks_needed(self, prompt_len: int, sampling: Sampling) -> tuple[int, int]:
+        return blocks_needed(self.model, prompt_len, sampling, self.cache.block_tokens)
+
     def add(self, prompt: list[int], sampling: Sampling, stop_strings: tuple[str, ...] = ()
             ) -> int:
         if stop_strings and self.decode is None:
             raise ValueError("stop strings need the engine's decode function")
-        tokens = _budget(self.model, list(prompt), sampling)
-        need = -(-(len(tokens) + sampling.max_new_tokens) // self.cache.block_tokens)
+        tokens = budget(self.model, list(prompt), sampling)
+        need = sum(self.blocks_needed(len(tokens), sampling))
         if need > self.cache.num_blocks:
             raise CacheFull(f"the request needs {need} KV blocks, the cache has "
                             f"{self.cache.num_blocks}")
         req = Request(self._next_id, tokens, sampling, tuple(stop_strings))
+        if self.encoder_decoder:
+            req.source, req.prompt = tokens, [self.decoder_start]
         req.generator.manual_seed(sampling.seed)
         self._next_id += 1
         self.waiting.append(req)
@@ -225,22 +135,21 @@ class Engine:
         starts: set[bytes] = set()
         while self.waiting and len(self.running) + len(group) < self.max_batch:
             req = self.waiting[0]
-            head = self.cache.chain(req.prompt[:-1], self.cache.block_tokens)[:1]
-            if self.cache.share_prefixes and head and head[0] in starts \
-                    and head[0] not in self.cache.by_hash:
+            head = self.cache.chain(req.prompt[:-1], self.cache.block_tokens)[:1] \
+                if self.cache.share_prefixes else []
+            if head and head[0] in starts and head[0] not in self.cache.by_hash:
                 self._prefill(group)
                 group, starts = [], set()
                 continue
             shared = self.cache.shared_prefix(req.prompt)
-            # blocks for the whole prompt and every new token: a running request never waits
-            need = -(-(len(req.prompt) + req.sampling.max_new_tokens)
-                     // self.cache.block_tokens) - len(shared)
-            if need > len(self.cache.free):
+            own, cross = self.blocks_needed(len(req.source or req.prompt), req.sampling)
+            if own - len(shared) + cross > len(self.cache.free):
                 for block in shared:
                     self.cache.release(block)
                 break
             self.waiting.popleft()
-            req.table = shared + [self.cache.allocate() for _ in range(need)]
+            req.table = shared + [self.cache.allocate() for _ in range(own - len(shared))]
+            req.cross_table = [self.cache.allocate() for _ in range(cross)]
             req.cached = len(shared) * self.cache.block_tokens
             group.append(req)
             starts.update(head)
@@ -285,9 +194,9 @@ class Engine:
         return None
 
     def _retire(self, req: Request) -> None:
-        for block in req.table:
+        for block in req.table + req.cross_table:
             self.cache.release(block)
-        req.table, req.logits = [], None
+        req.table, req.cross_table, req.logits = [], [], None
         self.finished[req.id] = req
 
     def run(self) -> dict[int, list[int]]:
@@ -315,49 +224,84 @@ class Engine:
     def _prefill(self, reqs: list[Request]) -> None:
         if not reqs:
             return
-        new = [r.prompt[r.cached:] for r in reqs]
-        tokens = torch.zeros(len(reqs), max(map(len, new)), dtype=torch.long)
-        for row, ids in enumerate(new):
-            tokens[row, :len(ids)] = torch.tensor(ids)
-        prompt = [len(r.prompt) if self.cfg.arch == "prefix" else 0 for r in reqs]
-        logits = self._forward(tokens.to(self.device), reqs, [r.cached for r in reqs],
-                               [len(ids) for ids in new], prompt)
+        if self.encoder_decoder:
+            self._encode(reqs)
+        new = [r.prompt[max(0, r.cached - self.virtual):] for r in reqs]
+        tokens = _padded(new, self.device)
+        # real tokens sit after the virtual ones; a short row's padding columns may lie past
+        # the block: any valid position will do
+        where = (torch.tensor([r.cached for r in reqs], device=self.device)[:, None]
+                 + self.virtual + torch.arange(tokens.shape[1], device=self.device)
+                 ).clamp(max=self.cfg.block_size - 1)
+        x = self.model.embed(tokens, where)  # type: ignore[operator]
+        if self.virtual:  # sharing is off with virtual tokens: every row starts at 0
+            x = torch.cat([self.model.prompt(len(reqs)).to(x.dtype), x], dim=1)  # type: ignore
+        lengths = [len(ids) + (self.virtual if r.cached == 0 else 0)
+                   for r, ids in zip(reqs, new, strict=True)]
+        both = [(self.virtual, self.virtual + len(r.prompt)) if self.cfg.arch == "prefix"
+                else (0, 0) for r in reqs]
+        logits = self._forward(x, reqs, lengths, both)
         for r, row in zip(reqs, logits, strict=True):
-            r.cached, r.logits = len(r.prompt), row
+            r.cached, r.logits = self.virtual + len(r.prompt), row
             self.cache.register(r.table, r.prompt)
             self.running.append(r)
 
+    def _encode(self, reqs: list[Request]) -> None:
+        """Encode the sources once; every decoder layer's cross keys/values go to the rows'
+        cross blocks."""
+        sources = [r.source or [] for r in reqs]
+        src = _padded(sources, self.device)
+        src_mask = torch.arange(src.shape[1], device=self.device)[None, :] < torch.tensor(
+            [len(s) for s in sources], device=self.device)[:, None]
+        memory = self.model.encode(src, src_mask)  # type: ignore[operator]
+        lengths = [self.source_virtual + len(s) for s in sources]
+        slots = self.cache.slots([r.cross_table for r in reqs], [0] * len(reqs), lengths)
+        for i, block in enumerate(self.model.layers.values()):  # type: ignore[union-attr]
+            cross = block.cross
+            self.cache.write(i, slots, cross._heads(cross.k(memory)),
+                             cross._heads(cross.v(memory)))
+
     def _decode(self, reqs: list[Request]) -> None:
         tokens = torch.tensor([[r.generated[-1]] for r in reqs], device=self.device)
-        logits = self._forward(tokens, reqs, [r.cached for r in reqs], [1] * len(reqs),
-                               [0] * len(reqs))
+        where = torch.tensor([[r.cached] for r in reqs], device=self.device)
+        x = self.model.embed(tokens, where)  # type: ignore[operator]
+        logits = self._forward(x, reqs, [1] * len(reqs), [(0, 0)] * len(reqs))
         for r, row in zip(reqs, logits, strict=True):
             r.cached += 1
             r.logits = row
 
-    def _forward(self, tokens: torch.Tensor, reqs: list[Request], starts: list[int],
-                 lengths: list[int], prompt_lens: list[int]) -> torch.Tensor:
-        """Logits (B, vocab) after each row's last new token; the new tokens' keys and
-        values are written to the rows' blocks first."""
-        model, B, T = self.model, tokens.shape[0], tokens.shape[1]
-        start = torch.tensor(starts, device=self.device)
-        query_pos = start[:, None] + torch.arange(T, device=self.device)[None, :]  # (B, T)
-        # a short row's padding columns may lie past the block: any valid position will do
+    def _forward(self, x: torch.Tensor, reqs: list[Request], lengths: list[int],
+                 both: list[tuple[int, int]]) -> torch.Tensor:
+        """Logits (B, vocab) after each row's last new column; ``x`` (B, T, C) holds the
+        rows' new columns from cache position ``cached`` on (``lengths`` of them real), whose
+        keys and values are written to the rows' blocks first. ``both``: cache positions
+        [lo, hi) that see each other both ways (a prefix decoder's prompt)."""
+        model, B, T = self.model, x.shape[0], x.shape[1]
+        dev = self.device
+        starts = [r.cached for r in reqs]
+        query_pos = torch.tensor(starts, device=dev)[:, None] + torch.arange(T, device=dev)
         where = query_pos.clamp(max=self.cfg.block_size - 1)
-        x = model.embed(tokens, where)  # type: ignore[operator]
         rope = model.embed.rope()  # type: ignore[operator]
         totals = [s + n for s, n in zip(starts, lengths, strict=True)]
         S = max(totals)
-        key_pos = torch.arange(S, device=self.device)
-        mask = key_pos[None, None, :] <= query_pos[:, :, None]  # (B, T, S)
-        if any(prompt_lens):  # prefix decoder: the prompt sees itself both ways
-            prompt = torch.tensor(prompt_lens, device=self.device)[:, None, None]
-            mask = mask | ((key_pos[None, None, :] < prompt) & (query_pos[:, :, None] < prompt))
-        mask = (mask & (key_pos[None, None, :] < torch.tensor(totals, device=self.device)[
-            :, None, None]))[:, None]  # (B, 1, T, S)
+        key_pos = torch.arange(S, device=dev)[None, None, :]
+        q_pos = query_pos[:, :, None]
+        mask = key_pos <= q_pos  # (B, T, S)
+        if any(hi for _, hi in both):
+            lo, hi = (torch.tensor(c, device=dev)[:, None, None] for c in zip(*both, strict=True))
+            inside = lambda p: (p >= lo) & (p < hi)  # noqa: E731
+            mask = mask | (inside(key_pos) & inside(q_pos))
+        mask = (mask & (key_pos < torch.tensor(totals, device=dev)[:, None, None]))[:, None]
         tables = [r.table for r in reqs]
         slots = self.cache.slots(tables, starts, lengths)
         pages = self.cache.pages(tables, totals)
+        if self.encoder_decoder:
+            cross_lens = [len(r.cross_table) and self.source_virtual + len(r.source or [])
+                          for r in reqs]
+            cross_pages = self.cache.pages([r.cross_table for r in reqs], cross_lens)
+            Sc = max(cross_lens)
+            cross_mask = (torch.arange(Sc, device=dev)[None, :] < torch.tensor(
+                cross_lens, device=dev)[:, None])[:, None, None]  # (B, 1, 1, Sc)
         for i, block in enumerate(model.layers.values()):  # type: ignore[union-attr]
             attn = block.attn
             h = block.ln_1(x)
@@ -366,33 +310,48 @@ class Engine:
                 q, k = apply_rotary(q, *rope, where), apply_rotary(k, *rope, where)
             self.cache.write(i, slots, k, v)
             keys, values = self.cache.gather(i, pages, S)
-            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            layer_mask = mask
+            if self.prefix_kv[i] is not None:  # prefix tuning: seen by every query
+                pk, pv = self.prefix_kv[i]  # type: ignore[misc]
+                keys = torch.cat([pk.expand(B, -1, -1, -1).to(keys.dtype), keys], dim=2)
+                values = torch.cat([pv.expand(B, -1, -1, -1).to(values.dtype), values], dim=2)
+                layer_mask = torch.cat([mask.new_ones(B, 1, T, pk.shape[2]), mask], dim=-1)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=layer_mask)
             x = x + attn.proj(y.transpose(1, 2).reshape(B, T, -1))
+            if block.cross is not None:
+                cross = block.cross
+                q = cross._heads(cross.q(block.ln_x(x)))
+                keys, values = self.cache.gather(i, cross_pages, Sc)
+                y = F.scaled_dot_product_attention(q, keys, values, attn_mask=cross_mask)
+                x = x + cross.proj(y.transpose(1, 2).reshape(B, T, -1))
             x = x + block.mlp(block.ln_2(x))
-        last = torch.tensor(lengths, device=self.device) - 1
-        h = model.ln_f(x[torch.arange(B, device=self.device), last])  # type: ignore[operator]
+        last = torch.tensor(lengths, device=dev) - 1
+        h = model.ln_f(x[torch.arange(B, device=dev), last])  # type: ignore[operator]
         return model.lm_head(h).float()  # type: ignore[operator]
 
 
-def supports(model: nn.Module) -> bool:
-    """Whether the engine can run ``model`` (a decoder without prefix/P-tuning modules)."""
-    return getattr(model.cfg, "arch", "causal") != "encoder_decoder" and getattr(  # type: ignore
-        model, "prompt", None) is None and not any(
-        getattr(m, "kv_prefix", None) is not None for m in model.modules())
+def _padded(rows: list[list[int]], device: torch.device) -> torch.Tensor:
+    """(B, W) token ids right-padded with 0."""
+    out = torch.zeros(len(rows), max(1, *map(len, rows)), dtype=torch.long)
+    for i, ids in enumerate(rows):
+        out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out.to(device)
 
 
 def generate_many(model: nn.Module, prompts: list[list[int]], sampling: Sampling, *,
-                  seeds: list[int] | None = None, **engine: Any) -> list[list[int]]:
+                  seeds: list[int] | None = None, max_batch: int = 32, block_tokens: int = 16,
+                  decoder_start: int = 0) -> list[list[int]]:
     """Every prompt through one engine (continuous batching); the new ids per prompt.
-    ``seeds``: one per prompt (default ``sampling.seed``), as ``generate_batch`` takes them."""
+    ``seeds``: one per prompt (default ``sampling.seed``) make each row's draws its own."""
     if seeds is not None and len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
-    per = [-(-(min(len(p), model.cfg.block_size) + sampling.max_new_tokens)  # type: ignore
-            // engine.get("block_tokens", 16)) for p in prompts]
+    if not prompts:
+        return []
+    per = [sum(blocks_needed(model, len(budget(model, p, sampling)), sampling, block_tokens))
+           for p in prompts]
     # at most max_batch requests hold blocks at once: the cache never needs more than that
-    slots = engine.get("max_batch", 32)
-    blocks = min(sum(per), slots * max(per, default=1))
-    eng = Engine(model, **{"num_blocks": max(1, blocks), **engine})
+    eng = Engine(model, num_blocks=min(sum(per), max_batch * max(per)),
+                 block_tokens=block_tokens, max_batch=max_batch, decoder_start=decoder_start)
     # shortest first: a prefill group holds prompts of similar length (less padding)
     ids = {i: eng.add(prompts[i], replace(sampling, seed=seeds[i]) if seeds is not None
                       else sampling) for i in sorted(range(len(prompts)),

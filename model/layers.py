@@ -140,40 +140,22 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
                 causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                memory: torch.Tensor | None = None, cache: dict[str, torch.Tensor] | None = None,
-                start: Start = 0, keys: torch.Tensor | None = None) -> torch.Tensor:
-        """``cache`` (generation): keys and values of earlier columns, extended in place; ``x``
-        then holds the next ``T`` columns only, at positions ``start..start+T``, and ``keys``
-        (B, columns) marks which columns hold real tokens (False: a shorter row's padding)."""
+                memory: torch.Tensor | None = None, start: Start = 0) -> torch.Tensor:
+        """Self-attention over ``x`` at positions ``start..`` (or cross-attention over
+        ``memory``); generation runs through ``model.engine``'s own cached path instead."""
         B, T, _ = x.shape
         q = self._heads(self.q(x))
-        past = cache["k"].shape[2] if cache is not None and "k" in cache else 0
-        if self.cross and past:
-            k, v = cache["k"], cache["v"]  # the encoder output does not change
-        else:
-            source = memory if self.cross else x
-            k, v = self._heads(self.k(source)), self._heads(self.v(source))
-            if rope is not None and not self.cross:
-                q, k = apply_rotary(q, *rope, start), apply_rotary(k, *rope, start)
-            if cache is not None and not self.cross and past:
-                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
-            elif self.kv_prefix is not None and not self.cross:  # first pass: prefix ahead
-                pk, pv = self.kv_prefix(B)
-                k, v = torch.cat([pk.to(k.dtype), k], dim=2), torch.cat([pv.to(v.dtype), v], 2)
-                mask, causal = with_virtual(mask if mask is not None or causal else
-                                            torch.ones(1, 1, T, T, dtype=torch.bool,
-                                                       device=x.device),
-                                            pk.shape[2], T, x.device), False
-            if cache is not None:
-                cache["k"], cache["v"] = k, v
-        if not self.cross and past:
-            # new queries see every cached column and the new ones causally
-            i = torch.arange(T, device=x.device)[:, None] + past
-            mask, causal = torch.arange(k.shape[2], device=x.device)[None, :] <= i, False
-            if keys is not None:
-                if keys.shape[1] < k.shape[2]:  # leading virtual columns: always seen
-                    keys = torch.cat([keys.new_ones(B, k.shape[2] - keys.shape[1]), keys], 1)
-                mask = mask & keys[:, None, None, :]  # (B, 1, T, S)
+        source = memory if self.cross else x
+        k, v = self._heads(self.k(source)), self._heads(self.v(source))
+        if rope is not None and not self.cross:
+            q, k = apply_rotary(q, *rope, start), apply_rotary(k, *rope, start)
+        if self.kv_prefix is not None and not self.cross:  # prefix tuning: keys ahead
+            pk, pv = self.kv_prefix(B)
+            k, v = torch.cat([pk.to(k.dtype), k], dim=2), torch.cat([pv.to(v.dtype), v], 2)
+            mask, causal = with_virtual(mask if mask is not None or causal else
+                                        torch.ones(1, 1, T, T, dtype=torch.bool,
+                                                   device=x.device),
+                                        pk.shape[2], T, x.device), False
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal and mask is None,
             dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
@@ -208,16 +190,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
                 causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 memory: torch.Tensor | None = None,
-                memory_mask: torch.Tensor | None = None,
-                cache: dict[str, dict[str, torch.Tensor]] | None = None,
-                start: Start = 0, keys: torch.Tensor | None = None) -> torch.Tensor:
-        if cache is not None:  # incremental decoding (no training, no checkpointing)
-            x = x + self.attn(self.ln_1(x), mask=mask, causal=causal, rope=rope,
-                              cache=cache.setdefault("self", {}), start=start, keys=keys)
-            if self.cross is not None and self.ln_x is not None:
-                x = x + self.cross(self.ln_x(x), mask=memory_mask, memory=memory,
-                                   cache=cache.setdefault("cross", {}))
-            return x + self.mlp(self.ln_2(x))
+                memory_mask: torch.Tensor | None = None, start: Start = 0) -> torch.Tensor:
         if self.checkpointing and self.training and torch.is_grad_enabled():
             # keep only the block's input; recompute its activations in backward
             return checkpoint(self._forward, x, mask, causal, rope, memory, memory_mask, start,

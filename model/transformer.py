@@ -6,7 +6,6 @@ so parameter names survive checkpoints and pipeline splits; losses live in ``mod
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from lmforge.model.config import ModelConfig
@@ -103,38 +102,33 @@ class DecoderLM(nn.Module):
         self.prompt: nn.Module | None = None
 
     def forward(self, idx: torch.Tensor, prefix_len: torch.Tensor | None = None, *,
-                cache: list[dict[str, Any]] | None = None, start: Start = 0,
-                keys: torch.Tensor | None = None, segments: torch.Tensor | None = None,
+                start: Start = 0, segments: torch.Tensor | None = None,
                 bidirectional: torch.Tensor | None = None, features: bool = False
                 ) -> torch.Tensor:
-        """Logits of every position; with ``cache`` (one dict per layer, see ``model.generate``)
-        ``idx`` holds positions ``start..`` only and the cache grows by them; ``keys`` marks
-        the cache columns that are not padding. ``segments`` (B, T): a packed row's sequence
-        ids; each sequence then starts at position 0 and sees only itself (``bidirectional``
-        flags a prefix decoder's prompt tokens, which also see each other both ways).
-        ``features``: the final normalised hidden states (B, T, C) instead of logits (what a
-        reward head reads)."""
+        """Logits of every position (generation: ``model.engine``). ``segments`` (B, T): a
+        packed row's sequence ids; each sequence then starts at position 0 and sees only itself
+        (``bidirectional`` flags a prefix decoder's prompt tokens, which also see each other
+        both ways). ``features``: the final normalised hidden states (B, T, C) instead of
+        logits (what a reward head reads)."""
         B, T = idx.shape
-        first = cache is None or not cache or "self" not in cache[0]
         virtual = int(self.prompt.length) if self.prompt is not None else 0  # type: ignore
         if segments is not None:
             start = segment_positions(segments)
             mask = segment_mask(segments, bidirectional)
         else:
-            mask = prefix_mask(prefix_len, T) if prefix_len is not None and first else None
+            mask = prefix_mask(prefix_len, T) if prefix_len is not None else None
         start = _shift(start, virtual)
         end = last_position(start, T)
         if self.cfg.block_size < end:
             raise ValueError(f"sequence length {end} exceeds block_size {self.cfg.block_size}")
         x = self.embed(idx, start)  # (B, T, C)
-        if self.prompt is not None and first:  # the virtual tokens enter once, at 0..n-1
+        if self.prompt is not None:  # the virtual tokens at 0..n-1
             x = torch.cat([self.prompt(B).to(x.dtype), x], dim=1)
             mask = with_virtual(mask, virtual, T, idx.device, rows=True)
             start = torch.cat([torch.arange(virtual, device=idx.device).expand(B, virtual),
                                positions(start, T, idx.device).expand(B, T)], dim=1)
-        for i, block in enumerate(self.layers.values()):
-            x = block(x, mask=mask, causal=True, rope=self.embed.rope(),
-                      cache=cache[i] if cache is not None else None, start=start, keys=keys)
+        for block in self.layers.values():
+            x = block(x, mask=mask, causal=True, rope=self.embed.rope(), start=start)
         h = self.ln_f(x[:, -T:] if x.shape[1] != T else x)
         return h if features else self.lm_head(h)  # (B, T, C) or (B, T, vocab)
 
@@ -173,16 +167,14 @@ class EncoderDecoderLM(nn.Module):
         return self.decode(tgt, self.encode(src, src_mask), src_mask, features=features)
 
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor,
-               src_mask: torch.Tensor | None = None, *,
-               cache: list[dict[str, Any]] | None = None, start: int = 0,
-               features: bool = False) -> torch.Tensor:
-        """Decoder logits over the encoder output ``memory``; ``cache`` as in ``DecoderLM``."""
+               src_mask: torch.Tensor | None = None, *, features: bool = False
+               ) -> torch.Tensor:
+        """Decoder logits over the encoder output ``memory``."""
         src_mask = _lead_keys(src_mask, memory.shape[1])
         keys = src_mask[:, None, None, :] if src_mask is not None else None
-        x = self.embed(tgt, start)  # (B, T, C)
-        for i, block in enumerate(self.layers.values()):
-            x = block(x, causal=True, rope=self.embed.rope(), memory=memory, memory_mask=keys,
-                      cache=cache[i] if cache is not None else None, start=start)
+        x = self.embed(tgt)  # (B, T, C)
+        for block in self.layers.values():
+            x = block(x, causal=True, rope=self.embed.rope(), memory=memory, memory_mask=keys)
         h = self.ln_f(x)
         return h if features else self.lm_head(h)  # (B, T, C) or (B, T, vocab)
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from lmforge.model.engine import generate_many, supports
 from lmforge.model.generate import Sampling, generate_batch
 from lmforge.model.objectives import SpecialTokens
 from lmforge.model.score import Request, loglikelihood
@@ -56,24 +55,10 @@ class LM:
 
     def generate(self, prompts: list[list[int]], sampling: Sampling,
                  seeds: list[int] | None = None) -> list[list[int]]:
-        """New tokens for every prompt; each row generates what it would alone. Decoders go
-        through the paged-KV engine (continuous batching, ``batch_size`` requests at once);
-        encoder-decoders and prefix/P-tuned models through ``generate_batch``, ``batch_size``
-        prompts of similar length at a time (less padding)."""
-        seeds = seeds if seeds is not None else [sampling.seed] * len(prompts)
-        if supports(self.model):
-            return generate_many(self.model, prompts, sampling, seeds=seeds,
-                                 max_batch=self.batch_size)
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        out: list[list[int]] = [[] for _ in prompts]
-        for at in range(0, len(order), self.batch_size):
-            chunk = order[at:at + self.batch_size]
-            for i, tokens in zip(chunk, generate_batch(
-                    self.model, [prompts[i] for i in chunk], sampling,
-                    seeds=[seeds[i] for i in chunk], decoder_start=self.special.pad),
-                    strict=True):
-                out[i] = tokens
-        return out
+        """New tokens for every prompt through the paged-KV engine (``batch_size`` requests
+        decoded at once); each row generates what it would alone."""
+        return generate_batch(self.model, prompts, sampling, seeds=seeds,
+                              decoder_start=self.special.pad, max_batch=self.batch_size)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lmforge.model.config import ModelConfig
+from lmforge.model.engine import Engine
 from lmforge.model.generate import Sampling, generate, generate_batch, pick
 from lmforge.model.transformer import build_model
 
@@ -28,14 +29,31 @@ def test_cached_greedy_equals_recomputed(arch: str, position: str) -> None:
     assert cached == plain
 
 
-def test_cached_logits_match_full_forward() -> None:
-    model = _model("causal", "rotary")
-    seq = torch.tensor([[1, 4, 9, 16, 25, 36, 49, 2]])
-    full = model(seq)
-    cache: list[dict] = [{} for _ in model.layers]
-    first = model(seq[:, :5], cache=cache)
-    rest = model(seq[:, 5:], cache=cache, start=5)  # several new tokens at once
-    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-5, rtol=1e-5)
+@pytest.mark.parametrize("arch", ["causal", "prefix", "encoder_decoder"])
+def test_engine_logits_match_the_training_forward_at_every_step(arch: str) -> None:
+    """The engine's own decode path (paged cache, cross blocks) gives, before every new token,
+    the logits the training forward gives on the whole sequence so far."""
+    model = _model(arch, "rotary")
+    prompt = [1, 4, 9, 16, 25]
+    engine = Engine(model, num_blocks=8, block_tokens=4)
+    rid = engine.add(prompt, Sampling(max_new_tokens=6))
+    seen = 0
+    while not engine.idle:
+        engine.step()
+        req = next((r for r in engine.running if r.id == rid), None)
+        if req is None:
+            break
+        done = req.generated
+        with torch.no_grad():
+            if arch == "encoder_decoder":
+                full = model.decode(torch.tensor([[0, *done]]), model.encode(
+                    torch.tensor([prompt])))[0, -1]
+            else:
+                seq = torch.tensor([prompt + done])
+                full = model(seq, torch.tensor([len(prompt)]) if arch == "prefix" else None)[0, -1]
+        torch.testing.assert_close(req.logits, full, atol=1e-5, rtol=1e-5)
+        seen += 1
+    assert seen == 5
 
 
 def test_stop_token_ends_generation_and_prompt_keeps_room() -> None:
