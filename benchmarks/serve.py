@@ -1,7 +1,8 @@
 """Generation serving: tokens/s and p50/p99 request latency at 1, 8 and 32 concurrent requests
-for the paged-KV engine (continuous batching) against the evaluation loop (``generate_batch``:
-one right-padded batch with a KV cache, the best a user has without the engine) and a naive
-loop recomputing the whole sequence for every token, and the KV memory per token, in one run.
+for the paged-KV engine (continuous batching) against Hugging Face ``transformers``' batched
+``generate`` on the same model exported (``model.interchange``: GPT-NeoX layout, equal logits;
+one left-padded batch with its KV cache: the best a user has without lmforge) and a naive loop
+recomputing the whole sequence for every token, and the KV memory per token, in one run.
 
     python benchmarks/serve.py [--layers 4 --width 256 --new 32 --device cpu]
 
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 from lmforge.model.config import ModelConfig
 from lmforge.model.engine import Engine
-from lmforge.model.generate import Sampling, generate, generate_batch
+from lmforge.model.generate import Sampling, generate
+from lmforge.model.interchange import to_transformers
 from lmforge.model.transformer import build_model
 
 
@@ -43,14 +45,22 @@ def engine_run(model, work) -> tuple[float, list[float], int]:
     return total, [done[i] for i in ids], sum(len(eng.finished[i].generated) for i in ids)
 
 
-def batch_run(model, work) -> tuple[float, list[float], int]:
+def batch_run(hf, work) -> tuple[float, list[float], int]:
+    """transformers' generate: one left-padded batch; it takes the longest budget and each
+    row's output is cut afterwards (what a user of a static batch does)."""
     t0 = time.perf_counter()
-    # one batch per distinct budget would be unfair: the loop takes the longest budget and
-    # cuts each row's output afterwards (what a user of generate_batch does)
     longest = max(s.max_new_tokens for _, s in work)
-    outs = generate_batch(model, [p for p, _ in work], Sampling(max_new_tokens=longest))
+    width = max(len(p) for p, _ in work)
+    ids = torch.zeros(len(work), width, dtype=torch.long)
+    mask = torch.zeros(len(work), width, dtype=torch.long)
+    for i, (p, _) in enumerate(work):
+        ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
+    ids, mask = ids.to(hf.device), mask.to(hf.device)
+    with torch.no_grad():
+        out = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=longest,
+                          min_new_tokens=longest, do_sample=False, pad_token_id=0)
     total = time.perf_counter() - t0
-    tokens = sum(min(len(o), s.max_new_tokens) for o, (_, s) in zip(outs, work, strict=True))
+    tokens = sum(min(out.shape[1] - width, s.max_new_tokens) for _, s in work)
     return total, [total] * len(work), tokens
 
 
@@ -74,18 +84,21 @@ def main() -> None:
     cfg = ModelConfig(flavor="custom", n_layer=args.layers, n_head=4, n_embd=args.width,
                       vocab_size=args.vocab, block_size=256, position="rotary")
     model = build_model(cfg).to(args.device).eval()
+    hf = to_transformers(model).to(args.device).eval()
     kv = Engine(model, num_blocks=1).cache.bytes_per_token()
     print(f"model: {args.layers} layers x {args.width}, device {args.device}; KV memory "
           f"{kv} bytes/token ({kv / 1024:.1f} KiB; the batch loop holds the same per "
           "position, padding included)")
+    print("batch = transformers generate on the exported model (static left-padded batch)")
     print(f"{'concurrent':>10} {'method':>8} {'tokens/s':>9} {'p50 s':>7} {'p99 s':>7} "
           f"{'vs batch':>8}")
     warm = workload(2, args.vocab, 8)
-    for run in (batch_run, engine_run, naive_run):  # first-call costs out of the figures
-        run(model, warm)
+    batch_run(hf, warm)  # first-call costs out of the figures
+    engine_run(model, warm)
+    naive_run(model, warm)
     for n in (1, 8, 32):
         work = workload(n, args.vocab, args.new)
-        runs = {"batch": batch_run(model, work), "engine": engine_run(model, work)}
+        runs = {"batch": batch_run(hf, work), "engine": engine_run(model, work)}
         if n <= 8:  # 32 recomputing requests take minutes and say nothing new
             runs["naive"] = naive_run(model, work)
         base = runs["batch"][2] / runs["batch"][0]
