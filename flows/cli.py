@@ -186,6 +186,7 @@ from lmforge.flows import cli_models, cli_tune  # noqa: E402
 app.command()(cli_tune.finetune)
 app.command("sft", help="Alias of finetune.")(cli_tune.finetune)
 app.command()(cli_tune.align)
+app.command()(cli_tune.compress)
 app.command()(cli_models.export)
 app.command("import-hf")(cli_models.import_hf)
 app.command()(cli_models.serve)

@@ -1,5 +1,5 @@
-"""The tuning commands of ``lmforge`` (registered on the app by ``flows/cli.py``): fine-tuning
-and alignment. Heavy imports wait for the command, as in ``flows/cli.py``."""
+"""The tuning commands of ``lmforge`` (registered on the app by ``flows/cli.py``): fine-tuning,
+alignment and compression. Heavy imports wait for the command, as in ``flows/cli.py``."""
 
 from __future__ import annotations
 
@@ -55,3 +55,34 @@ def align(config: ConfigOpt = None, output: OutputOpt = None,
     for key, value in result["metrics"].items():
         if key.startswith(("pairs/", "ppo/", "safety/")):
             out.print(f"{key:>24}: {value:.4f}")
+
+
+def compress(config: ConfigOpt = None, output: OutputOpt = None,
+             method: Annotated[list[str] | None, typer.Option(
+                 "--method", "-m", help="a method to run (repeatable; default: the config's "
+                 "compress.methods): int8-dynamic, int8-weight, int4-weight, magnitude, "
+                 "lowrank, share")] = None,
+             verbose: Verbose = False) -> None:
+    """Compress the trained model (config section compress): each method makes a variant,
+    evaluated with the suite and measured on the serving engine against the base, each
+    registered under its own alias."""
+    setup_logging(verbose)
+    from lmforge.flows.cli import _load, _run_flow
+    from lmforge.flows.compress import compress_model
+    from lmforge.model.compress import COMPRESSIONS
+
+    cfg = _load(config, output, inputs=False)
+    if method:
+        unknown = [m for m in method if m not in COMPRESSIONS]
+        if unknown:
+            out.print(f"--method {unknown[0]!r}: choose {', '.join(COMPRESSIONS)}")
+            raise typer.Exit(2)
+        cfg = cfg.model_copy(update={"compress": cfg.compress.model_copy(update={
+            "methods": [m for m in cfg.compress.methods if m.kind in method]
+            + [COMPRESSIONS[k].config() for k in method
+               if k not in {m.kind for m in cfg.compress.methods}]})})
+    result = _run_flow(compress_model, cfg, dask=True)
+    out.print(f"{'variant':>20} {'size':>7} {'perplexity':>11} {'tokens/s':>9}  registered")
+    for row in result["variants"]:
+        out.print(f"{row['variant']:>20} {row['size_ratio']:>6.3f}x {row['perplexity']:>11.3f} "
+                  f"{row['speed_ratio']:>8.2f}x  {result['registered'].get(row['variant'], '-')}")

@@ -19,6 +19,7 @@ from lmforge.model.atomic import write_text
 from lmforge.model.config import ModelConfig
 from lmforge.model.train_config import TrainConfig
 from lmforge.tasks.alignment import AlignConfig
+from lmforge.tasks.compression import CompressSection
 from lmforge.tasks.curate import CurateConfig
 from lmforge.tasks.dataset import DatasetConfig
 from lmforge.tasks.evals.config import EvaluateConfig
@@ -53,6 +54,8 @@ class RunConfig(BaseModel):
                                             "efficient fine-tuning of the trained model")
     align: AlignConfig | None = Field(None, description="DPO or a reward model on preference "
                                       "pairs, after fine-tuning")
+    compress: CompressSection = Field(default_factory=CompressSection, description=(
+        "compressed variants of the trained model (quantization, pruning, low rank, sharing)"))
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:

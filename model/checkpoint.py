@@ -248,11 +248,19 @@ def load_any(path: Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def save_model(out: Path, model: nn.Module | dict[str, torch.Tensor], model_cfg: ModelConfig,
-               *, step: int, tokens_seen: int, adapter: dict[str, Any] | None = None) -> Path:
+               *, step: int, tokens_seen: int, adapter: dict[str, Any] | None = None,
+               compression: list[dict[str, Any]] | None = None) -> Path:
     """Atomically write the consolidated model and its config (and the fine-tuning method
-    whose adapter modules its weights include, if any)."""
-    weights = model.state_dict() if isinstance(model, nn.Module) else model
-    extra = {"adapter": adapter} if adapter else {}
+    whose adapter modules its weights include, and the compression methods that made it, if
+    any: stored as those methods encode it)."""
+    extra: dict[str, Any] = {"adapter": adapter} if adapter else {}
+    if compression:
+        from lmforge.model.compress import encoded_state
+
+        assert isinstance(model, nn.Module), "a compressed model is saved from its modules"
+        weights, extra["compression"] = encoded_state(model, compression), compression
+    else:
+        weights = model.state_dict() if isinstance(model, nn.Module) else model
     with atomic_path(out) as tmp:
         torch.save({"model": weights, "model_config": model_cfg.model_dump(mode="json"),
                     "step": step, "tokens_seen": tokens_seen, **extra}, tmp)
@@ -266,5 +274,9 @@ def load_model(path: Path) -> nn.Module:
 
 def _from_state(state: dict[str, Any]) -> nn.Module:
     model = _build(ModelConfig.model_validate(state["model_config"]), state.get("adapter"))
+    if state.get("compression"):
+        from lmforge.model.compress import restore
+
+        return restore(model, state["compression"], state["model"]).eval()
     model.load_state_dict(state["model"])
     return model.eval()
