@@ -117,7 +117,7 @@ def _rows(targets: list[Target], outcomes: list[Any], costs: list[dict[str, floa
             "weight_bytes": float(variant.weight_bytes if variant else base_weights),
             "perplexity": ppl, "perplexity_change": ppl / base_ppl - 1,
             "tokens_per_s": cost["tokens_per_s"], "speed_ratio": cost["tokens_per_s"] / base_tps,
-            "latency_s": cost["latency_s"], "peak_rss_mb": cost["peak_rss_mb"],
+            "latency_s": cost["latency_s"], "memory_mb": cost["memory_mb"],
             "recovered_steps": float(variant.recovered_steps if variant else 0),
             **{f"eval/{k}": v for k, v in outcome.metrics.items() if k != "perplexity"}})
     return rows
@@ -132,7 +132,7 @@ def _log_variant(cfg: RunConfig, parent: str, row: dict[str, Any], variant: Vari
         tracker.log_params({"method": variant.kind, **{f"method.{k}": v for k, v in
                                                       variant.spec.items() if k != "kind"}})
         tracker.log_metrics(0, {k: v for k, v in row.items() if isinstance(v, float)})
-        if not cfg.compress.register:
+        if not cfg.compress.register_aliases:
             tracker.log_artifact(variant.path, "model")
             return None
         name = registered_name(cfg)

@@ -256,7 +256,10 @@ class Engine:
         memory = self.model.encode(src, src_mask)  # type: ignore[operator]
         lengths = [self.source_virtual + len(s) for s in sources]
         slots = self.cache.slots([r.cross_table for r in reqs], [0] * len(reqs), lengths)
+        store = getattr(self.model, "layer_store", None)
         for i, block in enumerate(self.model.layers.values()):  # type: ignore[union-attr]
+            if store is not None:
+                store.fetch(i)
             cross = block.cross
             self.cache.write(i, slots, cross._heads(cross.k(memory)),
                              cross._heads(cross.v(memory)))
@@ -284,14 +287,7 @@ class Engine:
         rope = model.embed.rope()  # type: ignore[operator]
         totals = [s + n for s, n in zip(starts, lengths, strict=True)]
         S = max(totals)
-        key_pos = torch.arange(S, device=dev)[None, None, :]
-        q_pos = query_pos[:, :, None]
-        mask = key_pos <= q_pos  # (B, T, S)
-        if any(hi for _, hi in both):
-            lo, hi = (torch.tensor(c, device=dev)[:, None, None] for c in zip(*both, strict=True))
-            inside = lambda p: (p >= lo) & (p < hi)  # noqa: E731
-            mask = mask | (inside(key_pos) & inside(q_pos))
-        mask = (mask & (key_pos < torch.tensor(totals, device=dev)[:, None, None]))[:, None]
+        mask = _mask(query_pos, totals, both)  # (B, 1, T, S)
         tables = [r.table for r in reqs]
         slots = self.cache.slots(tables, starts, lengths)
         pages = self.cache.pages(tables, totals)
@@ -302,7 +298,10 @@ class Engine:
             Sc = max(cross_lens)
             cross_mask = (torch.arange(Sc, device=dev)[None, :] < torch.tensor(
                 cross_lens, device=dev)[:, None])[:, None, None]  # (B, 1, 1, Sc)
+        store = getattr(model, "layer_store", None)  # offloaded blocks (model.offload)
         for i, block in enumerate(model.layers.values()):  # type: ignore[union-attr]
+            if store is not None:
+                store.fetch(i)
             attn = block.attn
             h = block.ln_1(x)
             q, k, v = attn._heads(attn.q(h)), attn._heads(attn.k(h)), attn._heads(attn.v(h))
@@ -328,6 +327,21 @@ class Engine:
         last = torch.tensor(lengths, device=dev) - 1
         h = model.ln_f(x[torch.arange(B, device=dev), last])  # type: ignore[operator]
         return model.lm_head(h).float()  # type: ignore[operator]
+
+
+def _mask(query_pos: torch.Tensor, totals: list[int], both: list[tuple[int, int]]
+          ) -> torch.Tensor:
+    """(B, 1, T, S) keys each new column sees: the earlier ones and itself, none past a row's
+    end, and in a prefix decoder's prompt ([lo, hi) of ``both``) each other both ways."""
+    dev = query_pos.device
+    key_pos = torch.arange(max(totals), device=dev)[None, None, :]
+    q_pos = query_pos[:, :, None]
+    mask = key_pos <= q_pos  # (B, T, S)
+    if any(hi for _, hi in both):
+        lo, hi = (torch.tensor(c, device=dev)[:, None, None] for c in zip(*both, strict=True))
+        inside = lambda p: (p >= lo) & (p < hi)  # noqa: E731
+        mask = mask | (inside(key_pos) & inside(q_pos))
+    return (mask & (key_pos < torch.tensor(totals, device=dev)[:, None, None]))[:, None]
 
 
 def _padded(rows: list[list[int]], device: torch.device) -> torch.Tensor:

@@ -1,13 +1,16 @@
 """Quantized linear layers on torch's own CPU kernels, with plain tensors as state.
 
 * :class:`Int8WeightLinear`: int8 weights, one absmax scale per output row; activations stay
-  float (``torch._weight_int8pack_mm``).
+  float: the codes are cast and the scale applied to the output (as torchao does on CPU;
+  ``torch._weight_int8pack_mm`` measured 10-30x slower than that here).
 * :class:`Int8DynamicLinear`: the same weights, and each input row quantized to int8 on the fly
   (absmax per token), an int8 x int8 -> int32 product (``torch._int_mm``), rescaled.
 * :class:`Int4WeightLinear`: 4-bit weights in groups of ``group`` input channels, each group
   with a scale and zero point (asymmetric, as GPTQ/AWQ-style int4 and torchao's
-  ``Int4WeightOnlyConfig``); ``torch._weight_int4pack_mm_for_cpu`` on the kernel's packed
-  layout, built on first use from the portable codes the state holds (two per byte).
+  ``Int4WeightOnlyConfig``); for a few rows (decoding) ``torch._weight_int4pack_mm_for_cpu``
+  on the kernel's packed layout, built on first use from the portable codes the state holds
+  (two per byte), for more rows (prefill) the weights dequantized. Neither is faster than fp32
+  on this CPU: without hand-written SIMD kernels (llama.cpp's) 4 bits buy size, not speed.
 
 Why not torchao's tensor subclasses (0.18 installs and its int8 configs run on CPU here): their
 state dicts hold subclass tensors that ``torch.load(weights_only=True)`` refuses without
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from lmforge.model.compress.base import target_linears
 from torch import nn
 
@@ -49,10 +53,7 @@ class Int8WeightLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows, lead = _rows(x)
-        if rows.device.type == "cpu" and rows.dtype == torch.float32:
-            y = torch._weight_int8pack_mm(rows.contiguous(), self.codes, self.scale)
-        else:
-            y = rows @ self.dequantize().to(rows.dtype).t()
+        y = F.linear(rows, self.codes.to(rows.dtype)) * self.scale.to(rows.dtype)
         y = y if self.bias is None else y + self.bias.to(y.dtype)
         return y.view(*lead, self.out_features)
 
@@ -101,7 +102,7 @@ class Int4WeightLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows, lead = _rows(x)
-        if rows.device.type == "cpu" and rows.dtype == torch.float32:
+        if rows.device.type == "cpu" and rows.dtype == torch.float32 and rows.shape[0] <= 16:
             if self._packed is None:  # the kernel's own layout, built once (not stored)
                 self._packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
                     self._unpacked().to(torch.int32), 1)

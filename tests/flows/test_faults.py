@@ -130,8 +130,9 @@ def _train_config(pipeline_run, out: Path, **launch) -> RunConfig:
     shutil.copytree(base.output / "tokens", out / "tokens")
     return RunConfig.model_validate({
         **base.model_dump(), "output": out, "tracking": {"experiment": "faults"},
-        # long enough that the kill lands well before the end on a fast machine
-        "train": {**base.train.model_dump(), "steps": 300, "batch_size": 4, "eval_every": 100,
+        # the kill lands as the first checkpoint (step 10) appears: 110 steps before the end
+        # (each a gloo all-reduce between 2 processes) is well before it on any machine
+        "train": {**base.train.model_dump(), "steps": 120, "batch_size": 4, "eval_every": 100,
                   "eval_batches": 1, "checkpoint_every": 10,
                   "launch": {"nproc_per_node": 2, **launch},
                   "deepspeed": {"zero_optimization": {"stage": 1}}}})
