@@ -5,9 +5,11 @@ on the serving engine relative to the base model, in one run.
 
 The base is a byte-level LM trained here on real text (the standard library's own source);
 each variant is made by ``model.compress`` (pruning and sharing followed by a recovery
-fine-tune of ``--recover`` steps), saved as a ``model.pt`` and measured in a fresh process
-(``tasks.compression.measure``: peak memory, tokens/s of 8 prompts at once, one request's
-latency), so one variant's allocations do not count for the next.
+fine-tune of ``--recover`` steps, distillation trained as long on the trainer's loss; the base
+fine-tuned as long is printed as the control for those rows), saved as a ``model.pt`` and
+measured in a fresh process (``tasks.compression.measure``: memory added, tokens/s of 8 prompts
+at once, one request's latency), so one variant's allocations do not count for the next.
+Last, generation with half the blocks offloaded (``model.offload``) against all in memory.
 """
 
 from __future__ import annotations
@@ -23,15 +25,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from lmforge.model.checkpoint import save_model
-from lmforge.model.compress import COMPRESSIONS, compress
+from lmforge.model.compress import COMPRESSIONS, compress, parse_compression
+from lmforge.model.compress.distill import kd_loss
 from lmforge.model.config import ModelConfig
+from lmforge.model.generate import Sampling, generate_batch
+from lmforge.model.objectives import Batch
+from lmforge.model.offload import offload
 from lmforge.model.transformer import build_model
 from lmforge.tasks.compression import measure
 
 T = 128
 VARIANTS = [{"kind": "int8-weight"}, {"kind": "int8-dynamic"}, {"kind": "int4-weight"},
             {"kind": "magnitude", "sparsity": 0.5}, {"kind": "lowrank", "energy": 0.9},
-            {"kind": "share", "group": 2}]
+            {"kind": "share", "group": 2}, {"kind": "distill", "layers": 2}]
 
 
 def batches(src: torch.Tensor, n: int, seed: int):
@@ -42,7 +48,7 @@ def batches(src: torch.Tensor, n: int, seed: int):
                torch.stack([src[j + 1:j + T + 1] for j in i]))
 
 
-def fit(model, train, steps: int, lr: float, seed: int) -> None:
+def fit(model, train, steps: int, lr: float, seed: int, loss_fn=None) -> None:
     params = [p for p in model.parameters() if p.is_floating_point()]
     for p in params:
         p.requires_grad_(True)
@@ -51,7 +57,8 @@ def fit(model, train, steps: int, lr: float, seed: int) -> None:
     model.train()
     for _ in range(steps):
         x, y = next(data)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        loss = loss_fn(model, Batch(inputs=x, targets=y)) if loss_fn is not None else \
+            F.cross_entropy(model(x).flatten(0, 1), y.flatten())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -62,6 +69,26 @@ def perplexity(model, val) -> float:
     with torch.no_grad():
         return float(torch.stack([F.cross_entropy(model(x).flatten(0, 1), y.flatten())
                                   for x, y in val]).mean().exp())
+
+
+def offloaded(base, prompts, folder: Path) -> None:
+    """Generation with half the blocks resident (``model.offload``) against all in memory."""
+    sampling = Sampling(max_new_tokens=32)
+    rates = {}
+    for name in ("in memory", "offloaded"):
+        model = copy.deepcopy(base)
+        if name == "offloaded":
+            block = sum(t.numel() * 4 for t in model.layers["0"].state_dict().values())
+            rest = sum(t.numel() * 4 for t in model.state_dict().values()) - \
+                block * len(model.layers)
+            store = offload(model, folder, rest + block * len(model.layers) // 2)
+        generate_batch(model, prompts[:1], Sampling(max_new_tokens=2))
+        t0 = time.perf_counter()
+        out = generate_batch(model, prompts, sampling)
+        rates[name] = sum(map(len, out)) / (time.perf_counter() - t0)
+    print(f"offload (half the blocks resident, {store.reads} block reads): "
+          f"{rates['offloaded']:.1f} tokens/s vs {rates['in memory']:.1f} in memory "
+          f"({rates['offloaded'] / rates['in memory']:.2f}x)")
 
 
 def main() -> None:
@@ -94,14 +121,23 @@ def main() -> None:
               f"{'vs base':>7} {'mem MB':>8}")
         print(f"{'base':>14} {1.0:>6.3f}x {base_ppl:>8.3f} {0.0:>+7.2%} "
               f"{base_cost['tokens_per_s']:>7.1f} {1.0:>6.2f}x {base_cost['memory_mb']:>8.0f}")
+        # the control: the base fine-tuned as long as a recovery (an undertrained base gains
+        # from those steps whatever the compression; compare recovered variants with this)
+        control = copy.deepcopy(base)
+        fit(control, train, args.recover, 5e-4, seed=7)
+        print(f"{'base +' + str(args.recover):>14} {1.0:>6.3f}x {perplexity(control, val):>8.3f} "
+              f"{perplexity(control, val) / base_ppl - 1:>+7.2%}   (control for recovered rows)")
         for spec in VARIANTS:
             model = compress(copy.deepcopy(base), spec)
             method = COMPRESSIONS[spec["kind"]]
-            if method.recover:
+            if method.teacher:  # the trainer's distillation loss, in a plain loop here
+                fit(model, train, args.recover, 5e-4, seed=7,
+                    loss_fn=kd_loss(base, parse_compression(spec)))
+            elif method.recover:
                 if method.hold is not None:
                     method.hold(model)
                 fit(model, train, args.recover, 5e-4, seed=7)
-            path = save_model(Path(tmp) / f"{spec['kind']}.pt", model, cfg, step=args.steps,
+            path = save_model(Path(tmp) / f"{spec['kind']}.pt", model, model.cfg, step=args.steps,
                               tokens_seen=0, compression=[spec])
             cost = measure(path, prompts, 32)
             ppl = perplexity(model, val)
@@ -109,6 +145,7 @@ def main() -> None:
                   f"{ppl:>8.3f} {ppl / base_ppl - 1:>+7.2%} {cost['tokens_per_s']:>7.1f} "
                   f"{cost['tokens_per_s'] / base_cost['tokens_per_s']:>6.2f}x "
                   f"{cost['memory_mb']:>8.0f}")
+        offloaded(base, prompts, Path(tmp) / "blocks")
 
 
 if __name__ == "__main__":

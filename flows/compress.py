@@ -69,7 +69,7 @@ def compress_model(cfg: RunConfig, parent_run_id: str | None = None) -> dict[str
         specs = [m.model_dump(mode="json") for m in section.methods]
         variants: list[Variant] = wait_all(compress_variant_task.map(
             unmapped(base), specs, unmapped(tokens), unmapped(out), unmapped(section),
-            unmapped(cfg.train.objective), unmapped(special)), f"compress {len(specs)} variants")
+            unmapped(cfg.train), unmapped(special)), f"compress {len(specs)} variants")
         targets = [Target(base, 0, "base"), *(Target(v.path, 0, label(v.spec))
                                               for v in variants)]
         outcomes = wait_all(evaluate_target_task.map(

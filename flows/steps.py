@@ -148,9 +148,9 @@ def evaluate_target_task(target: Target, tokens_dir: Path, cfg: EvaluateConfig, 
 
 @task(name="compress-variant", task_run_name="compress-{spec[kind]}", cache_policy=NO_CACHE)
 def compress_variant_task(base: Path, spec: dict[str, Any], tokens_dir: Path, out: Path,
-                          section: Any, objective: Any, special: Any) -> Any:
+                          section: Any, train: TrainConfig, special: Any) -> Any:
     """One compressed variant of the model (``tasks.compression``)."""
     from lmforge.tasks.compression import compress_variant
 
     share_cores()
-    return compress_variant(base, spec, tokens_dir, out, section, objective, special)
+    return compress_variant(base, spec, tokens_dir, out, section, train, special)

@@ -26,6 +26,7 @@ from lmforge.model.checkpoint import load_any, save_model
 from lmforge.model.compress import COMPRESSIONS, CompressSpec, compress, parse_compression
 from lmforge.model.compress.base import stored_bytes
 from lmforge.model.objectives import ObjectiveConfig, SpecialTokens, forward_loss, make_batch
+from lmforge.model.train_config import TrainConfig
 from lmforge.tasks.training import sequences
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -43,7 +44,8 @@ class CompressSection(BaseModel):
                               "fine-tuned model if any, else the trained one)")
     methods: list[CompressSpec] = Field(default_factory=_every_method, min_length=1,
                                         description="one variant per entry (kind + options)")
-    recover_steps: int = Field(40, ge=0, description="fine-tune steps after pruning/sharing")
+    recover_steps: int = Field(40, ge=0, description="fine-tune steps after pruning/sharing "
+                               "(distillation has its own: distill.steps)")
     recover_lr: float = Field(1e-4, gt=0)
     batch_size: int = Field(8, ge=1)
     measure_prompts: int = Field(8, ge=1, description="held-out prompts generated from")
@@ -106,28 +108,64 @@ def recover(model: nn.Module, tokens_dir: Path, manifest: dict[str, Any],
     return float(loss.detach())
 
 
+def distill(teacher: nn.Module, cfg: Any, tokens_dir: Path, out_dir: Path,
+            train: TrainConfig, special: SpecialTokens) -> tuple[nn.Module, float]:
+    """The student of ``cfg`` (``model.compress.distill``) trained against ``teacher`` through
+    the trainer, in this process; the student and its last training loss."""
+    from lmforge.model.checkpoint import load_model
+    from lmforge.model.compress.distill import kd_loss
+    from lmforge.model.distributed import LaunchConfig, init_runtime
+    from lmforge.model.parallel.config import DeepSpeedConfig
+    from lmforge.model.trainer import Trainer
+    from lmforge.tasks.training import load_dataset_manifest
+
+    student = compress(copy.deepcopy(teacher), cfg)
+    state = student.state_dict()
+    manifest = load_dataset_manifest(tokens_dir)
+    run = train.model_copy(update={
+        "steps": cfg.steps, "lr": cfg.lr, "min_lr": cfg.lr / 10,
+        "warmup_steps": min(train.warmup_steps, cfg.steps // 4), "eval_every": cfg.steps,
+        "checkpoint_every": 0, "resume": "never", "log_every": cfg.steps,
+        "deepspeed": DeepSpeedConfig(), "launch": LaunchConfig()})
+
+    def init(model: nn.Module) -> nn.Module:
+        model.load_state_dict(state)
+        return model
+
+    trainer = Trainer(student.cfg, run, init_runtime(run.device),  # type: ignore[arg-type]
+                      train=sequences(tokens_dir, manifest, "train"),
+                      val=sequences(tokens_dir, manifest, "val"), out_dir=out_dir,
+                      special=special, init=init, loss_fn=kd_loss(teacher, cfg))
+    result = trainer.fit()
+    return load_model(result.model_path), result.train_loss
+
+
 def compress_variant(base: Path, spec: dict[str, Any], tokens_dir: Path, out: Path,
-                     section: CompressSection, objective: ObjectiveConfig,
+                     section: CompressSection, train: TrainConfig,
                      special: SpecialTokens) -> Variant:
-    """One variant of ``base``: compressed, recovered where the method asks, saved under
-    ``out/LABEL/model.pt``."""
+    """One variant of ``base``: compressed, recovered or distilled where the method asks,
+    saved under ``out/LABEL/model.pt``."""
     from lmforge.tasks.training import load_dataset_manifest
 
     start = time.perf_counter()
     model, meta = load_any(base)
     cfg = parse_compression(spec)
     method = COMPRESSIONS[cfg.kind]
-    model = copy.deepcopy(model)
-    compress(model, cfg)
+    folder = out / label(spec)
     steps, last = 0, None
-    if method.recover and section.recover_steps:
-        if method.hold is not None:
-            method.hold(model)
-        last = recover(model, tokens_dir, load_dataset_manifest(tokens_dir), objective,
-                       special, steps=section.recover_steps, lr=section.recover_lr,
-                       batch_size=section.batch_size)
-        steps = section.recover_steps
-    path = out / label(spec) / "model.pt"
+    if method.teacher:
+        model, last = distill(model, cfg, tokens_dir, folder / "train", train, special)
+        steps = cfg.steps  # type: ignore[attr-defined]
+    else:
+        model = compress(copy.deepcopy(model), cfg)
+        if method.recover and section.recover_steps:
+            if method.hold is not None:
+                method.hold(model)
+            last = recover(model, tokens_dir, load_dataset_manifest(tokens_dir),
+                           train.objective, special, steps=section.recover_steps,
+                           lr=section.recover_lr, batch_size=section.batch_size)
+            steps = section.recover_steps
+    path = folder / "model.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(path, model, model.cfg, step=int(meta.get("step") or 0),  # type: ignore[arg-type]
                tokens_seen=int(meta.get("tokens_seen") or 0),

@@ -33,7 +33,9 @@ class Compression:
     so ``load_state_dict`` works; ``encode``/``decode`` turn the in-memory state into the
     stored one and back (a pruned weight stored as a bit mask and its kept values).
     ``recover``: the method is followed by a short fine-tune (pruning, sharing), during
-    which ``hold(model)`` keeps what the method decided (pruned weights stay zero)."""
+    which ``hold(model)`` keeps what the method decided (pruned weights stay zero).
+    ``teacher``: the method trains against the uncompressed model through the trainer
+    (distillation)."""
 
     kind: str
     config: type[CompressConfig]
@@ -43,6 +45,7 @@ class Compression:
     decode: Callable[[State], State] = _keep
     recover: bool = False
     hold: Callable[[nn.Module], None] | None = None
+    teacher: bool = False  # trained against the uncompressed model (distillation)
 
 
 def target_linears(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Linear]]:

@@ -86,7 +86,27 @@ def block_bytes(state: dict) -> int:
 
 
 def test_every_registered_method_is_covered() -> None:
-    assert {spec["kind"] for spec, *_ in CASES} == set(COMPRESSIONS)
+    # distillation trains through the trainer on token shards: tests/flows/test_compress.py
+    assert {spec["kind"] for spec, *_ in CASES} | {"distill"} == set(COMPRESSIONS)
+
+
+def test_distillation_student_and_loss(trained) -> None:
+    from lmforge.model.compress.distill import Config, kd_loss, kept_blocks
+    from lmforge.model.objectives import IGNORE, Batch
+
+    assert kept_blocks(12, Config(layers=4)) == [0, 4, 7, 11]
+    assert kept_blocks(2, Config()) == [0]
+    teacher = trained[0]
+    student = compress(copy.deepcopy(teacher), {"kind": "distill", "layers": 1})
+    assert student.cfg.n_layer == 1 and list(student.layers) == ["0"]
+    x, y = trained[2][0]
+    y = y.clone()
+    y[:, :8] = IGNORE
+    batch = Batch(inputs=x, targets=y)
+    ce = F.cross_entropy(teacher(x).flatten(0, 1), y.flatten(), ignore_index=IGNORE)
+    same = kd_loss(teacher, Config(alpha=0.5))(teacher, batch, "mean")
+    torch.testing.assert_close(same, 0.5 * ce)  # no KL between a model and itself
+    assert float(kd_loss(teacher, Config(alpha=1.0))(student, batch, "mean")) > 0.01
 
 
 @pytest.mark.parametrize("spec,bound,size,recovery", CASES,
