@@ -86,7 +86,7 @@ class Engine:
         self.source_virtual = virtual_tokens(model) if self.encoder_decoder else 0
         param = next(model.parameters())
         self.device = param.device
-        self.cache = PagedKVCache(cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head,
+        self.cache = PagedKVCache(cfg.n_layer, _local_heads(model), cfg.n_embd // cfg.n_head,
                                   num_blocks, block_tokens, dtype=param.dtype,
                                   device=param.device,
                                   share_prefixes=cfg.arch == "causal" and not self.virtual)
@@ -327,6 +327,17 @@ class Engine:
         last = torch.tensor(lengths, device=dev) - 1
         h = model.ln_f(x[torch.arange(B, device=dev), last])  # type: ignore[operator]
         return model.lm_head(h).float()  # type: ignore[operator]
+
+
+def _local_heads(model: nn.Module) -> int:
+    """Heads this process computes: all of them, or its share under tensor parallelism (the
+    query projection's weight is then a DTensor sharded by output rows)."""
+    cfg = model.cfg  # type: ignore[union-attr]
+    q = next(iter(model.layers.values())).attn.q  # type: ignore[union-attr]
+    weight = getattr(q, "weight", None)
+    if weight is not None and hasattr(weight, "to_local"):
+        return int(weight.to_local().shape[0]) // (cfg.n_embd // cfg.n_head)
+    return int(cfg.n_head)
 
 
 def _mask(query_pos: torch.Tensor, totals: list[int], both: list[tuple[int, int]]
