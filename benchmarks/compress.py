@@ -36,7 +36,8 @@ from lmforge.tasks.compression import measure
 
 T = 128
 VARIANTS = [{"kind": "int8-weight"}, {"kind": "int8-dynamic"}, {"kind": "int4-weight"},
-            {"kind": "magnitude", "sparsity": 0.5}, {"kind": "lowrank", "energy": 0.9},
+            {"kind": "magnitude", "sparsity": 0.5}, {"kind": "structured"},
+            {"kind": "lowrank", "energy": 0.9},
             {"kind": "share", "group": 2}, {"kind": "distill", "layers": 2}]
 
 

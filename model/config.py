@@ -37,6 +37,18 @@ class ModelConfig(BaseModel):
     bias: bool = Field(False, description="bias in Linear and LayerNorm (GPT-2 had them)")
     tie_weights: bool = Field(True, description="share token embedding and output weights")
     rope_base: float = Field(10_000.0, gt=0, description="rotary frequency base")
+    head_dim: int = Field(0, ge=0, description="width of one attention head (0 = n_embd / "
+                          "n_head; structured pruning keeps it while removing heads)")
+    mlp_hidden: int = Field(0, ge=0, description="MLP hidden width (0 = 4 n_embd; structured "
+                            "pruning narrows it)")
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim or self.n_embd // self.n_head
+
+    @property
+    def mlp_width(self) -> int:
+        return self.mlp_hidden or 4 * self.n_embd
 
     @model_validator(mode="after")
     def _fill_flavor(self) -> ModelConfig:
@@ -48,9 +60,9 @@ class ModelConfig(BaseModel):
             object.__setattr__(self, "n_encoder_layer", self.n_layer)
         problems = [f"{k} must be > 0 for flavor 'custom'" for k in ("n_layer", "n_head", "n_embd")
                     if getattr(self, k) == 0]
-        if not problems and self.n_embd % self.n_head:
+        if not problems and not self.head_dim and self.n_embd % self.n_head:
             problems.append(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
-        if not problems and self.position == "rotary" and (self.n_embd // self.n_head) % 2:
+        if not problems and self.position == "rotary" and self.head_size % 2:
             problems.append("rotary positions need an even head size (n_embd / n_head)")
         if problems:
             raise ValueError("; ".join(problems))

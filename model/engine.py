@@ -86,7 +86,7 @@ class Engine:
         self.source_virtual = virtual_tokens(model) if self.encoder_decoder else 0
         param = next(model.parameters())
         self.device = param.device
-        self.cache = PagedKVCache(cfg.n_layer, _local_heads(model), cfg.n_embd // cfg.n_head,
+        self.cache = PagedKVCache(cfg.n_layer, _local_heads(model), cfg.head_size,
                                   num_blocks, block_tokens, dtype=param.dtype,
                                   device=param.device,
                                   share_prefixes=cfg.arch == "causal" and not self.virtual)
@@ -336,7 +336,7 @@ def _local_heads(model: nn.Module) -> int:
     q = next(iter(model.layers.values())).attn.q  # type: ignore[union-attr]
     weight = getattr(q, "weight", None)
     if weight is not None and hasattr(weight, "to_local"):
-        return int(weight.to_local().shape[0]) // (cfg.n_embd // cfg.n_head)
+        return int(weight.to_local().shape[0]) // cfg.head_size
     return int(cfg.n_head)
 
 

@@ -146,14 +146,14 @@ class Layout:
 LAYOUTS = {
     "gpt2": Layout("gpt2", _gpt2, lambda cfg: {
         "architectures": ["GPT2LMHeadModel"], "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
-        "n_head": cfg.n_head, "n_positions": cfg.block_size, "n_inner": 4 * cfg.n_embd,
+        "n_head": cfg.n_head, "n_positions": cfg.block_size, "n_inner": cfg.mlp_width,
         "activation_function": "gelu", "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
         "attn_pdrop": cfg.dropout, "layer_norm_epsilon": 1e-5,
         "tie_word_embeddings": cfg.tie_weights, "scale_attn_weights": True}),
     "gpt_neox": Layout("gpt_neox", _neox, lambda cfg: {
         "architectures": ["GPTNeoXForCausalLM"], "hidden_size": cfg.n_embd,
         "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
-        "intermediate_size": 4 * cfg.n_embd, "hidden_act": "gelu",
+        "intermediate_size": cfg.mlp_width, "hidden_act": "gelu",
         "max_position_embeddings": cfg.block_size, "layer_norm_eps": 1e-5,
         "use_parallel_residual": False, "attention_bias": True,
         "attention_dropout": cfg.dropout, "hidden_dropout": cfg.dropout,
@@ -168,6 +168,10 @@ def layout_of(cfg: ModelConfig) -> Layout:
         raise ValueError(f"only the causal decoder exports to transformers (this model is "
                          f"arch={cfg.arch!r}: a prefix decoder or encoder-decoder has no "
                          "transformers architecture that computes the same)")
+    if cfg.n_head * cfg.head_size != cfg.n_embd:
+        raise ValueError(f"{cfg.n_head} heads of {cfg.head_size} (heads pruned) do not fill the "
+                         f"width {cfg.n_embd}: GPT-2 and GPT-NeoX tie the head size to it, so "
+                         "this model does not export")
     return LAYOUTS["gpt_neox" if cfg.position == "rotary" else "gpt2"]
 
 

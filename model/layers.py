@@ -123,12 +123,13 @@ def prefix_mask(prefix_len: torch.Tensor, length: int) -> torch.Tensor:
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, *, cross: bool = False) -> None:
         super().__init__()
-        self.head_dim, self.cross = cfg.n_embd // cfg.n_head, cross
+        self.head_dim, self.cross = cfg.head_size, cross
+        inner = cfg.n_head * cfg.head_size  # n_embd unless heads were pruned
         # separate projections: tensor parallelism shards each one by heads
-        self.q = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.k = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.q = nn.Linear(cfg.n_embd, inner, bias=cfg.bias)
+        self.k = nn.Linear(cfg.n_embd, inner, bias=cfg.bias)
+        self.v = nn.Linear(cfg.n_embd, inner, bias=cfg.bias)
+        self.proj = nn.Linear(inner, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
         # prefix tuning (model.finetune): a module returning (B, nh, P, hs) keys and values
         # that every query of this layer sees ahead of the sequence
@@ -165,8 +166,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.up = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.down = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.up = nn.Linear(cfg.n_embd, cfg.mlp_width, bias=cfg.bias)
+        self.down = nn.Linear(cfg.mlp_width, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

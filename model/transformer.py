@@ -35,7 +35,7 @@ class Embeddings(nn.Module):
         self.pos = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.position == "learned" else None
         self.register_buffer("table", sinusoidal_table(cfg.block_size, cfg.n_embd),
                              persistent=False)
-        cos, sin = rotary_tables(cfg.block_size, cfg.n_embd // cfg.n_head, cfg.rope_base)
+        cos, sin = rotary_tables(cfg.block_size, cfg.head_size, cfg.rope_base)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
