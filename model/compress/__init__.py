@@ -2,8 +2,9 @@
 (or ``METHODS = (...)`` for a family, such as the quantizers) registers them: ``int8-dynamic``,
 ``int8-weight``, ``int4-weight``, ``magnitude``, ``structured``, ``lowrank``, ``share``,
 ``distill``. The config union ``CompressSpec`` and the registry are derived from those
-records, so adding a method is one module. A compressed model is saved as a ``model.pt`` naming its methods and
-loads back through :func:`restore` (``model.checkpoint`` does it for every ``model.pt``)."""
+records, so adding a method is one module. A compressed model is saved as a ``model.pt``
+naming its methods and loads back through :func:`restore` (``model.checkpoint`` does it for
+every ``model.pt``)."""
 
 from __future__ import annotations
 
