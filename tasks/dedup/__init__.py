@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -69,6 +70,10 @@ class DedupConfig(BaseModel):
         5_000_000, ge=0, description="edge lists up to this size are clustered in memory "
         "(scipy, seconds); larger ones by distributed label propagation, which never gathers "
         "them on one machine")
+    max_local_bytes: int = Field(
+        256 * 2**20, ge=0, description="signature files (and index) up to this size on disk "
+        "are clustered in the calling process as one partition: no shuffle, no task "
+        "scheduling, the same result; larger corpora go through the cluster's shuffles")
 
 
 def _signatures(files: list[Path], columns: list[str]) -> dd.DataFrame:
@@ -104,13 +109,26 @@ def find_duplicates(files: list[Path], cfg: DedupConfig, out_dir: Path,
     """Cluster every signature file (plus the index); write ``out_dir/part-*.parquet`` with
     (id, shard, source, location, chars, survivor, reason) per removed document."""
     start = time.perf_counter()
-    verify = bool(cfg.minhash and cfg.minhash.verify)
     index = DedupIndex(Path(cfg.index)) if cfg.index else None
+    size = sum(f.stat().st_size for f in files) + (sum(
+        p.stat().st_size for p in Path(cfg.index).rglob("*.parquet")) if cfg.index else 0)
+    if size <= cfg.max_local_bytes:  # small: one partition, computed here
+        with dask.config.set({"scheduler": "synchronous", "dataframe.shuffle.method": "tasks"}):
+            report = _find(files, cfg, out_dir, run, index, 1, start)
+        report.extra["path"] = "in-process"
+        return report
+    report = _find(files, cfg, out_dir, run, index, max(1, len(files)), start)
+    report.extra["path"] = "distributed"
+    return report
+
+
+def _find(files: list[Path], cfg: DedupConfig, out_dir: Path, run: dict | None,
+          index: DedupIndex | None, parts: int, start: float) -> StageReport:
+    verify = bool(cfg.minhash and cfg.minhash.verify)
     columns = [*_ATTRS, "bands"] + ["shingles"] * verify
     docs = _with_index(_signatures(files, columns), index, columns)
     # Not persisted: re-reading the signature files is cheap, and keeping them in memory would
     # make a worker's memory grow with the corpus. Partition counts stay near the input's.
-    parts = max(1, len(files))
     docs = docs.repartition(npartitions=parts)
     scratch = out_dir.with_name(out_dir.name + ".scratch")
     keys = keys_frame(docs, exact=cfg.exact, url=cfg.url, minhash=cfg.minhash is not None)

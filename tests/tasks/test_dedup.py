@@ -107,8 +107,9 @@ def test_survivors_do_not_depend_on_shard_order_or_partitioning(tmp_path) -> Non
         k: v["survivor"] for k, v in second.items()}
 
 
-@pytest.mark.parametrize("local_edges", [5_000_000, 0], ids=["in-memory", "distributed"])
-def test_chain_collapses_into_one_cluster(tmp_path, local_edges: int) -> None:
+@pytest.mark.parametrize("local_edges,local_bytes", [(5_000_000, 2**30), (5_000_000, 0), (0, 0)],
+                         ids=["in-process", "distributed-scipy", "distributed"])
+def test_chain_collapses_into_one_cluster(tmp_path, local_edges: int, local_bytes: int) -> None:
     base = text(7).split()
     tail, head = ["x1", "x2", "x3", "x4", "x5", "x6"], ["y1", "y2", "y3", "y4", "y5", "y6"]
     a = " ".join(base)
@@ -116,10 +117,36 @@ def test_chain_collapses_into_one_cluster(tmp_path, local_edges: int) -> None:
     c = " ".join([*head, *base[6:-6], *tail])
     docs = [Document.new("commoncrawl", f"c#{i}", t) for i, t in enumerate((a, b, c))]
     cfg = DedupConfig(minhash=MinHashConfig(threshold=0.7, verify=False), exact=False,
-                      max_local_edges=local_edges)
+                      max_local_edges=local_edges, max_local_bytes=local_bytes)
     report, dups = run(tmp_path, [docs], cfg)
     assert len(dups) == 2
     assert report.extra["cluster_sizes"] == {"3": 1}
+    assert report.extra["path"] == ("in-process" if local_bytes else "distributed")
+
+
+def test_in_process_and_distributed_paths_give_identical_results(tmp_path) -> None:
+    """Near copies at several edit rates, exact copies and an incremental index, spread over
+    four shards: the small-corpus path (one partition in this process) and the cluster's
+    shuffles remove the same documents for the same survivors and reasons, and count alike."""
+    docs = []
+    for i in range(24):
+        base = text(200 + i)
+        docs.append(Document.new("commoncrawl", f"o#{i}", base))
+        if i % 3 == 0:
+            docs.append(Document.new("commoncrawl", f"n#{i}", edit(base, 1 + i % 4, seed=i)))
+        if i % 5 == 0:
+            docs.append(Document.new("books", f"e#{i}", base))
+    shards = [docs[k::4] for k in range(4)]
+    results = {}
+    for name, size in (("in-process", 2**30), ("distributed", 0)):
+        cfg = DedupConfig(max_local_bytes=size, index=str(tmp_path / f"index-{name}"))
+        run(tmp_path, [shards[0]], cfg, tag=f"{name}-first")  # an earlier run, indexed
+        report, dups = run(tmp_path, shards[1:], cfg, tag=name)
+        assert report.extra["path"] == name
+        results[name] = (dups, report.total, report.extra["cluster_sizes"],
+                         report.extra["index_added"])
+    assert len(results["in-process"][0]) >= 5
+    assert results["in-process"] == results["distributed"]
 
 
 def test_verification_drops_lsh_false_positives(tmp_path) -> None:
