@@ -74,13 +74,15 @@ def score(docs: list[Document], pairs: list[tuple[int, int]], cluster: dict[str,
     return found / max(1, len(positives)), good / max(1, len(removed))
 
 
-def run_lmforge(docs: list[Document], work: Path, workers: int) -> tuple[float, dict, set]:
+def run_lmforge(docs: list[Document], work: Path, workers: int, local: bool = True
+                ) -> tuple[float, dict, set]:
     """Shards on disk (as the filter pass leaves them), then the timed part: signatures per
-    shard on the workers, and the clustering on the same cluster."""
+    shard on the workers, and the clustering (``local``: in this process as one partition, as
+    ``max_local_bytes`` decides for a corpus this size; else through the cluster's shuffles)."""
     import dask
     from distributed import Client, LocalCluster
 
-    cfg = DedupConfig(exact=False, url=False)
+    cfg = DedupConfig(exact=False, url=False, **({} if local else {"max_local_bytes": 0}))
     work.mkdir(parents=True, exist_ok=True)
     shards = []
     for k in range(workers * 4):
@@ -129,7 +131,7 @@ def rss_of_clustering(n: int, workers_mem: str, tmp: Path) -> float:
     from distributed import Client, LocalCluster
 
     docs, _ = corpus(n, seed=11)
-    cfg = DedupConfig(exact=False, url=False)
+    cfg = DedupConfig(exact=False, url=False, max_local_bytes=0)  # the cluster's path
     tmp.mkdir(parents=True, exist_ok=True)
     files = []
     for k in range(8):
@@ -164,12 +166,17 @@ def main() -> None:
     print(f"corpus: {len(docs)} documents, {len(pairs)} planted near-copy pairs at edit rates "
           f"{', '.join(f'{r:.0%}' for r in EDIT_RATES)}")
     bands, rows = DedupConfig().minhash.bands_rows()
+    d_seconds, d_cluster, d_removed = run_lmforge(docs, tmp / "lm-d", args.workers, local=False)
     seconds, cluster, removed = run_lmforge(docs, tmp / "lm", args.workers)
     recall, precision = score(docs, pairs, cluster, removed, shingles)
     lm_rate = len(docs) / seconds / args.workers
+    d_rate = len(docs) / d_seconds / args.workers
     print(f"lmforge   ({args.workers} workers, {bands}x{rows}, verified): recall {recall:.3f}  "
           f"precision {precision:.4f}  removed {len(removed)}  {lm_rate:.0f} docs/s per core "
-          f"({seconds:.1f} s)")
+          f"({seconds:.1f} s; clustering in process)")
+    print(f"lmforge, clustering through the cluster's shuffles: {d_rate:.0f} docs/s per core "
+          f"({d_seconds:.1f} s); same removals and survivors: "
+          f"{d_removed == removed and d_cluster == cluster}")
     dt = run_datatrove(docs, args.datatrove_python, bands, rows, tmp)
     if dt is None:
         print("datatrove: skipped (no datatrove environment; see benchmarks/datatrove_dedup.py)")
@@ -183,8 +190,9 @@ def main() -> None:
         print(f"throughput per core, lmforge / datatrove: {lm_rate / dt_rate:.1f}x")
     small = rss_of_clustering(args.rss_docs, "4GiB", tmp / "rss1")
     large = rss_of_clustering(args.rss_docs * 4, "4GiB", tmp / "rss4")
-    print(f"clustering worker peak RSS: {small:.0f} MiB at {args.rss_docs} docs, {large:.0f} MiB "
-          f"at {args.rss_docs * 4} docs (x{large / small:.2f} for 4x the corpus)")
+    print(f"clustering worker peak RSS (the cluster's path; the in-process path holds at most "
+          f"max_local_bytes of signatures): {small:.0f} MiB at {args.rss_docs} docs, "
+          f"{large:.0f} MiB at {args.rss_docs * 4} docs (x{large / small:.2f} for 4x)")
 
 
 if __name__ == "__main__":
