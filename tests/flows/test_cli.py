@@ -84,6 +84,13 @@ def test_bad_config_exits_2_before_any_work(tmp_path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_compress_refuses_an_unknown_method_before_any_work(tmp_path) -> None:
+    done = lmforge("compress", "-m", "int3", "-o", str(tmp_path / "out"), home=tmp_path)
+    assert done.returncode == 2
+    assert "--method 'int3'" in done.stdout and "int4-weight" in done.stdout
+    assert not (tmp_path / "out" / "compress").exists()
+
+
 def test_config_command_prints_resolved_defaults(tmp_path) -> None:
     done = lmforge("config", home=tmp_path)
     assert done.returncode == 0
