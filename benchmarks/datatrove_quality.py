@@ -1,6 +1,7 @@
 """Runs inside a separate environment that has datatrove (and spaCy) installed:
 
-    python -m venv /tmp/dtvenv && /tmp/dtvenv/bin/pip install datatrove spacy
+    python -m venv /tmp/dtvenv
+    /tmp/dtvenv/bin/pip install datatrove spacy regex tokenizers orjson xxhash
 
 Reads documents (JSON lines) and prints, as JSON, datatrove's keep/drop decision per document
 for its GopherRepetition → GopherQuality → C4Quality → FineWebQuality chain (their defaults)
