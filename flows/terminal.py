@@ -29,7 +29,10 @@ QUIET_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
 QUIET_LOGGERS = {"distributed": logging.WARNING, "mlflow": logging.WARNING,
                  "tornado": logging.WARNING, "asyncio": logging.WARNING,
                  # "Shuffle ... initialized by task": one per Dask shuffle, 28 per sample run
-                 "distributed.shuffle": logging.ERROR}
+                 "distributed.shuffle": logging.ERROR,
+                 # torchao (imported by peft when installed) reports the CUDA kernels a CPU
+                 # install lacks and torch's pytree deprecation of its enums, at import
+                 "torchao": logging.ERROR, "torch.utils._pytree": logging.ERROR}
 
 
 class _OwnInfo(logging.Filter):
