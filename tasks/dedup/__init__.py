@@ -104,6 +104,10 @@ def _reason(frame: pd.DataFrame) -> pd.Series:
                      index=frame.index, dtype="string")
 
 
+def _with_reason(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(reason=_reason(frame))
+
+
 def find_duplicates(files: list[Path], cfg: DedupConfig, out_dir: Path,
                     run: dict | None = None) -> StageReport:
     """Cluster every signature file (plus the index); write ``out_dir/part-*.parquet`` with
@@ -149,7 +153,10 @@ def _find(files: list[Path], cfg: DedupConfig, out_dir: Path, run: dict | None,
         columns={"id": "survivor", "exact": "exact_s", "url": "url_s"})
     dups = members.merge(best, on="comp").merge(attrs, on="survivor")
     dups = dups[(dups.id != dups.survivor) & ~dups.prior]
-    dups = dups.assign(reason=dups.map_partitions(_reason, meta=("reason", "string")))
+    # the reason computed on each partition's own rows (see cluster._verified): a column made
+    # by a separate map_partitions and assigned back can meet the rows in another order after
+    # a shuffle, which gave exact copies "minhash" and near copies "exact" on the cluster path
+    dups = dups.map_partitions(_with_reason, meta=_with_reason(dups._meta))
     dups = dups[["id", "shard", "source", "location", "chars", "nbytes", "survivor", "reason"]]
     shutil.rmtree(out_dir, ignore_errors=True)
     dups.repartition(npartitions=parts).to_parquet(

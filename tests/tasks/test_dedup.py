@@ -147,6 +147,12 @@ def test_in_process_and_distributed_paths_give_identical_results(tmp_path) -> No
                          report.extra["index_added"])
     assert len(results["in-process"][0]) >= 5
     assert results["in-process"] == results["distributed"]
+    # each removal's reason is its own: "exact" where its normalised text is its survivor's
+    # (the cluster path once swapped reasons between rows: a column assigned after a shuffle)
+    text_of = {d.id: normalise(d.text) for d in docs}
+    for row in results["distributed"][0].values():
+        same = text_of[row["id"]] == text_of[row["survivor"]]
+        assert row["reason"] == ("exact" if same else "minhash"), row
 
 
 def test_verification_drops_lsh_false_positives(tmp_path) -> None:
