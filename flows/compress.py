@@ -119,6 +119,8 @@ def _rows(targets: list[Target], outcomes: list[Any], costs: list[dict[str, floa
             "tokens_per_s": cost["tokens_per_s"], "speed_ratio": cost["tokens_per_s"] / base_tps,
             "latency_s": cost["latency_s"], "memory_mb": cost["memory_mb"],
             "recovered_steps": float(variant.recovered_steps if variant else 0),
+            **({"recover_loss": variant.recover_loss}
+               if variant and variant.recover_loss is not None else {}),
             **{f"eval/{k}": v for k, v in outcome.metrics.items() if k != "perplexity"}})
     return rows
 

@@ -292,8 +292,7 @@ class Engine:
         slots = self.cache.slots(tables, starts, lengths)
         pages = self.cache.pages(tables, totals)
         if self.encoder_decoder:
-            cross_lens = [len(r.cross_table) and self.source_virtual + len(r.source or [])
-                          for r in reqs]
+            cross_lens = [self.source_virtual + len(r.source or []) for r in reqs]
             cross_pages = self.cache.pages([r.cross_table for r in reqs], cross_lens)
             Sc = max(cross_lens)
             cross_mask = (torch.arange(Sc, device=dev)[None, :] < torch.tensor(

@@ -1,7 +1,7 @@
 """Compression of a trained model (``model.compress``'s methods), the short recovery fine-tune
 some methods need, and each variant's cost measured apart: file size, weight bytes in memory,
-and peak memory, tokens/s and latency of generation through the serving engine in a fresh
-process (so one variant's allocations do not count for the next).
+and the memory a load + generation adds, tokens/s and latency of generation through the
+serving engine in a fresh process (so one variant's allocations do not count for the next).
 
 The recovery fine-tune is a short single-process loop here, not the trainer: the trainer's
 parallel wrappers shard each block on its own (a block shared by two layers would be sharded
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -185,8 +184,9 @@ def held_out_prompts(tokens_dir: Path, count: int, length: int) -> list[list[int
 
 def measure(model_path: Path, prompts: list[list[int]], new_tokens: int,
             timeout: float = 600.0) -> dict[str, float]:
-    """Generation cost of a saved model in a fresh process: peak resident memory, load
-    seconds, tokens/s of all prompts through the engine at once, and one request's latency."""
+    """Generation cost of a saved model in a fresh process: memory added by loading and
+    generating, load seconds, tokens/s of all prompts through the engine at once, and one
+    request's latency."""
     job = {"model": str(model_path), "prompts": prompts, "new_tokens": new_tokens}
     done = subprocess.run([sys.executable, "-m", "lmforge.tasks.compression"],
                           input=json.dumps(job), capture_output=True, text=True,
@@ -221,10 +221,9 @@ def _measure_here(job: dict[str, Any]) -> dict[str, float]:
     rss.append(proc.memory_info().rss)
     # what loading and generating added to the process (its start-up, imports included, is
     # the same for every variant and would hide the difference)
-    return {"memory_mb": (max(rss) - before) / 2**20,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "load_seconds": loaded, "latency_s": latency, "tokens_per_s":
-            sum(map(len, out)) / seconds, "single_tokens_per_s": len(one[0]) / latency}
+    return {"memory_mb": (max(rss) - before) / 2**20, "load_seconds": loaded,
+            "latency_s": latency, "tokens_per_s": sum(map(len, out)) / seconds,
+            "single_tokens_per_s": len(one[0]) / latency}
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ every ``model.pt``)."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Sequence
 from typing import Annotated, Any, Union
 
@@ -20,6 +18,7 @@ from lmforge.model.compress.base import (
     stored_bytes,
     target_linears,
 )
+from lmforge.model.registry import discover
 from pydantic import Field, TypeAdapter
 from torch import nn
 
@@ -27,19 +26,7 @@ __all__ = ["COMPRESSIONS", "CompressSpec", "Compression", "compress", "encoded_s
            "parse_compression", "restore", "stored_bytes", "target_linears"]
 
 
-def _discover() -> dict[str, Compression]:
-    found: dict[str, Compression] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        records = (*getattr(module, "METHODS", ()), getattr(module, "METHOD", None))
-        for method in (r for r in records if isinstance(r, Compression)):
-            if method.kind in found:
-                raise ValueError(f"compression {method.kind!r} is registered twice")
-            found[method.kind] = method
-    return dict(sorted(found.items()))
-
-
-COMPRESSIONS: dict[str, Compression] = _discover()
+COMPRESSIONS: dict[str, Compression] = discover(__name__, __path__, Compression, "compression")
 CompressSpec = Annotated[Union[tuple(m.config for m in COMPRESSIONS.values())],  # noqa: UP007
                          Field(discriminator="kind")]
 _SPEC: TypeAdapter[Any] = TypeAdapter(CompressSpec)

@@ -6,9 +6,7 @@ the metadata) and load onto it."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -19,6 +17,7 @@ from lmforge.model.finetune.base import (
     count_trainable,
     trainable_state,
 )
+from lmforge.model.registry import discover
 from pydantic import Field, TypeAdapter
 from torch import nn
 
@@ -26,18 +25,7 @@ __all__ = ["METHODS", "MethodSpec", "apply_method", "count_trainable", "load_ada
            "parse_method", "save_adapter", "trainable_state", "unload"]
 
 
-def _discover() -> dict[str, Method]:
-    found: dict[str, Method] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        method = getattr(importlib.import_module(f"{__name__}.{info.name}"), "METHOD", None)
-        if isinstance(method, Method):
-            if method.kind in found:
-                raise ValueError(f"fine-tuning method {method.kind!r} is registered twice")
-            found[method.kind] = method
-    return dict(sorted(found.items()))
-
-
-METHODS: dict[str, Method] = _discover()
+METHODS: dict[str, Method] = discover(__name__, __path__, Method, "fine-tuning method")
 MethodSpec = Annotated[Union[tuple(m.config for m in METHODS.values())],  # noqa: UP007
                        Field(discriminator="kind")]
 _SPEC: TypeAdapter[Any] = TypeAdapter(MethodSpec)

@@ -6,12 +6,11 @@ kinds, their config union and their quality presets are all derived from those r
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal, Union
 
 import fsspec
+from lmforge.model.registry import discover
 from lmforge.tasks.readers.base import (
     InputPartition,
     ReadContext,
@@ -25,19 +24,8 @@ from lmforge.tasks.readers.base import (
 from lmforge.tasks.schema import Document
 from pydantic import Field
 
-
-def _discover() -> dict[str, SourceSpec]:
-    found: dict[str, SourceSpec] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        spec = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SOURCE", None)
-        if isinstance(spec, SourceSpec):
-            if spec.kind in found:
-                raise ValueError(f"source kind {spec.kind!r} is registered twice")
-            found[spec.kind] = spec
-    return dict(sorted(found.items()))
-
-
-SOURCES: dict[str, SourceSpec] = _discover()
+SOURCES: dict[str, SourceSpec] = discover(__name__, __path__, SourceSpec, "source kind",
+                                          ("SOURCE",))
 SOURCE_KINDS: tuple[str, ...] = tuple(SOURCES)
 SourceKind = Literal[SOURCE_KINDS]  # type: ignore[valid-type]
 Source = Annotated[Union[tuple(s.config for s in SOURCES.values())],  # type: ignore[valid-type]  # noqa: UP007
