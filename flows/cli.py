@@ -14,20 +14,17 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from lmforge.flows.cli_run import load, run_flow
 from lmforge.flows.terminal import (
     console,
     out,
     print_accounting,
     print_explanation,
-    print_links,
     print_rows,
     setup_logging,
 )
@@ -35,7 +32,7 @@ from lmforge.infra.settings import prepare_environment
 from rich.markup import escape
 
 if TYPE_CHECKING:  # the heavy imports (Prefect, MLflow, torch, presidio) wait for a command
-    from lmforge.flows.config import RunConfig
+    pass
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lmforge: curate corpora, train and evaluate language models.")
@@ -64,67 +61,6 @@ def main(version: Annotated[bool, typer.Option(
     """lmforge: curate corpora, train and evaluate language models."""
 
 
-def _load(config: Path | None, output: Path | None, *, inputs: bool | None = None,
-          finetune: bool = False) -> RunConfig:
-    """The validated config; with ``inputs`` set, the paths checked too (``preflight``: the
-    inputs when True, the output folder always), all before any server or cluster starts."""
-    from lmforge.flows.config import ConfigError, load_config, preflight
-
-    prepare_environment()
-    try:
-        cfg = load_config(config, output=output)
-    except ConfigError as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from None
-    if inputs is not None and (problems := preflight(cfg, inputs=inputs, finetune=finetune)):
-        for problem in problems:
-            console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
-        raise typer.Exit(2)
-    return cfg
-
-
-def _run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool = False
-              ) -> Any:
-    """Run one flow with the platform endpoints (and a Dask cluster for shard work); Ctrl-C
-    ends it with one line that says how to resume."""
-    try:
-        return _run_flow_until_done(flow_fn, cfg, *args, dask=dask)
-    except KeyboardInterrupt:
-        for name in ("distributed", "prefect", "asyncio", "tornado"):  # shutdown chatter
-            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-        import sys
-
-        command = " ".join(["lmforge", *sys.argv[1:]])
-        console.print(f"[yellow]Interrupted.[/yellow] Finished shards and checkpoints are kept: "
-                      f"rerun `{escape(command)}` to resume where it stopped.", soft_wrap=True)
-        raise typer.Exit(130) from None
-
-
-def _run_flow_until_done(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any,
-                         dask: bool = False) -> Any:
-    from lmforge.flows.launch import platform
-
-    start = time.perf_counter()
-    with platform() as endpoints:
-        if dask:
-            from lmforge.infra.cluster import dask_cluster
-            from prefect_dask import DaskTaskRunner
-
-            with dask_cluster(cfg.dask) as info:
-                out.print(f"Dask dashboard:    {info.dashboard_link}")
-                runner = DaskTaskRunner(address=info.address)
-                state = flow_fn.with_options(task_runner=runner)(cfg, *args, return_state=True)
-        else:
-            state = flow_fn(cfg, *args, return_state=True)
-        result = state.result(raise_on_failure=False)
-        print_links(endpoints, state.state_details.flow_run_id, result)
-    if state.is_failed():
-        console.print(f"[red]{state.name}: {escape(str(result))}[/red]")  # brackets in errors
-        raise typer.Exit(1)
-    out.print(f"Finished in {time.perf_counter() - start:.0f} s")
-    return result
-
-
 @app.command()
 def run(config: ConfigOpt = None, output: OutputOpt = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
@@ -132,8 +68,8 @@ def run(config: ConfigOpt = None, output: OutputOpt = None,
     setup_logging(verbose)
     from lmforge.flows.pipeline import run_pipeline
 
-    cfg = _load(config, output, inputs=True, finetune=True)
-    result = _run_flow(run_pipeline, cfg)
+    cfg = load(config, output, inputs=True, finetune=True)
+    result = run_flow(run_pipeline, cfg)
     metrics = result["metrics"]
     out.print(f"Curated shards:    {cfg.output.resolve() / 'curated'}")
     out.print(f"Manifest:          {result['manifest']}")
@@ -153,7 +89,7 @@ def curate(config: ConfigOpt = None, output: OutputOpt = None,
     setup_logging(verbose)
     from lmforge.flows.curate import curate_corpus
 
-    manifest = _run_flow(curate_corpus, _load(config, output, inputs=True), dask=True)
+    manifest = run_flow(curate_corpus, load(config, output, inputs=True), dask=True)
     out.print(f"Manifest:          {manifest}")
     print_accounting(Path(manifest))
 
@@ -165,7 +101,7 @@ def tokenize(config: ConfigOpt = None, output: OutputOpt = None,
     setup_logging(verbose)
     from lmforge.flows.tokens import tokenize_corpus
 
-    manifest = _run_flow(tokenize_corpus, _load(config, output, inputs=False), dask=True)
+    manifest = run_flow(tokenize_corpus, load(config, output, inputs=False), dask=True)
     out.print(f"Token dataset:     {manifest}")
 
 
@@ -176,7 +112,7 @@ def train(config: ConfigOpt = None, output: OutputOpt = None,
     setup_logging(verbose)
     from lmforge.flows.train import train_model
 
-    checkpoint = _run_flow(train_model, _load(config, output, inputs=False))
+    checkpoint = run_flow(train_model, load(config, output, inputs=False))
     out.print(f"Model:             {checkpoint}")
 
 
@@ -203,7 +139,7 @@ def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
     setup_logging(verbose)
     from lmforge.flows.evaluate import evaluate_model
 
-    metrics = _run_flow(evaluate_model, _load(config, output, inputs=False), checkpoint,
+    metrics = run_flow(evaluate_model, load(config, output, inputs=False), checkpoint,
                         dask=True)
     for key, value in metrics.items():
         out.print(f"{key:>16}: {value:.4f}")
@@ -218,9 +154,9 @@ def ingest(config: ConfigOpt = None, output: OutputOpt = None,
     from lmforge.flows.ingest import ingest_new
     from lmforge.tasks.ingest import Ledger
 
-    cfg = _load(config, output, inputs=True)
+    cfg = load(config, output, inputs=True)
     new = Ledger(cfg.output.resolve()).new_inputs(cfg.sources)
-    result = _run_flow(ingest_new, cfg, None, new, dask=bool(new))  # no cluster for nothing
+    result = run_flow(ingest_new, cfg, None, new, dask=bool(new))  # no cluster for nothing
     if result["new_inputs"] == 0:
         out.print(f"Nothing new: dataset version {result['version']} is current.")
     else:
@@ -232,7 +168,7 @@ def ingest(config: ConfigOpt = None, output: OutputOpt = None,
 def cluster_spec(config: ConfigOpt = None) -> None:
     """Print what the config's dask section starts: the DaskCluster manifest (kind
     kubernetes, for `kubectl apply -f -`) or the SLURM job script (kind slurm)."""
-    cfg = _load(config, None)
+    cfg = load(config, None)
     import yaml
     from lmforge.infra.cluster import kube_cluster_spec, slurm_cluster
 
@@ -255,7 +191,7 @@ def deploy(config: Annotated[Path, typer.Option("--config", "-c", help="pipeline
     """Register the scheduled deployments (nightly ingest, weekly train + evaluate, curate on
     demand) in the `lmforge` work pool of the running Prefect server."""
     setup_logging(False)
-    _load(config, output)  # validate before registering anything
+    load(config, output)  # validate before registering anything
     from lmforge.flows.deploy import SCHEDULES, deploy_all
     from lmforge.flows.launch import platform
     from lmforge.infra import services
@@ -317,10 +253,10 @@ def ablate(config: ConfigOpt = None, output: OutputOpt = None,
     setup_logging(verbose)
     from lmforge.flows.ablation import run_ablation
 
-    cfg = _load(config, output, inputs=True)
-    other = _load(against, None, inputs=True) if against else None
+    cfg = load(config, output, inputs=True)
+    other = load(against, None, inputs=True) if against else None
     names = ("a", "b") if against else ("curated", "uncurated")
-    result = _run_flow(run_ablation, cfg, other, names)
+    result = run_flow(run_ablation, cfg, other, names)
     print_rows(result["rows"], "lmforge ablate")
     if result.get("figure"):
         out.print(f"Figure:            {result['figure']}")
@@ -331,7 +267,7 @@ def show_config(config: ConfigOpt = None, output: OutputOpt = None) -> None:
     """Validate a config and print it with every default filled in."""
     import yaml
 
-    cfg = _load(config, output)
+    cfg = load(config, output)
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
@@ -387,7 +323,7 @@ def explain(doc_id: Annotated[str, typer.Argument(help="a document id from curat
     if not saved.exists():
         console.print(f"[red]{saved} not found: run `lmforge curate -o {output}` first[/red]")
         raise typer.Exit(2)
-    cfg = _load(saved, None)
+    cfg = load(saved, None)
     result = explain_doc(output, doc_id, cfg.sources, cfg.curate)
     print_explanation(result)
     if result.status == "not found":

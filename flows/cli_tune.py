@@ -21,10 +21,10 @@ def finetune(config: ConfigOpt = None, output: OutputOpt = None, verbose: Verbos
     """Fine-tune the trained model (config section finetune: data, method, train), register it
     with the alias sft, and evaluate it."""
     setup_logging(verbose)
-    from lmforge.flows.cli import _load, _run_flow
+    from lmforge.flows.cli_run import load, run_flow
     from lmforge.flows.finetune import finetune_model
 
-    result = _run_flow(finetune_model, _load(config, output, inputs=False, finetune=True),
+    result = run_flow(finetune_model, load(config, output, inputs=False, finetune=True),
                        dask=True)
     out.print(f"Fine-tuned model:  {result['model']} (registered {result['registered']})")
     for key in ("sft/base_response_loss", "sft/response_loss"):
@@ -42,12 +42,12 @@ def align(config: ConfigOpt = None, output: OutputOpt = None,
     probes included); or train the reward model (held-out pair accuracy)."""
     setup_logging(verbose)
     from lmforge.flows.align import STAGES, align_model
-    from lmforge.flows.cli import _load, _run_flow
+    from lmforge.flows.cli_run import load, run_flow
 
     if objective is not None and objective not in STAGES:
         out.print(f"--objective {objective!r}: choose {', '.join(STAGES)}")
         raise typer.Exit(2)
-    result = _run_flow(align_model, _load(config, output, inputs=False, finetune=True),
+    result = run_flow(align_model, load(config, output, inputs=False, finetune=True),
                        objective,
                        dask=True)
     out.print(f"Aligned model:     {result['model']}"
@@ -67,11 +67,11 @@ def compress(config: ConfigOpt = None, output: OutputOpt = None,
     evaluated with the suite and measured on the serving engine against the base, each
     registered under its own alias."""
     setup_logging(verbose)
-    from lmforge.flows.cli import _load, _run_flow
+    from lmforge.flows.cli_run import load, run_flow
     from lmforge.flows.compress import compress_model
     from lmforge.model.compress import COMPRESSIONS
 
-    cfg = _load(config, output, inputs=False)
+    cfg = load(config, output, inputs=False)
     if method:
         unknown = [m for m in method if m not in COMPRESSIONS]
         if unknown:
@@ -81,7 +81,7 @@ def compress(config: ConfigOpt = None, output: OutputOpt = None,
             "methods": [m for m in cfg.compress.methods if m.kind in method]
             + [COMPRESSIONS[k].config() for k in method
                if k not in {m.kind for m in cfg.compress.methods}]})})
-    result = _run_flow(compress_model, cfg, dask=True)
+    result = run_flow(compress_model, cfg, dask=True)
     out.print(f"{'variant':>20} {'size':>7} {'perplexity':>11} {'tokens/s':>9}  registered")
     for row in result["variants"]:
         out.print(f"{row['variant']:>20} {row['size_ratio']:>6.3f}x {row['perplexity']:>11.3f} "

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,31 @@ def test_ctrl_c_stops_in_one_line_and_the_rerun_says_what_it_reused(tmp_path) ->
     done = lmforge("curate", "-c", str(cfg), "-o", str(out), home=home)
     assert done.returncode == 0, done.stderr
     assert "resumed: " in done.stdout and "shards reused from an earlier run" in done.stdout
+
+
+def test_ctrl_c_inside_a_library_that_wraps_it_still_ends_as_an_interruption(monkeypatch,
+                                                                           capsys) -> None:
+    """CI once caught the SIGINT inside a pydantic serializer in Prefect's context hand-off:
+    it surfaced as ``PydanticSerializationError`` and a Failed flow, exit 1 with a traceback.
+    Our handler records the interrupt first, so whatever the library raises it ends as one."""
+    import signal
+
+    import typer
+    from lmforge.flows import cli_run
+
+    def wrapping_library(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt as err:  # what pydantic-core does with it
+            raise ValueError("Error calling function `_ser_model`: KeyboardInterrupt") from err
+        raise AssertionError("SIGINT was not delivered")
+
+    monkeypatch.setattr(cli_run, "_until_done", wrapping_library)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(typer.Exit) as stopped:
+        cli_run.run_flow(lambda cfg: None, None)  # type: ignore[arg-type]
+    assert stopped.value.exit_code == 130
+    printed = capsys.readouterr()
+    assert "Interrupted." in printed.out + printed.err and "Traceback" not in printed.err
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is scoped to the run
