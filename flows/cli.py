@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from lmforge.flows.cli_run import load, run_flow
@@ -30,9 +30,6 @@ from lmforge.flows.terminal import (
 )
 from lmforge.infra.settings import prepare_environment
 from rich.markup import escape
-
-if TYPE_CHECKING:  # the heavy imports (Prefect, MLflow, torch, presidio) wait for a command
-    pass
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lmforge: curate corpora, train and evaluate language models.")
@@ -140,7 +137,7 @@ def evaluate(config: ConfigOpt = None, output: OutputOpt = None,
     from lmforge.flows.evaluate import evaluate_model
 
     metrics = run_flow(evaluate_model, load(config, output, inputs=False), checkpoint,
-                        dask=True)
+                       dask=True)
     for key, value in metrics.items():
         out.print(f"{key:>16}: {value:.4f}")
 

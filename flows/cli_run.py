@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def load(config: Path | None, output: Path | None, *, inputs: bool | None = None,
-          finetune: bool = False) -> RunConfig:
+         finetune: bool = False) -> RunConfig:
     """The validated config; with ``inputs`` set, the paths checked too (``preflight``: the
     inputs when True, the output folder always), all before any server or cluster starts."""
     from lmforge.flows.config import ConfigError, load_config, preflight
@@ -42,7 +42,7 @@ _QUIET_ON_INTERRUPT = ("distributed", "prefect", "asyncio", "tornado")  # shutdo
 
 
 def run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool = False
-              ) -> Any:
+             ) -> Any:
     """Run one flow with the platform endpoints (and a Dask cluster for shard work); Ctrl-C
     ends it with one line that says how to resume.
 
@@ -52,12 +52,13 @@ def run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool
     run still ends as an interruption, not as a failure with a traceback."""
     import signal
     import sys
+    import threading
 
-    interrupted: list[bool] = []
+    interrupted = threading.Event()
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if not interrupted:
-            interrupted.append(True)
+        if not interrupted.is_set():
+            interrupted.set()
             for name in [*logging.root.manager.loggerDict]:  # children with their own level
                 if name.split(".")[0] in _QUIET_ON_INTERRUPT:
                     logging.getLogger(name).setLevel(logging.CRITICAL + 1)
@@ -65,15 +66,14 @@ def run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        result = _until_done(flow_fn, cfg, *args, dask=dask,
-                                      interrupted=lambda: bool(interrupted))
+        result = _until_done(flow_fn, cfg, *args, dask=dask, interrupted=interrupted.is_set)
     except BaseException:
-        if not interrupted:
+        if not interrupted.is_set():
             raise
         result = None
     finally:
         signal.signal(signal.SIGINT, previous)
-    if interrupted:
+    if interrupted.is_set():
         command = " ".join(["lmforge", *sys.argv[1:]])
         console.print(f"[yellow]Interrupted.[/yellow] Finished shards and checkpoints are kept: "
                       f"rerun `{escape(command)}` to resume where it stopped.", soft_wrap=True)
@@ -81,9 +81,8 @@ def run_flow(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool
     return result
 
 
-def _until_done(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any,
-                         dask: bool = False, interrupted: Callable[[], bool] = lambda: False
-                         ) -> Any:
+def _until_done(flow_fn: Callable[..., Any], cfg: RunConfig, *args: Any, dask: bool,
+                interrupted: Callable[[], bool]) -> Any:
     from lmforge.flows.launch import platform
 
     start = time.perf_counter()
