@@ -70,7 +70,7 @@ def main() -> None:
     for name, (pipeline, n) in stages.items():
         start = time.perf_counter()
         LocalPipelineExecutor(pipeline=pipeline, tasks=n, workers=min(workers, n),
-                              logging_dir=str(work / "logs" / name.split()[0])).run()
+                              logging_dir=str(work / "logs" / name.replace(" ", "_"))).run()
         seconds[name] = time.perf_counter() - start
     kept = sum(1 for path in Path(filtered).glob("*.jsonl") for _ in path.open())
     import pyarrow.parquet as pq

@@ -26,7 +26,8 @@ from lmforge.infra.real_corpora import default_cache, fetch
 from warcio.archiveiterator import ArchiveIterator
 from warcio.warcwriter import WARCWriter
 
-MB = 1024 * 1024
+from benchmarks.corpus import MB
+
 EXACT, NEAR = 0.05, 0.20  # shares of pages planted as exact and as near copies
 EDIT_RATES = (0.01, 0.03, 0.05, 0.10)
 FORMAT = 1  # bump when the pages change
@@ -38,9 +39,10 @@ _WORD = re.compile(r"[A-Za-z]{3,}")
 _FILLERS = ("stone", "river", "lantern", "harbour", "meadow", "copper", "window", "garden")
 
 
-def templates(cache: Path) -> list[tuple[str, str]]:
-    """(head up to the main text, the rest) of every documentation page that has one."""
-    out = []
+def real_parts(cache: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """The templates: (head up to the main text, the rest) of every documentation page that
+    has one; and the pool: the documentation's paragraphs (as HTML) and the novels' (escaped)."""
+    templates, pool = [], []
     with (cache / "python-docs" / "python-docs.warc.gz").open("rb") as fh:
         for record in ArchiveIterator(fh):
             if record.rec_type != "response":
@@ -48,26 +50,15 @@ def templates(cache: Path) -> list[tuple[str, str]]:
             page = record.content_stream().read().decode("utf-8", "replace")
             start, end = page.find(_BODY_START), page.find(_BODY_END)
             if 0 < start < end:
-                out.append((page[:start + len(_BODY_START)], page[end:]))
-    return out
-
-
-def paragraphs(cache: Path) -> list[str]:
-    """The pool: the documentation's paragraphs (as HTML) and the novels' (escaped)."""
-    pool = []
-    with (cache / "python-docs" / "python-docs.warc.gz").open("rb") as fh:
-        for record in ArchiveIterator(fh):
-            if record.rec_type == "response":
-                page = record.content_stream().read().decode("utf-8", "replace")
-                pool += [p.strip() for p in _P.findall(page)
-                         if len(_TAG.sub("", p).split()) >= 12]
+                templates.append((page[:start + len(_BODY_START)], page[end:]))
+            pool += [p.strip() for p in _P.findall(page) if len(_TAG.sub("", p).split()) >= 12]
     for book in sorted((cache / "books").glob("*.txt")):
         text = book.read_text(encoding="utf-8", errors="replace").replace("\r\n", "\n")
         for block in re.split(r"\n\s*\n", text):
             words = block.split()
             if len(words) >= 25:
                 pool.append(html.escape(" ".join(words), quote=False))
-    return pool
+    return templates, pool
 
 
 def edit(paras: list[str], rate: float, rng: random.Random) -> list[str]:
@@ -98,7 +89,7 @@ def build(out: Path, total_mb: float, files: int = 16, seed: int = 0,
         return out
     cache = cache or default_cache()
     fetch(cache)
-    tpls, pool = templates(cache), paragraphs(cache)
+    tpls, pool = real_parts(cache)
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.warc.gz"):
