@@ -38,15 +38,23 @@ def source_config(kind: str) -> type[SourceBase] | None:
     return spec.config if spec else None
 
 
-def plan_partitions(sources: Sequence[SourceBase]) -> list[InputPartition]:
-    """Expand every source's paths into numbered partitions (the shard ids of all later stages).
+# A corpus is cut into about this many shards when split_bytes would give fewer, so a 200 MB
+# crawl keeps every worker busy instead of running as one 256 MiB shard; shards never go below
+# MIN_SHARD_BYTES, where per-shard start-up would cost more than the balance gains. The plan
+# depends on the inputs only (not on the worker count), so the same inputs always get the same
+# shards and cache keys, whatever cluster runs them, and ``lmforge explain`` finds them again.
+TARGET_SHARDS = 64
+MIN_SHARD_BYTES = 8 * 1024 * 1024
 
-    Large files become several partitions (byte ranges or record strides, per source kind).
-    The order is deterministic (source order, sorted paths, split order), so the same inputs
-    always get the same shard numbers.
-    """
-    parts: list[InputPartition] = []
-    unmatched = []
+
+def shard_bytes(total: int, split_bytes: int) -> int:
+    """The bytes a shard holds: ``split_bytes``, or less where that gives < TARGET_SHARDS."""
+    return min(split_bytes, max(MIN_SHARD_BYTES, -(-total // TARGET_SHARDS)))
+
+
+def _matches(sources: Sequence[SourceBase]) -> list[tuple[int, str, str, Any, int]]:
+    """(source index, url, rel, info, size) of every input, in plan order."""
+    found, unmatched = [], []
     for index, source in enumerate(sources):
         spec = SOURCES[source.kind]  # type: ignore[attr-defined]
         seen: set[str] = set()
@@ -58,21 +66,45 @@ def plan_partitions(sources: Sequence[SourceBase]) -> list[InputPartition]:
                 if url in seen or (not spec.reads_folders and info["type"] == "directory"):
                     continue
                 seen.add(url)
-                size = _size(url, info)
-                for split in spec.splits(url, size, source):
-                    parts.append(InputPartition(
-                        source_index=index, kind=spec.kind, path=url, rel=rel,
-                        size=size, fingerprint=fingerprint(info), start=split.start,
-                        end=split.end, piece=split.piece, pieces=split.pieces))
+                found.append((index, url, rel, info, _size(url, info)))
     if unmatched:
         raise FileNotFoundError("no input matches " + "; ".join(unmatched))
+    return found
+
+
+def plan_partitions(sources: Sequence[SourceBase]) -> list[InputPartition]:
+    """Expand every source's paths into numbered partitions (the shard ids of all later stages).
+
+    Large files become several partitions (byte ranges or record strides, per source kind) of
+    about ``shard_bytes`` each. The order is deterministic (source order, sorted paths, split
+    order), so the same inputs always get the same shard numbers.
+    """
+    matches = _matches(sources)
+    total = sum(m[4] for m in matches)
+    parts: list[InputPartition] = []
+    for index, url, rel, info, size in matches:
+        source = sources[index]
+        spec = SOURCES[source.kind]  # type: ignore[attr-defined]
+        piece = shard_bytes(total, source.split_bytes)
+        splits = spec.splits(url, size, source.model_copy(update={"split_bytes": piece}))
+        if any(split.pieces > 1 for split in splits):
+            # record strides each read the whole stream (a .zst cannot be entered in the
+            # middle), so more of them multiply the reading: they keep the configured size
+            splits = spec.splits(url, size, source)
+        for split in splits:
+            parts.append(InputPartition(
+                source_index=index, kind=spec.kind, path=url, rel=rel,
+                size=size, fingerprint=fingerprint(info), start=split.start,
+                end=split.end, piece=split.piece, pieces=split.pieces))
     return parts
 
 
 def plan_shards(sources: Sequence[SourceBase]) -> list[Shard]:
     """Pack the partitions into shards: a piece of a big file is a shard of its own; small
-    inputs of one source are grouped until a shard holds about ``split_bytes``, so a folder of
+    inputs of one source are grouped until a shard holds about ``shard_bytes``, so a folder of
     thousands of books does not become thousands of tiny tasks."""
+    parts = plan_partitions(sources)
+    total = sum(partition_bytes(p) for p in parts)
     shards: list[Shard] = []
     group: list[InputPartition] = []
     group_bytes = 0
@@ -84,8 +116,8 @@ def plan_shards(sources: Sequence[SourceBase]) -> list[Shard]:
                                 tuple(group)))
         group, group_bytes = [], 0
 
-    for part in plan_partitions(sources):
-        limit = sources[part.source_index].split_bytes
+    for part in parts:
+        limit = shard_bytes(total, sources[part.source_index].split_bytes)
         size = partition_bytes(part)
         if group and (group[0].source_index != part.source_index
                       or group_bytes + size > limit):
@@ -130,5 +162,5 @@ def partition_bytes(part: InputPartition) -> int:
 __all__ = [
     "SOURCES", "SOURCE_KINDS", "InputPartition", "ReadContext", "Shard", "Source",
     "SourceKind", "SourceSpec", "plan_partitions", "plan_shards", "read_partition",
-    "source_config",
+    "shard_bytes", "source_config",
 ]

@@ -38,22 +38,27 @@ _PREFORMATTED = frozenset({"pre", "code", "textarea", "listing", "plaintext", "x
 _SPACES = re.compile(r"\s+")
 
 
+_WRAPPED_TEXT = etree.XPath(
+    "//text()[contains(., '\n')][not(" + " or ".join(f"ancestor::{t}" for t in
+                                                      sorted(_PREFORMATTED)) + ")]")
+
+
 def unwrap_html_text(root: etree._Element) -> None:
     """Whitespace inside text as a browser shows it: outside preformatted elements a line
     break in the HTML source is a space. trafilatura keeps the source's line breaks, so a page
     whose paragraphs are hard-wrapped (the Python documentation) would reach the line rules
-    as sentence fragments."""
-    for element in root.iter():
-        if not isinstance(element.tag, str):
+    as sentence fragments. One XPath finds the text with line breaks outside preformatted
+    elements (an element-by-element walk asking each for its ancestors cost a third of the
+    extraction time); the tail after a preformatted element is left as it is."""
+    for text in _WRAPPED_TEXT(root):
+        owner = text.getparent()
+        if owner is None:
             continue
-        if element.tag in _PREFORMATTED or any(a.tag in _PREFORMATTED
-                                               for a in element.iterancestors()):
-            continue
-        if element.text and "\n" in element.text:
-            element.text = _SPACES.sub(" ", element.text)
-        if element.tail and "\n" in element.tail and element.getparent() is not None and \
-                element.getparent().tag not in _PREFORMATTED:
-            element.tail = _SPACES.sub(" ", element.tail)
+        if text.is_tail:
+            if owner.tag not in _PREFORMATTED:
+                owner.tail = _SPACES.sub(" ", owner.tail)
+        elif text.is_text:
+            owner.text = _SPACES.sub(" ", owner.text)
 
 
 def extract_text(html: str, url: str | None, include_tables: bool) -> str | None:

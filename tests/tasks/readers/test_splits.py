@@ -105,3 +105,27 @@ def test_a_pattern_that_matches_nothing_is_an_error(tmp_path) -> None:
         {"kind": "books", "paths": [str(tmp_path / "*.txt"), str(tmp_path / "x.txt")]}])
     with pytest.raises(FileNotFoundError, match=r"sources.0 \(books\).*\*\.txt.*x\.txt"):
         plan_partitions(sources)
+
+
+def test_a_corpus_smaller_than_split_bytes_is_still_cut_for_parallel_work(tmp_path,
+                                                                         monkeypatch) -> None:
+    """Below split_bytes a corpus is cut into about TARGET_SHARDS shards (not one); a .zst
+    keeps its configured strides, since every stride reads the whole stream."""
+    from lmforge.tasks import readers
+    from pydantic import TypeAdapter
+
+    monkeypatch.setattr(readers, "TARGET_SHARDS", 4)
+    monkeypatch.setattr(readers, "MIN_SHARD_BYTES", 1024)
+    for i in range(8):
+        (tmp_path / f"b{i}.txt").write_bytes(b"x" * 2048)
+    (tmp_path / "RC_z.zst").write_bytes(b"\0" * 4096)
+    books, reddit = TypeAdapter(list[readers.Source]).validate_python([
+        {"kind": "books", "paths": [str(tmp_path / "*.txt")]},
+        {"kind": "reddit", "paths": [str(tmp_path / "RC_z.zst")], "split_bytes": 4096}])
+    # 16 KiB of books alone: 4 KiB shards of two books each, not one 256 MiB shard
+    assert [len(s.parts) for s in readers.plan_shards([books])] == [2, 2, 2, 2]
+    whole = readers.plan_shards([reddit])
+    assert [(p.piece, p.pieces) for s in whole for p in s.parts] == [(0, 1)]
+    assert readers.shard_bytes(10 * 1024, 256 << 20) == 2560
+    assert readers.shard_bytes(1 << 40, 256 << 20) == 256 << 20
+    assert readers.shard_bytes(100, 256 << 20) == 1024
