@@ -53,7 +53,7 @@ def run_lmforge(crawl: Path, work: Path, workers: int) -> dict:
     if done.returncode:
         raise SystemExit(f"lmforge curate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     manifest = json.loads((out / "manifest.json").read_text())
-    return {"seconds": seconds, "manifest": manifest, "processes": workers}
+    return {"wall": seconds, "manifest": manifest, "processes": workers}
 
 
 def run_datatrove(python: str, crawl: Path, work: Path, workers: int, tasks: int,
@@ -68,7 +68,8 @@ def run_datatrove(python: str, crawl: Path, work: Path, workers: int, tasks: int
     if done.returncode:
         raise SystemExit(f"datatrove failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"seconds": seconds, "processes": workers, **result}
+    return {"wall": seconds, "processes": workers, "stages": result["seconds"],
+            **{k: v for k, v in result.items() if k != "seconds"}}
 
 
 def stage_rows(manifest: dict) -> list[tuple[str, float]]:
@@ -78,14 +79,16 @@ def stage_rows(manifest: dict) -> list[tuple[str, float]]:
         steps = stage.get("extra", {}).get("step_seconds")
         if steps:
             rows += [(f"{name}.{step}", float(s)) for step, s in steps.items()]
-            rows.append((f"{name} (rest)", max(0.0, stage["seconds"] - sum(steps.values()))))
+            rest = stage["seconds"] - sum(steps.values())
+            if rest >= 0.05:
+                rows.append((f"{name} (rest)", rest))
         else:
             rows.append((name, float(stage["seconds"])))
     return rows
 
 
 def per_core(docs: int, mb: float, run: dict) -> tuple[float, float]:
-    cores = run["seconds"] * run["processes"]
+    cores = run["wall"] * run["processes"]
     return docs / cores, mb / cores
 
 
@@ -118,24 +121,27 @@ def main() -> None:
     for w, run in lmforge.items():
         acc = run["manifest"]["accounting"]["sources"]["commoncrawl"]
         rates[w] = per_core(acc["read"], mb, run)
-        print(f"{f'lmforge, {w} worker(s)':<24}{run['seconds']:>9.1f}{acc['read']:>8,}"
+        print(f"{f'lmforge, {w} worker(s)':<24}{run['wall']:>9.1f}{acc['read']:>8,}"
               f"{acc['curated']:>8,}{rates[w][0]:>13.2f}{rates[w][1]:>11.3f}")
     if datatrove:
         dt_rate = per_core(datatrove["read"], mb, datatrove)
-        print(f"{'datatrove, 1 worker':<24}{datatrove['seconds']:>9.1f}{datatrove['read']:>8,}"
+        print(f"{'datatrove, 1 worker':<24}{datatrove['wall']:>9.1f}{datatrove['read']:>8,}"
               f"{datatrove['out']:>8,}{dt_rate[0]:>13.2f}{dt_rate[1]:>11.3f}")
         w = args.workers[0]
         print(f"\nlmforge / datatrove per core ({w} worker): {rates[w][0] / dt_rate[0]:.2f}x")
         print("datatrove stages (s): " + ", ".join(
-            f"{k} {v:.1f}" for k, v in datatrove["seconds"].items()))
+            f"{k} {v:.1f}" for k, v in datatrove["stages"].items()))
     else:
         print(f"\n(datatrove not found at {args.datatrove_python}: ratio not measured)")
     if len(lmforge) > 1:
         lo, hi = min(lmforge), max(lmforge)
-        speedup = lmforge[lo]["seconds"] / lmforge[hi]["seconds"]
+        speedup = lmforge[lo]["wall"] / lmforge[hi]["wall"]
         print(f"lmforge {lo} -> {hi} workers: {speedup:.2f}x faster "
               f"({speedup / (hi / lo):.0%} of linear)")
     rows = stage_rows(first)
+    if args.workers[0] == 1:  # one worker: the wall time beyond the stages is fixed cost
+        rows.append(("start-up, tracking, rest", max(0.0, lmforge[1]["wall"]
+                                                     - sum(s for _, s in rows))))
     total = sum(s for _, s in rows) or 1.0
     print(f"\nlmforge stages, {args.workers[0]} worker(s) (worker seconds, share):")
     for name, seconds in rows:
