@@ -196,21 +196,36 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def output_digests(root: Path, paths: Iterable[Path]) -> dict[str, str | None]:
-    """Relative path -> SHA-256 of each output (None: the step legitimately wrote nothing).
-    Stored in the step's report, which is written last and so marks the step finished."""
-    return {str(p.relative_to(root)): file_digest(p) if p.exists() else None
-            for p in sorted(paths)}
+    """Relative path -> ``"SHA-256 size mtime_ns"`` of each output (None: the step
+    legitimately wrote nothing). Stored in the step's report, which is written last and so
+    marks the step finished."""
+    return {str(p.relative_to(root)): _stamp(p) if p.exists() else None for p in sorted(paths)}
+
+
+def _stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{file_digest(path)} {stat.st_size} {stat.st_mtime_ns}"
 
 
 def outputs_intact(root: Path, recorded: Mapping[str, str | None] | None) -> bool:
     """True when every recorded output is still there with the same bytes: a finished step
-    whose files were lost or corrupted (a killed worker, a bad disk) is recomputed instead."""
+    whose files were lost or corrupted (a killed worker, a bad disk) is recomputed instead.
+    A file whose size and modification time are the recorded ones is taken as unchanged
+    without reading it (make's and rsync's quick check; a rerun of a big corpus would
+    otherwise hash every output again); any other file is hashed and compared."""
     if recorded is None:
         return False
-    for rel, sha in recorded.items():
+    for rel, stamp in recorded.items():
         path = root / rel
-        if (sha is None) != (not path.exists()) or (sha is not None
-                                                     and file_digest(path) != sha):
+        if (stamp is None) != (not path.exists()):
+            return False
+        if stamp is None:
+            continue
+        sha, *quick = stamp.split()  # records written before the quick check hold the SHA
+        stat = path.stat()
+        if quick == [str(stat.st_size), str(stat.st_mtime_ns)]:
+            continue
+        if file_digest(path) != sha:
             return False
     return True
 

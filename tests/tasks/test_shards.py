@@ -60,3 +60,30 @@ def test_prune_removes_shards_beyond_the_plan(tmp_path) -> None:
     removed = prune_shards(layout, 2)
     assert sorted(p.name for p in removed) == ["part-00002.parquet", "quality-part-00002.parquet"]
     assert len(list_shards(layout.curated)) == 2
+
+
+def test_unchanged_outputs_are_not_hashed_again(tmp_path, monkeypatch) -> None:
+    """A rerun checks an output by size + mtime first and hashes only a file that changed;
+    a record from before the quick check (the SHA alone) is still checked by hashing."""
+    import os
+
+    from lmforge.tasks import shards
+
+    out = tmp_path / "part-00000.parquet"
+    out.write_bytes(b"x" * 1000)
+    recorded = shards.output_digests(tmp_path, [out, tmp_path / "missing.parquet"])
+    hashed: list[str] = []
+    real = shards.file_digest
+    monkeypatch.setattr(shards, "file_digest", lambda p: hashed.append(p.name) or real(p))
+    assert shards.outputs_intact(tmp_path, recorded) and hashed == []
+    stat = out.stat()
+    out.write_bytes(b"y" * 1000)  # same size, new bytes
+    os.utime(out, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert not shards.outputs_intact(tmp_path, recorded) and hashed == [out.name]
+    out.write_bytes(b"x" * 1000)  # the same bytes again: hashed, found intact
+    assert shards.outputs_intact(tmp_path, recorded)
+    sha_only = {k: v.split()[0] if v else v for k, v in recorded.items()}
+    hashed.clear()
+    assert shards.outputs_intact(tmp_path, sha_only) and hashed == [out.name]
+    (tmp_path / "missing.parquet").write_bytes(b"")  # recorded as not written
+    assert not shards.outputs_intact(tmp_path, recorded)
