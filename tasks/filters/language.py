@@ -59,21 +59,13 @@ def _has_letters(text: str, least: int = MIN_LETTERS) -> bool:
 
 def _vote(lid: LanguageIdentifier, pieces: list[str]) -> tuple[str, float]:
     """Each piece votes for its likeliest language with its length; the winner's score is its
-    length-weighted probability. Reads the identifier's probability vector directly where
-    py3langid has one (0.4: ``_decide``): ``rank`` builds and sorts a 97-entry list per
+    length-weighted probability. Reads py3langid's probability vector (``_decide``, pinned by
+    the <0.5 bound in pyproject.toml): ``rank`` builds and sorts a 97-entry list per
     paragraph for the same numbers, which was a third of the language step."""
-    decide = getattr(lid, "_decide", None)
-    weights = [len(p) for p in pieces]
-    votes: Counter[str] = Counter()
-    if decide is None:  # older py3langid: the public ranking
-        ranks = [dict(lid.rank(p)) for p in pieces]
-        for weight, probs in zip(weights, ranks, strict=True):
-            votes[max(probs, key=probs.__getitem__)] += weight
-        language = votes.most_common(1)[0][0]
-        return language, sum(w * probs.get(language, 0.0)
-                             for w, probs in zip(weights, ranks, strict=True)) / sum(weights)
     labels = lid.nb_classes
-    scores = [decide(p) for p in pieces]
+    weights = [len(p) for p in pieces]
+    scores = [lid._decide(p) for p in pieces]
+    votes: Counter[str] = Counter()
     for weight, row in zip(weights, scores, strict=True):
         votes[labels[int(row.argmax())]] += weight  # first of equal scores, as rank's order
     language = votes.most_common(1)[0][0]

@@ -54,11 +54,10 @@ def unwrap_html_text(root: etree._Element) -> None:
         owner = text.getparent()
         if owner is None:
             continue
-        if text.is_tail:
-            if owner.tag not in _PREFORMATTED:
-                owner.tail = _SPACES.sub(" ", owner.tail)
-        elif text.is_text:
+        if not text.is_tail:
             owner.text = _SPACES.sub(" ", owner.text)
+        elif owner.tag not in _PREFORMATTED:
+            owner.tail = _SPACES.sub(" ", owner.tail)
 
 
 def extract_text(html: str, url: str | None, include_tables: bool) -> str | None:
