@@ -8,11 +8,19 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from lmforge.infra.real_corpora import default_cache, fetch
 from lmforge.tasks.curate import CurateConfig
 from lmforge.tasks.filters.c4 import C4LineCleaner
 from lmforge.tasks.filters.gopher import GopherAlphaWordsFilter
+from lmforge.tasks.filters.language import (
+    _PARAGRAPH,
+    identifier,
+    identify,
+    natural_text,
+    scorer,
+)
 from lmforge.tasks.filters.quality import build_quality_steps
 from lmforge.tasks.pii import PiiConfig, PiiScrubber
 from lmforge.tasks.schema import Document
@@ -28,6 +36,7 @@ from benchmarks.decisions import (
     pii_scores,
     score,
 )
+from tests.tasks.filters.test_language import PLAIN_MASK
 
 pytestmark = pytest.mark.real
 CHAPTER = re.compile(r"^CHAPTER [IVXLC]+\.?$", re.MULTILINE)
@@ -167,3 +176,36 @@ def test_c4_line_rules_see_written_lines_not_wrapped_ones(cache: Path) -> None:
     assert len(logical.split()) > 0.9 * words
     sentence = "Emma Woodhouse, handsome, clever, and rich, with a comfortable home"
     assert sentence in " ".join(logical.split()) and sentence not in " ".join(physical.split())
+
+
+# The language step's fast paths against what they replace, on real text: the masking regex
+# against its plain alternation and the one-pass paragraph scorer against py3langid's own
+# per-paragraph scoring, on every judged document (Wikipedia in English and Bulgarian, the
+# novels, the Python documentation, web pages, code) and on CPython's sources.
+@pytest.fixture(scope="module")
+def texts(cache: Path, docs: list[Document]) -> list[str]:
+    code = sorted((cache / "code" / "cpython").rglob("*.py"))[:150]
+    return [d.text for d in docs] + [p.read_text(encoding="utf-8", errors="replace")
+                                     for p in code]
+
+
+def test_mask_is_the_plain_alternation(texts: list[str]) -> None:
+    paragraphs = [p for t in texts for p in _PARAGRAPH.split(t)]
+    assert len(paragraphs) > 10_000
+    assert [natural_text(p) for p in paragraphs] == [PLAIN_MASK.sub(" ", p) for p in paragraphs]
+
+
+def test_scorer_is_py3langid(texts: list[str]) -> None:
+    lid, score = identifier(), scorer()
+    languages = set()
+    for text in texts[::3]:
+        pieces = [" ".join(natural_text(p).split()) for p in _PARAGRAPH.split(text)][:40]
+        pieces = [p for p in pieces if p]
+        if not pieces:
+            continue
+        ours = score(pieces)
+        theirs = np.stack([lid._decide(p) for p in pieces])
+        assert np.abs(ours - theirs).max() < 1e-4  # float32 sums, another order
+        assert (ours.argmax(axis=1) == theirs.argmax(axis=1)).all()
+        languages.add(identify(text)[0])
+    assert {"en", "bg"} <= languages  # more than one language and script went through

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import re
+
+import numpy as np
 from lmforge.infra.make_sample import Prose
-from lmforge.tasks.filters.language import LanguageFilter
+from lmforge.tasks.filters.language import LanguageFilter, identifier, natural_text, scorer
 from lmforge.tasks.schema import Document
 
 
@@ -20,3 +23,38 @@ def test_other_languages_and_unsure_scores_are_dropped() -> None:
     unsure = Document.new("reddit", "x#3", "ok")
     verdict = LanguageFilter(keep=None, min_score=0.99).keep(unsure)
     assert verdict.reason == "low_score" and unsure.scores["language_score"] < 0.99
+
+
+# The mask as it reads (tasks/filters/language.py compiles a faster form with the same matches)
+PLAIN_MASK = re.compile(
+    r"https?://\S+|www\.\S+|\S+@\S+\.\w+"
+    r"|`[^`\n]*`"
+    r"|\w+(?:[._:/\\-]\w+)+(?:\(\))?"
+    r"|\b\w*[a-z][A-Z]\w*"
+    r"|\b\w*_\w*"
+    r"|\b\w*\d\w*"
+    r"|\w+\(\)"
+    r"|\b\w+=[^\s,)]*|\*{1,2}\w+"
+    r"|[^\w\s]{2,}")
+TRICKY = ["Call os.path.join(a, b) or open() with title=None, **options -> x == y */",
+          "PyObject_New() in 3.11.7 at 0x7f; write to a.b@example.org or xhttp://a.b/c",
+          "see https://docs.python.org/3/ and www.python.org. `x = 1` is code; foo->bar",
+          "(mail:someone@host.de) well-known __init__ iPhone ÄÖÜ straße naïve café 12abc",
+          "", "x", "@", "a@b", "a@b.c", "->@@", "«Bonjour», dit-il.", "e.g. i.e. U.S.A."]
+
+
+def test_fast_mask_matches_the_plain_alternation() -> None:
+    for text in TRICKY:
+        assert natural_text(text) == PLAIN_MASK.sub(" ", text), text
+
+
+def test_paragraph_scorer_matches_py3langid() -> None:
+    lid = identifier()
+    pieces = [p for t in TRICKY for p in t.split(";")] + [
+        "Der Fluss fließt langsam durch das Tal", "Быстрая коричневая лиса", "日本語のテキスト",
+        "ABC DEF GHI", "!!! ???", " ", "a"]
+    scores = scorer()(pieces)
+    for piece, row in zip(pieces, scores, strict=True):
+        expected = lid._decide(piece)
+        assert np.allclose(row, expected, atol=1e-5), piece
+        assert int(row.argmax()) == int(expected.argmax()), piece
