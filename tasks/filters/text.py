@@ -223,18 +223,22 @@ def duplicate_ngram_chars(text: str, n: int, tokenizer: WordTokenizer = "datatro
     codes, lengths = _word_arrays(text, tokenizer)
     if len(codes) < n:
         return 0
-    keys = _ngram_keys(codes, n).tolist()
-    spans = np.convolve(lengths, np.ones(n, dtype=np.int64), mode="valid").tolist()
+    keys = _ngram_keys(codes, n)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts[inverse] > 1)  # an n-gram seen once never counts
+    if not len(repeated):
+        return 0
+    spans = np.convolve(lengths, np.ones(n, dtype=np.int64), mode="valid")
     seen: set[int] = set()
-    chars, i, last = 0, 0, len(keys)
-    while i < last:
-        key = keys[i]
+    chars, resume = 0, 0  # positions before ``resume`` were jumped over: not seen
+    for i, key in zip(repeated.tolist(), inverse[repeated].tolist(), strict=True):
+        if i < resume:
+            continue
         if key in seen:
-            chars += spans[i]
-            i += n
+            chars += int(spans[i])
+            resume = i + n
         else:
             seen.add(key)
-            i += 1
     return chars
 
 
