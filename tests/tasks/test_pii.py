@@ -191,3 +191,24 @@ def test_replacements_are_consistent_within_a_document() -> None:
     out = hashed.rewrite(_doc(text)).text
     tokens = [t for t in out.replace(";", " ").replace(".", " ").split() if t.startswith("<")]
     assert tokens[0] == tokens[2] != tokens[1]
+
+
+@needs_model
+def test_pieces_without_findings_are_never_tokenised(monkeypatch) -> None:
+    """presidio's NLP artifacts are built only when something reads them: a piece whose
+    trigger fires but that holds no PII costs no tokenisation; a finding with context words
+    (an e-mail address: "email") still gets its context."""
+    from lmforge.tasks import pii
+
+    made: list[str] = []
+    real = pii._artifacts
+    monkeypatch.setattr(pii, "_artifacts", lambda text, ents, nlp: made.append(text)
+                        or real(text, ents, nlp))
+    scrubber = PiiScrubber(PiiConfig(ner_model=MODEL))
+    clean = _doc("Version 3.12.1 was released on 2024-01-05; see section 4.2 for details.")
+    found = _doc(f"Write an email to {PLANTED['EMAIL_ADDRESS']} about the release.")
+    scrubber.prepare([clean, found])
+    assert scrubber.rewrite(clean).counts == {}
+    assert made == []
+    assert scrubber.rewrite(found).counts == {"EMAIL_ADDRESS": 1}
+    assert made == [found.text]
