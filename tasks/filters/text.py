@@ -84,8 +84,13 @@ def _spacy_english() -> Any:
 @lru_cache(maxsize=CACHE)
 def datatrove_tokens(text: str) -> tuple[str, ...]:
     """The tokens datatrove's English word tokenizer yields: spaCy's rule-based English
-    tokenizer (no model), each token stripped, whitespace tokens dropped."""
-    return tuple(t for t in (tok.text.strip() for tok in _spacy_english()(text)) if t)
+    tokenizer (no model), each token stripped, whitespace tokens dropped. The tokens are
+    sliced out of the text at the offsets one ``Doc.to_array`` gives (a token's text is the
+    text at its offset), not read one ``Token`` object at a time."""
+    from spacy.attrs import IDX, LENGTH
+
+    spans = _spacy_english()(text).to_array([IDX, LENGTH]).tolist()
+    return tuple(t for t in (text[i:i + n].strip() for i, n in spans) if t)
 
 
 _PUNCTUATION_CATEGORIES = frozenset({"Sm", "Sc", "Sk", "Cc"})
