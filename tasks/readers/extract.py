@@ -16,6 +16,7 @@ import select
 import struct
 import subprocess
 import sys
+import threading
 import time
 from functools import lru_cache
 from typing import IO, Any
@@ -37,32 +38,48 @@ class ExtractTimeout(Exception):
 _PREFORMATTED = frozenset({"pre", "code", "textarea", "listing", "plaintext", "xmp"})
 _SPACES = re.compile(r"\s+")
 
+# lxml.html's parser picks each element's Python class in a Python method (form elements get
+# their own classes), called every time trafilatura touches an element: a tenth of extraction.
+# trafilatura uses no form API, so a C-level lookup that makes every element an HtmlElement
+# gives the same texts (``tests/tasks/readers/test_commoncrawl.py`` compares them on real pages).
+_LOOKUP = etree.ElementDefaultClassLookup(
+    element=lxml_html.HtmlElement, comment=lxml_html.HtmlComment,
+    pi=lxml_html.HtmlProcessingInstruction, entity=lxml_html.HtmlEntity)
+_PARSERS = threading.local()  # an lxml parser serves one thread at a time
 
-_WRAPPED_TEXT = etree.XPath(
-    "//text()[contains(., '\n')][not(" + " or ".join(f"ancestor::{t}" for t in
-                                                      sorted(_PREFORMATTED)) + ")]")
+
+def parse_html(html: str) -> lxml_html.HtmlElement:
+    """The page's tree as trafilatura reads it (``lxml.html`` elements)."""
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = lxml_html.HTMLParser()
+        parser.set_element_class_lookup(_LOOKUP)
+    return lxml_html.document_fromstring(html, parser=parser)
 
 
 def unwrap_html_text(root: etree._Element) -> None:
     """Whitespace inside text as a browser shows it: outside preformatted elements a line
     break in the HTML source is a space. trafilatura keeps the source's line breaks, so a page
     whose paragraphs are hard-wrapped (the Python documentation) would reach the line rules
-    as sentence fragments. One XPath finds the text with line breaks outside preformatted
-    elements (an element-by-element walk asking each for its ancestors cost a third of the
-    extraction time); the tail after a preformatted element is left as it is."""
-    for text in _WRAPPED_TEXT(root):
-        owner = text.getparent()
-        if owner is None:
+    as sentence fragments. The text and tail of every element that is not preformatted nor
+    inside one are collapsed (the tail after a preformatted element is left as it is); one
+    walk over the elements, the few preformatted subtrees collected first (an XPath asking
+    every text node for its ancestors cost twice as much)."""
+    inside = {e for pre in root.iter(*_PREFORMATTED) for e in pre.iter()}
+    for element in root.iter():
+        if element in inside:
             continue
-        if not text.is_tail:
-            owner.text = _SPACES.sub(" ", owner.text)
-        elif owner.tag not in _PREFORMATTED:
-            owner.tail = _SPACES.sub(" ", owner.tail)
+        text = element.text
+        if text and "\n" in text and isinstance(element.tag, str):  # not a comment's body
+            element.text = _SPACES.sub(" ", text)
+        tail = element.tail
+        if tail and "\n" in tail:
+            element.tail = _SPACES.sub(" ", tail)
 
 
 def extract_text(html: str, url: str | None, include_tables: bool) -> str | None:
     try:
-        tree = lxml_html.document_fromstring(html)
+        tree = parse_html(html)
     except (etree.ParserError, ValueError):
         tree = None
     if tree is not None:
@@ -79,7 +96,7 @@ def html_pieces(html: str, max_chars: int) -> list[str]:
     ``<head>``; scripts and styles, which are not text, are left out first. Extraction then
     costs a bounded time per piece."""
     try:
-        root = lxml_html.document_fromstring(html)
+        root = parse_html(html)
     except (etree.ParserError, ValueError):
         return [html]
     for element in list(root.iter(*_NOT_TEXT)):  # not text; each piece would repeat them

@@ -4,7 +4,8 @@ import io
 
 from lmforge.infra.make_sample import EPOCH, FACTS, Prose, _warc_response, html_page
 from lmforge.tasks.readers.commoncrawl import decode_html
-from lmforge.tasks.readers.extract import html_pieces
+from lmforge.tasks.readers.extract import html_pieces, parse_html, unwrap_html_text
+from lxml import etree
 from warcio.warcwriter import WARCWriter
 
 from tests.tasks.readers.helpers import read
@@ -19,6 +20,20 @@ def test_extracts_main_text_without_boilerplate(sample_dir) -> None:
     assert "All rights reserved" not in page.text and "Home | News" not in page.text
     assert page.created is not None and page.meta["warc_record_id"].startswith("<urn:uuid:")
     assert not any(d.url and d.url.endswith(".png") for d in result.docs)
+
+
+def test_hard_wrapped_source_lines_read_as_a_browser_shows_them() -> None:
+    root = parse_html("<html><body><p>one\n  two <b>three\nfour</b>\nfive</p>"
+                      "<pre>a\n  b<i>c\n d</i></pre>\nafter\npre<div>x <code>c\nd</code>"
+                      "\ntail</div><!-- note\nkept --><textarea>t\nu</textarea></body></html>")
+    unwrap_html_text(root)
+    p, pre, div, comment, area = root.find("body")
+    assert (p.text, p[0].text, p[0].tail) == ("one two ", "three four", " five")
+    assert (pre.text, pre[0].text, pre[0].tail) == ("a\n  b", "c\n d", None)
+    assert pre.tail == "\nafter\npre"  # the tail after a preformatted element is left alone
+    assert (div[0].text, div[0].tail) == ("c\nd", "\ntail")
+    assert comment.text == " note\nkept " and area.text == "t\nu"
+    assert all(type(e).__name__ == "HtmlElement" for e in root.iter(etree.Element))
 
 
 def test_charset_from_header_and_meta() -> None:
