@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from lmforge.infra.make_sample import FACTS, Prose
@@ -13,7 +16,13 @@ from lmforge.tasks.filters.repetition import (
     DuplicateParagraphsFilter,
     TopNGramsFilter,
 )
-from lmforge.tasks.filters.text import duplicate_ngram_chars, tokens, top_ngram_chars
+from lmforge.tasks.filters.text import (
+    _PROSE_START,
+    duplicate_ngram_chars,
+    is_code_line,
+    tokens,
+    top_ngram_chars,
+)
 from lmforge.tasks.schema import Document
 
 
@@ -93,3 +102,30 @@ def test_top_ngram_threshold() -> None:
     assert verdict.reason == "top_2gram"
     assert TopNGramsFilter(top_ngrams={2: 0.99}).keep(doc(text)).keep
     assert not TopNGramsFilter.Params(top_ngrams={}).active()  # an empty table: no rule
+
+
+# ``is_code_line`` as one regular expression searched over the line (how it was first written):
+# the split into an end test and an anchored match must decide every line the same way.
+PLAIN_CODE_LINE = re.compile(
+    r"[;{}]\s*$"
+    r"|^\s*(?:\$|>>>|\.\.\.)\s"
+    r"|^\s*(?:#include|#define|@\w+$)"
+    r"|^\s*(?:import|from\s+[\w.]+\s+import|def|class|return|static|typedef|struct"
+    r"|elif|else|try|except|finally|while|for|if|with|yield|raise)\b(?:.*[:;({]|\s+\S+)?\s*$"
+    r"|^\s*[\w.\[\]'\"]+\s*[-+*/|&]?=\s*\S"
+    r"|^\s*[\w.]+\(.*\)[;:,]?\s*$"
+    r"|^\s+[\w.'\"=\[\](){},:\s-]+,\s*$")
+
+
+def test_code_lines_are_those_of_the_plain_expression_on_real_text() -> None:
+    stdlib = sorted(Path(os.__file__).parent.glob("*.py"))[:60]  # real code nobody here wrote
+    licences = sorted(Path("/usr/share/common-licenses").glob("*"))
+    lines = ["", " ", ";", "\t}\u00a0", "a;\nb", "x = 1;", "If the value is set;", "  f(a),"]
+    for path in stdlib + licences:
+        if path.is_file():
+            lines += path.read_text(errors="replace").split("\n")
+    assert len(lines) > 20_000
+    decided = [is_code_line(line) for line in lines]
+    assert 0.2 < sum(decided) / len(lines) < 0.9  # both kinds are there
+    assert decided == [bool(PLAIN_CODE_LINE.search(line)) and not _PROSE_START.match(line)
+                       for line in lines]
