@@ -68,7 +68,11 @@ TRIGGERS: dict[str, re.Pattern[str]] = {
     "URL_CREDENTIALS": re.compile(r"://[^\s/]*@"),
     "PHONE_NUMBER": re.compile(r"(?:\d[^\w\n]{0,3}){7}"),
     "CREDIT_CARD": re.compile(r"(?:\d[\s\-]*){12}"),
-    "IBAN_CODE": re.compile(r"[A-Za-z]{2}\s?\d{2}"),
+    # presidio's IBAN pattern (matched ignoring case): a country code, check digits and at
+    # least two groups of four; here any letters, digits and alphanumerics, so whatever case
+    # folding its regex module applies, a text it matches has this (the digits are looked for
+    # first, the letters before them then: a scan that starts at every letter is 3x slower)
+    "IBAN_CODE": re.compile(r"\d{2}(?<=[^\W\d_]{2}\d{2})(?:[ -]?[^\W_]{4}){2}"),
     "IP_ADDRESS": re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:"),
     "US_SSN": re.compile(r"\d{3}\D{0,3}\d{2}\D{0,3}\d{4}"),
 }
