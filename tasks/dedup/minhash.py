@@ -10,6 +10,7 @@ shingle hashes (a test checks it), so signatures interoperate with datasketch's 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Literal
 
@@ -92,18 +93,32 @@ def _recall_banding(threshold: float, num_perm: int, min_recall: float
     return min(options, key=lambda br: (_false_candidates(threshold, *br), -br[1]))
 
 
-def _punctuation_table() -> dict[int, str]:
-    """Every Unicode punctuation and symbol character of the basic plane maps to a space."""
-    return {c: " " for c in range(0x10000)
-            if unicodedata.category(chr(c))[0] in "PS" and not chr(c).isalnum()}
+def punctuation_chars() -> list[int]:
+    """Every Unicode punctuation and symbol character of the basic plane (not alphanumeric):
+    what ``normalise`` turns into spaces."""
+    return [c for c in range(0x10000)
+            if unicodedata.category(chr(c))[0] in "PS" and not chr(c).isalnum()]
 
 
-_TO_SPACE = _punctuation_table()
+def _character_class(codes: list[int]) -> str:
+    """A regular-expression class of the code points, as ranges."""
+    ranges: list[tuple[int, int]] = []
+    for c in codes:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1] = (ranges[-1][0], c)
+        else:
+            ranges.append((c, c))
+    return "[" + "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+                         for a, b in ranges) + "]"
+
+
+# one substitution of runs of them (a per-character translate table cost twice as much)
+_PUNCTUATION = re.compile(_character_class(punctuation_chars()) + "+")
 
 
 def normalise(text: str) -> str:
     """Case-, punctuation- and whitespace-insensitive form used for hashing and shingling."""
-    return " ".join(unicodedata.normalize("NFKC", text).lower().translate(_TO_SPACE).split())
+    return " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", text).lower()).split())
 
 
 def _rolling(units: np.ndarray, n: int) -> np.ndarray:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import random
+import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as ds
@@ -19,7 +21,7 @@ from lmforge.tasks.dedup import (
     signature_table,
 )
 from lmforge.tasks.dedup.index import DedupIndex
-from lmforge.tasks.dedup.minhash import candidate_probability
+from lmforge.tasks.dedup.minhash import candidate_probability, punctuation_chars
 from lmforge.tasks.monitor import lsh_section
 from lmforge.tasks.schema import Document
 
@@ -51,6 +53,22 @@ def run(tmp_path, shards: list[list[Document]], cfg: DedupConfig | None = None, 
 
 def test_normalise_ignores_case_punctuation_and_spacing() -> None:
     assert normalise("Hello,  World!\n") == normalise("hello world") == "hello world"
+
+
+def test_normalise_is_the_per_character_translation_on_every_symbol_and_real_text() -> None:
+    """Signatures in a dedup index were made with the translate table: ``normalise`` must give
+    the same text (every punctuation and symbol character of the basic plane, and real
+    prose)."""
+    table = dict.fromkeys(punctuation_chars(), " ")
+
+    def reference(text: str) -> str:
+        return " ".join(unicodedata.normalize("NFKC", text).lower().translate(table).split())
+
+    every = "a".join(chr(c) for c in range(0x20, 0x10000) if not 0xD800 <= c < 0xE000)
+    licences = [p.read_text(errors="replace")
+                for p in sorted(Path("/usr/share/common-licenses").glob("*")) if p.is_file()]
+    for text in [every, "Ünïcode — “quotes”, ½ and ﬁ!", *licences]:
+        assert normalise(text) == reference(text)
 
 
 def test_signatures_equal_datasketch_on_the_same_shingles() -> None:
