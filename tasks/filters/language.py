@@ -124,23 +124,31 @@ class ParagraphScorer:
         """(paragraphs x classes) probabilities, aliases folded into their first column."""
         encoded = [self.encode(p) for p in pieces]
         lengths = np.fromiter(map(len, encoded), dtype=np.intp, count=len(encoded))
-        joined = b"".join([self.pad + e for e in encoded])
-        data = np.frombuffer(joined, dtype=np.uint8).astype(np.intp)
-        n = len(data) - (self.depth - 1)
+        data = np.frombuffer(b"".join([self.pad + e for e in encoded]), dtype=np.uint8)
+        depth = self.depth
+        n = len(data) - (depth - 1)
         state = np.zeros(n, dtype=np.intp)
-        for k in range(self.depth):  # state after byte i: the walk over bytes i-depth+1..i
+        for k in range(depth):  # state after byte i: the walk over bytes i-depth+1..i
             state = self.next[self.rowbase[state] + data[k:n + k]]
         feature = self.output[state]
-        paragraph = np.repeat(np.arange(len(encoded)), lengths + (self.depth - 1))
-        hit = (feature >= 0) & (data[self.depth - 1:] != self.pad_byte)
-        counts = sparse.csr_matrix(
-            (np.ones(int(hit.sum()), dtype=np.float32),
-             (paragraph[self.depth - 1:][hit], feature[hit])),
-            shape=(len(encoded), len(self.table)))
-        counts.sum_duplicates()
-        np.log1p(counts.data, out=counts.data)
+        hit = (feature >= 0) & (data[depth - 1:] != self.pad_byte)
+        paragraph = np.repeat(np.arange(len(encoded)), lengths + (depth - 1))[depth - 1:]
+        # (paragraph, feature) counts as a CSR matrix made directly from the sorted keys
+        # (scipy's COO input and sum_duplicates cost as much as the product)
+        width = len(self.table)
+        keys = np.sort(paragraph[hit] * width + feature[hit])
+        opens = np.empty(len(keys), dtype=bool)  # the first of a run of equal keys
+        opens[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=opens[1:])
+        starts = np.flatnonzero(opens)
+        distinct = keys[starts]
+        rows = distinct // width
+        indptr = np.searchsorted(rows, np.arange(len(encoded) + 1))
+        repeats = np.diff(np.append(starts, len(keys))).astype(np.float32)
+        counts = sparse.csr_matrix((np.log1p(repeats), distinct - rows * width, indptr),
+                                   shape=(len(encoded), width))
         scores = np.asarray(counts @ self.table, dtype=np.float32)
-        some = np.diff(counts.indptr) > 0  # no feature: py3langid's 0.0 row (uniform)
+        some = np.diff(indptr) > 0  # no feature: py3langid's 0.0 row (uniform)
         scores[some] += self.prior
         scores[some] *= (1.0 / np.sqrt(lengths[some])).astype(np.float32)[:, None]
         scores -= scores.max(axis=1, keepdims=True)
