@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 from lmforge.infra.make_sample import Prose
-from lmforge.tasks.filters.language import LanguageFilter, identifier, natural_text, scorer
+from lmforge.tasks.filters.language import (
+    LanguageFilter,
+    identifier,
+    natural_text,
+    natural_words,
+    scorer,
+)
 from lmforge.tasks.schema import Document
 
 
@@ -46,6 +54,22 @@ TRICKY = ["Call os.path.join(a, b) or open() with title=None, **options -> x == 
 def test_fast_mask_matches_the_plain_alternation() -> None:
     for text in TRICKY:
         assert natural_text(text) == PLAIN_MASK.sub(" ", text), text
+
+
+def test_word_by_word_mask_equals_the_paragraph_mask_on_real_text() -> None:
+    stdlib = sorted(Path(os.__file__).parent.glob("*.py"))[:40]  # real code nobody here wrote
+    licences = sorted(Path("/usr/share/common-licenses").glob("*"))
+    paragraphs = [*TRICKY, "a `b c` d", "x=1 y_z  AbC ()"]
+    for path in stdlib + licences:
+        if path.is_file():
+            paragraphs += path.read_text(errors="replace").split("\n")
+    assert len(paragraphs) > 10_000
+    masked = 0
+    for paragraph in paragraphs:
+        expected = " ".join(natural_text(paragraph).split())
+        assert natural_words(paragraph) == expected, paragraph
+        masked += expected != " ".join(paragraph.split())
+    assert masked > len(paragraphs) / 10
 
 
 def test_paragraph_scorer_matches_py3langid() -> None:
