@@ -137,7 +137,9 @@ class GopherAlphaWordsFilter(DocFilter):
 
     def keep(self, doc: Document) -> Verdict:
         units = ratio_units(doc.text, self.params.word_tokenizer)
-        ratio = sum(any(c.isalpha() for c in t) for t in units) / (len(units) or 1)
+        # most words start with a letter: the character scan is for the others
+        ratio = sum(1 for t in units if t[:1].isalpha() or any(c.isalpha() for c in t)
+                    ) / (len(units) or 1)
         if ratio < self.params.min_alpha_words_ratio:
             return Verdict.drop("too_few_alpha_words", ratio=round(ratio, 4))
         return Verdict.ok(ratio=round(ratio, 4))

@@ -196,10 +196,14 @@ def _word_arrays(text: str, tokenizer: WordTokenizer = "datatrove"
     """(id of each n-gram unit, its length): n-grams become integer arithmetic."""
     ids: dict[str, int] = {}
     units = ratio_units(text, tokenizer)
-    codes = np.fromiter((ids.setdefault(w, len(ids)) for w in units), dtype=np.int64,
+    # a unit's id is the position where it first occurs (one C-level pass, no Python loop)
+    codes = np.fromiter(map(ids.setdefault, units, range(len(units))), dtype=np.int64,
                         count=len(units))
-    lengths = np.fromiter((len(w) for w in units), dtype=np.int64, count=len(units))
+    lengths = np.fromiter(map(len, units), dtype=np.int64, count=len(units))
     return codes, lengths
+
+
+_KEY_BASE = np.uint64(1_000_003)
 
 
 def _ngram_keys(codes: np.ndarray, n: int) -> np.ndarray:
@@ -208,7 +212,7 @@ def _ngram_keys(codes: np.ndarray, n: int) -> np.ndarray:
     keys = np.zeros(m, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in range(n):
-            keys = keys * np.uint64(1_000_003) + codes[k:k + m].astype(np.uint64)
+            keys = keys * _KEY_BASE + codes[k:k + m].astype(np.uint64)
     return keys
 
 
@@ -218,12 +222,58 @@ def top_ngram_chars(text: str, n: int, tokenizer: WordTokenizer = "datatrove") -
     codes, lengths = _word_arrays(text, tokenizer)
     if len(codes) < n:
         return 0
-    keys = _ngram_keys(codes, n)
+    positions, keys = _repeated_ngrams(text, n, tokenizer)
+    if not len(positions):  # every n-gram occurs once: the first one is the top
+        return int(lengths[:n].sum()) + n - 1
+    # every occurrence of a repeated n-gram is among ``positions`` (ascending), so its first
+    # index there is its first occurrence
     _, first, counts = np.unique(keys, return_index=True, return_counts=True)
     top = counts.max()
-    start = int(first[counts == top].min())  # ties: the n-gram that occurs first
+    start = int(positions[first[counts == top].min()])  # ties: the n-gram that occurs first
     span = int(lengths[start:start + n].sum()) + n - 1
     return span * int(top)
+
+
+def _repeats_of_keys(positions: np.ndarray, keys: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The positions (ascending) and keys of the n-grams among ``keys`` that occur twice or
+    more."""
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    twice = counts[inverse] > 1
+    return positions[twice], keys[twice]
+
+
+@lru_cache(maxsize=CACHE)
+def _ngram_repeats(text: str, tokenizer: WordTokenizer) -> dict[int, tuple[np.ndarray,
+                                                                           np.ndarray]]:
+    """n -> (positions, keys) of the word n-grams that occur more than once, filled as the
+    n are asked for."""
+    return {}
+
+
+def _repeated_ngrams(text: str, n: int, tokenizer: WordTokenizer
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and keys of the repeated word n-grams. An n-gram that occurs twice starts
+    with an (n-1)-gram that occurs twice, followed by another one: so once the repeated
+    (n-1)-grams are known, only the positions where two of them follow each other are keyed
+    and counted (few in prose), not every position again."""
+    known = _ngram_repeats(text, tokenizer)
+    if n in known:
+        return known[n]
+    codes, _ = _word_arrays(text, tokenizer)
+    m = len(codes) - n + 1
+    if n - 1 in known:
+        before, before_keys = known[n - 1]
+        repeated = np.zeros(len(codes) + 1, dtype=bool)
+        repeated[before] = True
+        follows = repeated[before + 1] & (before < m)
+        starts = before[follows]
+        with np.errstate(over="ignore"):
+            keys = before_keys[follows] * _KEY_BASE + codes[starts + n - 1].astype(np.uint64)
+        known[n] = _repeats_of_keys(starts, keys)
+    else:
+        known[n] = _repeats_of_keys(np.arange(m), _ngram_keys(codes, n))
+    return known[n]
 
 
 @lru_cache(maxsize=CACHE)
@@ -233,19 +283,18 @@ def duplicate_ngram_chars(text: str, n: int, tokenizer: WordTokenizer = "datatro
     codes, lengths = _word_arrays(text, tokenizer)
     if len(codes) < n:
         return 0
-    keys = _ngram_keys(codes, n)
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    repeated = np.flatnonzero(counts[inverse] > 1)  # an n-gram seen once never counts
-    if not len(repeated):
+    positions, keys = _repeated_ngrams(text, n, tokenizer)
+    if not len(positions):  # an n-gram seen once never counts
         return 0
-    spans = np.convolve(lengths, np.ones(n, dtype=np.int64), mode="valid")
+    ends = np.concatenate([[0], np.cumsum(lengths)])
+    spans = (ends[positions + n] - ends[positions]).tolist()
     seen: set[int] = set()
     chars, resume = 0, 0  # positions before ``resume`` were jumped over: not seen
-    for i, key in zip(repeated.tolist(), inverse[repeated].tolist(), strict=True):
+    for i, key, span in zip(positions.tolist(), keys.tolist(), spans, strict=True):
         if i < resume:
             continue
         if key in seen:
-            chars += int(spans[i])
+            chars += span
             resume = i + n
         else:
             seen.add(key)
