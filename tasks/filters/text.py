@@ -152,14 +152,25 @@ _CODE_ENDS = (";", "{", "}")
 _PROSE_START = re.compile(r"^\s*[A-Z][a-z]+ [a-z]+ [a-z]+")
 
 
-@lru_cache(maxsize=1 << 16)  # the line rules of one document ask about its lines 2-3 times
+_CACHED_LINE_CHARS = 1_000  # longer lines are decided afresh: the cache stays a few MB
+
+
 def is_code_line(line: str) -> bool:
     """A line of a program listing ("return NULL;", "import argparse", "$ python3 prog.py",
     "parser = argparse.ArgumentParser()"): in a tutorial its repeats are syntax, not the
     boilerplate that line-repetition rules are after. A line that starts like a sentence
     ("If the value ...") is never code."""
+    return (_code_line_cached(line) if len(line) <= _CACHED_LINE_CHARS
+            else _code_line(line))
+
+
+def _code_line(line: str) -> bool:
     return ((line.rstrip()[-1:] in _CODE_ENDS or _CODE_START.match(line) is not None)
             and not _PROSE_START.match(line))
+
+
+# the line rules of one document ask about each of its lines two or three times
+_code_line_cached = lru_cache(maxsize=1 << 14)(_code_line)
 
 
 def content_lines(lines: Iterable[str], *, markup: bool, code: bool) -> tuple[str, ...]:

@@ -41,7 +41,7 @@ _SPACES = re.compile(r"\s+")
 # lxml.html's parser picks each element's Python class in a Python method (form elements get
 # their own classes), called every time trafilatura touches an element: a tenth of extraction.
 # trafilatura uses no form API, so a C-level lookup that makes every element an HtmlElement
-# gives the same texts (``tests/tasks/readers/test_commoncrawl.py`` compares them on real pages).
+# gives the same texts (``tests/real/test_extraction.py`` compares them on real pages).
 _LOOKUP = etree.ElementDefaultClassLookup(
     element=lxml_html.HtmlElement, comment=lxml_html.HtmlComment,
     pi=lxml_html.HtmlProcessingInstruction, entity=lxml_html.HtmlEntity)
